@@ -1,0 +1,96 @@
+"""The Xueliang edge wire contract: topics, IDs, messages and codec.
+
+Both the agent and the hub import this package, and nothing else is shared
+between them. It depends on the Python standard library only.
+"""
+
+from protocol.codec import (
+    Snapshot,
+    command_id_of,
+    decode,
+    decode_ack,
+    decode_alert,
+    decode_command,
+    decode_event,
+    decode_health,
+    decode_snapshot,
+    decode_state,
+    encode,
+    encode_snapshot,
+)
+from protocol.errors import REASONS, ProtocolError
+from protocol.ids import (
+    MINQIN_DIVISION,
+    DeviceId,
+    EventIdGenerator,
+    allocate_device_id,
+    is_device_id,
+    make_device_id,
+    make_event_id,
+    parse_device_id,
+    parse_group_id,
+    split_event_id,
+)
+from protocol.messages import Ack, Alert, Command, Event, Health, State
+from protocol.qos import DELIVERY, Delivery
+from protocol.topics import (
+    Channel,
+    Topic,
+    ack_topic,
+    alert_topic,
+    cmd_topic,
+    event_topic,
+    health_topic,
+    parse_topic,
+    shared,
+    snap_topic,
+    state_topic,
+    uplink_filter,
+)
+
+__all__ = [
+    "DELIVERY",
+    "MINQIN_DIVISION",
+    "REASONS",
+    "Ack",
+    "Alert",
+    "Channel",
+    "Command",
+    "Delivery",
+    "DeviceId",
+    "Event",
+    "EventIdGenerator",
+    "Health",
+    "ProtocolError",
+    "Snapshot",
+    "State",
+    "Topic",
+    "ack_topic",
+    "alert_topic",
+    "allocate_device_id",
+    "cmd_topic",
+    "command_id_of",
+    "decode",
+    "decode_ack",
+    "decode_alert",
+    "decode_command",
+    "decode_event",
+    "decode_health",
+    "decode_snapshot",
+    "decode_state",
+    "encode",
+    "encode_snapshot",
+    "event_topic",
+    "health_topic",
+    "is_device_id",
+    "make_device_id",
+    "make_event_id",
+    "parse_device_id",
+    "parse_group_id",
+    "parse_topic",
+    "shared",
+    "snap_topic",
+    "split_event_id",
+    "state_topic",
+    "uplink_filter",
+]

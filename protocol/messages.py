@@ -1,0 +1,388 @@
+"""Message types of the wire contract, each with its schema version.
+
+Python names are long and clear; wire keys are short (see protocol/README.md
+for the table). ``to_wire`` gives the dict the codec serialises; ``from_wire``
+validates a decoded dict and raises only ProtocolError.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from protocol import limits
+from protocol.errors import ProtocolError
+from protocol.fields import (
+    opt_bool,
+    opt_box,
+    opt_float,
+    opt_int,
+    opt_object,
+    opt_str,
+    req_enum,
+    req_int,
+    req_str,
+)
+from protocol.ids import EVENT_ID_MAX, is_device_id
+
+EVENT_KINDS = frozenset({"motion", "person", "panic", "tamper"})
+EVENT_PHASES = frozenset({"start", "update", "end"})
+CAMERA_STATES = frozenset({"ok", "starting", "error", "off"})
+CLOCK_STATES = frozenset({"synced", "unsynced", "unknown"})
+DEVICE_STATES = frozenset({"online", "offline"})
+ACK_OF = frozenset({"cmd", "alert"})
+ALERT_KINDS = frozenset({"panic", "person", "test"})
+ALERT_PHASES = frozenset({"raise", "clear"})
+COMMAND_OPS = frozenset({"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify"})
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_DEVICE = re.compile(r"\d{20}")
+T_RANGE = (0, limits.MAX_TIME_MS)
+
+
+def _version(obj: dict[str, Any]) -> int:
+    version = obj.get("v")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ProtocolError("bad_version", f"schema version 'v' must be an integer, got {version!r:.20}")
+    if version not in limits.SUPPORTED_VERSIONS:
+        raise ProtocolError("bad_version", f"schema version {version} is not supported")
+    return version
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One phase of one visit: start, update or end.
+
+    ``score`` is a confidence 0–100 (percent; for motion, the share of the
+    frame in motion). ``bbox`` is [x1, y1, x2, y2] in permille of the frame.
+    """
+
+    KIND: ClassVar[str] = "event"
+    event_id: int
+    kind: str
+    phase: str
+    time_ms: int
+    score: int
+    bbox: tuple[int, int, int, int] | None = None
+    zone: str | None = None
+    count: int | None = None
+    has_snapshot: bool = False
+    duration_s: int | None = None
+    clock_unsynced: bool = False
+    version: int = limits.SCHEMA_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.version,
+                "id": self.event_id,
+                "k": self.kind,
+                "p": self.phase,
+                "t": self.time_ms,
+                "s": self.score,
+                "b": list(self.bbox) if self.bbox is not None else None,
+                "z": self.zone,
+                "n": self.count,
+                "sn": 1 if self.has_snapshot else None,
+                "du": self.duration_s,
+                "u": 1 if self.clock_unsynced else None,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Event:
+        return cls(
+            version=_version(obj),
+            event_id=req_int(obj, "id", 0, EVENT_ID_MAX),
+            kind=req_enum(obj, "k", EVENT_KINDS),
+            phase=req_enum(obj, "p", EVENT_PHASES),
+            time_ms=req_int(obj, "t", *T_RANGE),
+            score=req_int(obj, "s", 0, 100),
+            bbox=opt_box(obj, "b"),
+            zone=opt_str(obj, "z", limits.MAX_ZONE_LEN),
+            count=opt_int(obj, "n", 0, 100),
+            has_snapshot=bool(opt_bool(obj, "sn")),
+            duration_s=opt_int(obj, "du", 0, 7 * 24 * 3600),
+            clock_unsynced=bool(opt_bool(obj, "u")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The device's heartbeat. Everything but time is optional: a device
+    reports what it can measure (a laptop test rig has no vcgencmd)."""
+
+    KIND: ClassVar[str] = "health"
+    time_ms: int
+    uptime_s: int | None = None
+    agent_version: str | None = None
+    boot: int | None = None
+    interval_s: int | None = None
+    cpu_temp_c: float | None = None
+    throttled: int | None = None  # vcgencmd get_throttled bit field
+    load1: float | None = None
+    mem_avail_mb: int | None = None
+    mem_total_mb: int | None = None
+    disk_free_mb: int | None = None
+    camera: str | None = None
+    camera_fps: float | None = None
+    motion_fps: float | None = None
+    inference_ms_p50: float | None = None
+    outbox_depth: int | None = None
+    outbox_dropped: int | None = None
+    armed: bool | None = None
+    rssi_dbm: int | None = None
+    clock: str | None = None
+    error: str | None = None
+    version: int = limits.SCHEMA_VERSION
+
+    # Bits of `vcgencmd get_throttled` that operators act on.
+    UNDER_VOLTAGE: ClassVar[int] = 1 << 0
+    FREQ_CAPPED: ClassVar[int] = 1 << 1
+    THROTTLED: ClassVar[int] = 1 << 2
+    SOFT_TEMP_LIMIT: ClassVar[int] = 1 << 3
+    UNDER_VOLTAGE_SINCE_BOOT: ClassVar[int] = 1 << 16
+
+    def to_wire(self) -> dict[str, Any]:
+        def r1(x: float | None) -> float | None:
+            return None if x is None else round(x, 1)
+
+        return _drop_none(
+            {
+                "v": self.version,
+                "t": self.time_ms,
+                "up": self.uptime_s,
+                "ver": self.agent_version,
+                "boot": self.boot,
+                "hi": self.interval_s,
+                "temp": r1(self.cpu_temp_c),
+                "thr": self.throttled,
+                "load": None if self.load1 is None else round(self.load1, 2),
+                "mem": self.mem_avail_mb,
+                "memt": self.mem_total_mb,
+                "disk": self.disk_free_mb,
+                "cam": self.camera,
+                "fps": r1(self.camera_fps),
+                "mfps": r1(self.motion_fps),
+                "inf": r1(self.inference_ms_p50),
+                "ob": self.outbox_depth,
+                "obd": self.outbox_dropped,
+                "arm": None if self.armed is None else int(self.armed),
+                "rssi": self.rssi_dbm,
+                "clk": self.clock,
+                "err": self.error,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Health:
+        camera = opt_str(obj, "cam", 16)
+        if camera is not None and camera not in CAMERA_STATES:
+            raise ProtocolError("bad_field", f"field 'cam'={camera!r} is not a camera state")
+        clock = opt_str(obj, "clk", 16)
+        if clock is not None and clock not in CLOCK_STATES:
+            raise ProtocolError("bad_field", f"field 'clk'={clock!r} is not a clock state")
+        big = 1 << 40
+        return cls(
+            version=_version(obj),
+            time_ms=req_int(obj, "t", *T_RANGE),
+            uptime_s=opt_int(obj, "up", 0, big),
+            agent_version=opt_str(obj, "ver", 32),
+            boot=opt_int(obj, "boot", 0, big),
+            interval_s=opt_int(obj, "hi", 1, 86_400),
+            cpu_temp_c=opt_float(obj, "temp", -60.0, 150.0),
+            throttled=opt_int(obj, "thr", 0, 0xFFFFFFFF),
+            load1=opt_float(obj, "load", 0.0, 10_000.0),
+            mem_avail_mb=opt_int(obj, "mem", 0, big),
+            mem_total_mb=opt_int(obj, "memt", 0, big),
+            disk_free_mb=opt_int(obj, "disk", 0, big),
+            camera=camera,
+            camera_fps=opt_float(obj, "fps", 0.0, 1000.0),
+            motion_fps=opt_float(obj, "mfps", 0.0, 1000.0),
+            inference_ms_p50=opt_float(obj, "inf", 0.0, 600_000.0),
+            outbox_depth=opt_int(obj, "ob", 0, big),
+            outbox_dropped=opt_int(obj, "obd", 0, big),
+            armed=opt_bool(obj, "arm"),
+            rssi_dbm=opt_int(obj, "rssi", -150, 0),
+            clock=clock,
+            error=opt_str(obj, "err", limits.MAX_ERROR_LEN),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Retained presence. The MQTT will is the short ``{"v":1,"st":"offline"}``."""
+
+    KIND: ClassVar[str] = "state"
+    state: str
+    time_ms: int | None = None
+    agent_version: str | None = None
+    boot: int | None = None
+    interval_s: int | None = None  # the heartbeat interval the hub should expect
+    version: int = limits.SCHEMA_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.version,
+                "st": self.state,
+                "t": self.time_ms,
+                "ver": self.agent_version,
+                "boot": self.boot,
+                "hi": self.interval_s,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> State:
+        return cls(
+            version=_version(obj),
+            state=req_enum(obj, "st", DEVICE_STATES),
+            time_ms=opt_int(obj, "t", *T_RANGE),
+            agent_version=opt_str(obj, "ver", 32),
+            boot=opt_int(obj, "boot", 0, 1 << 40),
+            interval_s=opt_int(obj, "hi", 1, 86_400),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Hub → device. ``args`` depend on ``op`` and are validated here, so the
+    agent only ever sees well-formed commands."""
+
+    KIND: ClassVar[str] = "cmd"
+    command_id: str
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+    time_ms: int | None = None
+    version: int = limits.SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _check_command_args(self.op, self.args)
+
+    def to_wire(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.version,
+                "id": self.command_id,
+                "op": self.op,
+                "a": self.args or None,
+                "t": self.time_ms,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Command:
+        return cls(
+            version=_version(obj),
+            command_id=req_str(obj, "id", limits.MAX_ID_LEN, pattern=_TOKEN),
+            op=req_enum(obj, "op", COMMAND_OPS),
+            args=opt_object(obj, "a") or {},
+            time_ms=opt_int(obj, "t", *T_RANGE),
+        )
+
+
+def _check_command_args(op: str, args: dict[str, Any]) -> None:
+    if op not in COMMAND_OPS:
+        raise ProtocolError("bad_field", f"unknown command op {op!r}")
+    allowed = {"schedule": {"from", "to"}, "identify": {"s"}, "snapshot": {"w"}}.get(op, set())
+    extra = set(args) - allowed
+    if extra:
+        raise ProtocolError("bad_field", f"command {op!r} takes no argument {sorted(extra)[0]!r}")
+    if op == "schedule":
+        req_str(args, "from", 5, pattern=_HHMM)
+        req_str(args, "to", 5, pattern=_HHMM)
+    elif op == "identify":
+        opt_int(args, "s", 1, 300)
+    elif op == "snapshot":
+        opt_int(args, "w", 64, 1920)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Device → hub: the answer to a command, or a household acknowledging an alert."""
+
+    KIND: ClassVar[str] = "ack"
+    of: str  # "cmd" or "alert"
+    ref_id: str  # the command or alert id
+    ok: bool
+    time_ms: int
+    error: str | None = None
+    version: int = limits.SCHEMA_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.version,
+                "re": self.of,
+                "id": self.ref_id,
+                "ok": int(self.ok),
+                "t": self.time_ms,
+                "err": self.error,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Ack:
+        ok = opt_bool(obj, "ok", required=True)
+        return cls(
+            version=_version(obj),
+            of=req_enum(obj, "re", ACK_OF),
+            ref_id=req_str(obj, "id", limits.MAX_ID_LEN, pattern=_TOKEN),
+            ok=bool(ok),
+            time_ms=req_int(obj, "t", *T_RANGE),
+            error=opt_str(obj, "err", limits.MAX_ERROR_LEN),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Hub → a 联防组 (group): raise or clear a joint-defence alert."""
+
+    KIND: ClassVar[str] = "alert"
+    alert_id: str
+    phase: str
+    kind: str
+    origin: str  # device ID of the household that triggered it
+    household: str
+    time_ms: int
+    text: str | None = None  # short label for a display, e.g. the household name
+    version: int = limits.SCHEMA_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.version,
+                "id": self.alert_id,
+                "ph": self.phase,
+                "k": self.kind,
+                "o": self.origin,
+                "hh": self.household,
+                "t": self.time_ms,
+                "msg": self.text,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Alert:
+        origin = req_str(obj, "o", 20, pattern=_DEVICE)
+        assert is_device_id(origin)
+        return cls(
+            version=_version(obj),
+            alert_id=req_str(obj, "id", limits.MAX_ID_LEN, pattern=_TOKEN),
+            phase=req_enum(obj, "ph", ALERT_PHASES),
+            kind=req_enum(obj, "k", ALERT_KINDS),
+            origin=origin,
+            household=req_str(obj, "hh", limits.MAX_TEXT_LEN),
+            time_ms=req_int(obj, "t", *T_RANGE),
+            text=opt_str(obj, "msg", limits.MAX_TEXT_LEN),
+        )
+
+
+JsonMessage = Event | Health | State | Command | Ack | Alert
