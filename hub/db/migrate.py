@@ -1,0 +1,101 @@
+"""A small versioned migration runner (``xl-hub db upgrade``).
+
+Each migration is a numbered function that runs inside one transaction; the
+applied number is kept in ``schema_version``. It is deliberately smaller than
+Alembic: one linear history, the same code path on SQLite and PostgreSQL, and
+no autogenerate magic to review. Rooms that own tables (ingest, alerts,
+forwarding, console) append their migrations here in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+)
+
+from hub.db import schema
+
+_version_meta = MetaData()
+schema_version = Table(
+    "schema_version",
+    _version_meta,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_ms", BigInteger, nullable=False),
+)
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+
+def _create(*tables: Table) -> Callable[[Connection], None]:
+    def run(conn: Connection) -> None:
+        for table in tables:
+            table.create(conn, checkfirst=True)
+
+    return run
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "registry: townships, villages, groups, households, devices", _create(*schema.REGISTRY_TABLES)),
+]
+
+
+def register(version: int, description: str, run: Callable[[Connection], None]) -> None:
+    """Add a migration (used by rooms that define their own tables)."""
+    if any(v == version for v, _, _ in MIGRATIONS):
+        raise ValueError(f"migration {version} is already registered")
+    MIGRATIONS.append((version, description, run))
+    MIGRATIONS.sort(key=lambda m: m[0])
+
+
+def current_version(engine: Engine) -> int:
+    if not inspect(engine).has_table("schema_version"):
+        return 0
+    with engine.connect() as conn:
+        rows = conn.execute(select(schema_version.c.version)).scalars().all()
+    return max(rows, default=0)
+
+
+def upgrade(engine: Engine, target: int | None = None) -> list[int]:
+    """Apply pending migrations up to ``target`` (default: all). Returns those applied."""
+    _load_room_migrations()
+    with engine.begin() as conn:
+        schema_version.create(conn, checkfirst=True)
+    applied: list[int] = []
+    have = current_version(engine)
+    for version, description, run in MIGRATIONS:
+        if version <= have or (target is not None and version > target):
+            continue
+        with engine.begin() as conn:
+            run(conn)
+            conn.execute(
+                schema_version.insert().values(
+                    version=version, description=description[:200], applied_ms=int(time.time() * 1000)
+                )
+            )
+        applied.append(version)
+    return applied
+
+
+def _load_room_migrations() -> None:
+    """Import the modules that register further migrations, if they exist yet."""
+    import importlib
+
+    for name in ("hub.db.schema_ops",):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
