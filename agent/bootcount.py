@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 
-def next_boot(path: Path, floor: int = 0) -> int:
+def next_boot(path: Path, floor: int = -1) -> int:
     """Read the last boot number, store and return the next one."""
     last = -1
     with contextlib.suppress(FileNotFoundError, ValueError, OSError):

@@ -32,8 +32,8 @@ INDUSTRY_COMMUNITY = "01"
 # cameras reaching the platform over the public 4G/Wi-Fi internet.
 NETWORK_SOCIAL_RESOURCE = "8"
 
-_DEVICE_RE = re.compile(r"^\d{20}$")
-_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+_DEVICE_RE = re.compile(r"[0-9]{20}")
+_GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
 SERIAL_MAX = 999_999
 EVENT_ID_BOOT_BITS = 21
@@ -88,7 +88,7 @@ def parse_device_id(text: object) -> DeviceId:
     """Parse a 20-digit device ID; the error says which part is wrong."""
     if not isinstance(text, str):
         raise ProtocolError("bad_device_id", f"device ID must be a string, got {type(text).__name__}")
-    if not _DEVICE_RE.match(text):
+    if not _DEVICE_RE.fullmatch(text):
         shown = text if len(text) <= 40 else text[:40] + "…"
         raise ProtocolError("bad_device_id", f"device ID must be exactly 20 ASCII digits, got {shown!r}")
     return DeviceId(
@@ -102,7 +102,7 @@ def parse_device_id(text: object) -> DeviceId:
 
 
 def is_device_id(text: object) -> bool:
-    return isinstance(text, str) and _DEVICE_RE.match(text) is not None
+    return isinstance(text, str) and _DEVICE_RE.fullmatch(text) is not None
 
 
 def allocate_device_id(
@@ -145,7 +145,7 @@ def parse_group_id(text: object) -> str:
     Slashes, ``+`` and ``#`` are excluded so a group id is always exactly one
     MQTT topic level and can never widen a subscription or ACL pattern.
     """
-    if not isinstance(text, str) or not _GROUP_RE.match(text):
+    if not isinstance(text, str) or not _GROUP_RE.fullmatch(text):
         raise ProtocolError(
             "bad_group_id", f"group ID must match [A-Za-z0-9][A-Za-z0-9_-]{{0,31}}, got {text!r}"
         )

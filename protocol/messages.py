@@ -37,8 +37,8 @@ ALERT_PHASES = frozenset({"raise", "clear"})
 COMMAND_OPS = frozenset({"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify"})
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-_DEVICE = re.compile(r"\d{20}")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+_DEVICE = re.compile(r"[0-9]{20}")
 T_RANGE = (0, limits.MAX_TIME_MS)
 
 

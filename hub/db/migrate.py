@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
 )
 
-from hub.db import schema
+from hub.db import schema, schema_ops
 
 _version_meta = MetaData()
 schema_version = Table(
@@ -49,6 +49,11 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
 
 MIGRATIONS: list[Migration] = [
     (1, "registry: townships, villages, groups, households, devices", _create(*schema.REGISTRY_TABLES)),
+    (
+        2,
+        "hub operations: events, snapshots, health, alerts, alarms, commands, rejections",
+        _create(*schema_ops.OPS_TABLES),
+    ),
 ]
 
 
@@ -93,7 +98,8 @@ def _load_room_migrations() -> None:
     """Import the modules that register further migrations, if they exist yet."""
     import importlib
 
-    for name in ("hub.db.schema_ops",):
+    # hub.forward registers its own tables (migrations 100+) when imported.
+    for name in ("hub.db.schema_ops", "hub.forward"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
