@@ -1,0 +1,1 @@
+"""``xl-sim``: a fleet of simulated devices for load and soak tests."""
