@@ -10,6 +10,7 @@ per-device actions.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import selectors
@@ -161,22 +162,16 @@ class Fleet:
         self.sel.register(sock, selectors.EVENT_READ, client)  # type: ignore[arg-type]
 
     def _sock_close(self, _c: mqtt.Client, _u: object, sock: object) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(sock)  # type: ignore[arg-type]
-        except (KeyError, ValueError):
-            pass
 
     def _want_write(self, client: mqtt.Client, _u: object, sock: object) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)  # type: ignore[arg-type]
-        except (KeyError, ValueError):
-            pass
 
     def _no_write(self, client: mqtt.Client, _u: object, sock: object) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.modify(sock, selectors.EVENT_READ, client)  # type: ignore[arg-type]
-        except (KeyError, ValueError):
-            pass
 
     # scheduling -----------------------------------------------------------------
     def _at(self, when: float, action: str, index: int) -> None:
