@@ -65,12 +65,15 @@ def register(version: int, description: str, run: Callable[[Connection], None]) 
     MIGRATIONS.sort(key=lambda m: m[0])
 
 
-def current_version(engine: Engine) -> int:
+def applied_versions(engine: Engine) -> set[int]:
     if not inspect(engine).has_table("schema_version"):
-        return 0
+        return set()
     with engine.connect() as conn:
-        rows = conn.execute(select(schema_version.c.version)).scalars().all()
-    return max(rows, default=0)
+        return set(conn.execute(select(schema_version.c.version)).scalars().all())
+
+
+def current_version(engine: Engine) -> int:
+    return max(applied_versions(engine), default=0)
 
 
 def upgrade(engine: Engine, target: int | None = None) -> list[int]:
@@ -79,9 +82,12 @@ def upgrade(engine: Engine, target: int | None = None) -> list[int]:
     with engine.begin() as conn:
         schema_version.create(conn, checkfirst=True)
     applied: list[int] = []
-    have = current_version(engine)
+    # Compare against the set of applied versions, not the maximum: rooms number
+    # their migrations in separate ranges (hub 1-99, forwarding 100+), so a
+    # database that already has 100 must still get a later hub migration 3.
+    have = applied_versions(engine)
     for version, description, run in MIGRATIONS:
-        if version <= have or (target is not None and version > target):
+        if version in have or (target is not None and version > target):
             continue
         with engine.begin() as conn:
             run(conn)

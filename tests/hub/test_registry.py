@@ -32,3 +32,25 @@ def test_upgrade_is_idempotent_and_registry_upserts(db_url: str) -> None:
     assert rec is not None and rec.status == "revoked" and rec.group_id == "g0101"
     assert reg.acl_rows() == [("62062101011198000001", "g0101")]
     engine.dispose()
+
+
+def test_a_late_migration_with_a_lower_number_still_runs(sqlite_url: str) -> None:
+    from sqlalchemy import Connection, text
+
+    from hub.db import migrate
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    ran: list[int] = []
+
+    def late(conn: Connection) -> None:
+        conn.execute(text("CREATE TABLE late_room (x INTEGER)"))
+        ran.append(1)
+
+    migrate.register(99, "a hub migration added after forwarding's 100", late)
+    try:
+        assert upgrade(engine) == [99] and ran == [1]
+        assert upgrade(engine) == []
+    finally:
+        migrate.MIGRATIONS[:] = [m for m in migrate.MIGRATIONS if m[0] != 99]
+    engine.dispose()

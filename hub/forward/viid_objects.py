@@ -1,0 +1,170 @@
+"""GA/T 1400 视图库 objects: IDs, times, the PersonObject and response statuses.
+
+IDs (GA/T 1400.1):
+- SourceID / ImageID, 41 digits: the capturing device's 20-digit ID, ``02``
+  (image), ``YYYYMMDDhhmmss`` and a 5-digit sequence.
+- PersonID, 48 digits: the 41-digit SourceID of the image the person was found
+  in, ``01`` (person), and a 5-digit sequence.
+
+The IDs are a pure function of the event (device, event id, phase, time), so
+an item re-sent after a crash between "platform said OK" and "outbox marked
+done" carries the same PersonID and the platform can treat it as a repeat.
+
+Times are Asia/Shanghai. China has kept UTC+8 without daylight saving since
+1991, so a fixed offset is exact and needs no tz database on the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hub.forward.items import EventItem
+from protocol.ids import split_event_id
+
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+TYPE_IMAGE = "02"
+TYPE_PERSON = "01"
+IMAGE_TYPE_PERSON_CROP = "10"
+IMAGE_TYPE_SCENE = "14"
+UNKNOWN = 2  # the Is… flags: 0 no, 1 yes, 2 unknown
+IS_FLAGS = (
+    "IsDriver",
+    "IsForeigner",
+    "IsSuspectedTerrorist",
+    "IsCriminalInvolved",
+    "IsDetainees",
+    "IsVictim",
+    "IsSuspiciousPerson",
+)
+_PHASE_INDEX = {"start": 0, "update": 1, "end": 2}
+_TIME_RE = re.compile(r"^\d{14}$")
+
+
+def viid_time(time_ms: int) -> str:
+    return datetime.fromtimestamp(time_ms / 1000, SHANGHAI).strftime("%Y%m%d%H%M%S")
+
+
+def parse_viid_time(text: str) -> int:
+    """``YYYYMMDDhhmmss`` (Asia/Shanghai) to ms since the epoch; ValueError if malformed."""
+    if not isinstance(text, str) or not _TIME_RE.match(text):
+        raise ValueError(f"not a YYYYMMDDhhmmss time: {text!r}")
+    local = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=SHANGHAI)
+    return int(local.astimezone(UTC).timestamp() * 1000)
+
+
+def event_serial(item: EventItem) -> int:
+    """A 5-digit sequence for the event's IDs, unique per device within a second
+    in practice: the event's sequence number and phase, modulo 100,000."""
+    _boot, seq = split_event_id(item.event_id)
+    return (seq * 3 + _PHASE_INDEX[item.phase]) % 100_000
+
+
+def image_id(device_id: str, time_ms: int, serial: int) -> str:
+    return f"{device_id}{TYPE_IMAGE}{viid_time(time_ms)}{serial % 100_000:05d}"
+
+
+def person_id(source_id: str, serial: int) -> str:
+    return f"{source_id}{TYPE_PERSON}{serial % 100_000:05d}"
+
+
+def bbox_pixels(bbox: tuple[int, int, int, int] | None, width: int, height: int) -> tuple[int, int, int, int]:
+    """Permille box to pixel corners inside the image; no box means the whole frame."""
+    x1, y1, x2, y2 = bbox if bbox is not None else (0, 0, 1000, 1000)
+
+    def px(permille: int, size: int) -> int:
+        return min(size - 1, permille * size // 1000)
+
+    return px(x1, width), px(y1, height), px(x2, width), px(y2, height)
+
+
+def person_object(item: EventItem, *, event_sort: int) -> dict[str, Any]:
+    """The PersonObject for a person event with its snapshot (the scene image)."""
+    snap = item.snapshot
+    if snap is None:
+        raise ValueError("a 视图库 person record needs the snapshot (for pixels and the image)")
+    serial = event_serial(item)
+    source = image_id(item.device_id, item.time_ms, serial)
+    left, top, right, bottom = bbox_pixels(item.bbox, snap.width, snap.height)
+    shot = viid_time(item.time_ms)
+    person: dict[str, Any] = {
+        "PersonID": person_id(source, serial),
+        "InfoKind": 1,  # 自动采集: found by the detector, not entered by a person
+        "SourceID": source,
+        "DeviceID": item.device_id,
+        "LeftTopX": left,
+        "LeftTopY": top,
+        "RightBtmX": right,
+        "RightBtmY": bottom,
+        "PersonAppearTime": shot,
+    }
+    # A household camera knows none of these facts; 2 (unknown) is the honest value.
+    person.update({flag: UNKNOWN for flag in IS_FLAGS})
+    person["SubImageList"] = {
+        "SubImageInfoObject": [
+            {
+                "ImageID": source,  # the scene image is the person's source image
+                "EventSort": event_sort,
+                "DeviceID": item.device_id,
+                "StoragePath": "",
+                "Type": IMAGE_TYPE_SCENE,
+                "FileFormat": "Jpeg",
+                "ShotTime": shot,
+                "Width": snap.width,
+                "Height": snap.height,
+                "Data": base64.b64encode(snap.jpeg).decode("ascii"),
+            }
+        ]
+    }
+    return person
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStatus:
+    id: str | None
+    request_url: str | None
+    status_code: int
+    status_string: str
+    local_time: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == 0
+
+
+def _status(obj: Any) -> ResponseStatus:
+    if not isinstance(obj, dict):
+        raise ValueError("ResponseStatusObject is not an object")
+    code = obj.get("StatusCode")
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+        code = int(code.strip())
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise ValueError(f"StatusCode must be a number, got {code!r:.40}")
+    return ResponseStatus(
+        id=None if obj.get("Id") is None else str(obj.get("Id")),
+        request_url=obj.get("RequestURL"),
+        status_code=code,
+        status_string=str(obj.get("StatusString") or ""),
+        local_time=obj.get("LocalTime"),
+    )
+
+
+def parse_response_statuses(body: Any) -> list[ResponseStatus]:
+    """Accept ``{"ResponseStatusObject": {…}}`` or ``{"ResponseStatusListObject":
+    {"ResponseStatusObject": [{…}, …]}}`` (a lone object inside the list form too)."""
+    if not isinstance(body, dict):
+        raise ValueError("response body is not a JSON object")
+    if "ResponseStatusListObject" in body:
+        inner = body["ResponseStatusListObject"]
+        items = inner.get("ResponseStatusObject") if isinstance(inner, dict) else None
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list) or not items:
+            raise ValueError("ResponseStatusListObject holds no ResponseStatusObject")
+        return [_status(x) for x in items]
+    if "ResponseStatusObject" in body:
+        return [_status(body["ResponseStatusObject"])]
+    raise ValueError("no ResponseStatusObject in the response")
