@@ -27,6 +27,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +35,8 @@ import numpy as np
 
 # Must be set before TensorFlow loads to quieten its C++ start-up banner.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
-from skimage import data as skdata  # noqa: E402
+import tensorflow as tf
+from skimage import data as skdata
 
 INPUT_SIZE = 300
 NUM_ANCHORS = 1917
@@ -74,9 +75,23 @@ PP_OUTPUTS = [PP_NAME, f"{PP_NAME}:1", f"{PP_NAME}:2", f"{PP_NAME}:3"]
 # Images shipped inside the scikit-image wheel (no download needed).
 PERSON_IMAGES = ("astronaut", "camera")
 SCENE_IMAGES = (
-    "coffee", "chelsea", "rocket", "grass", "brick", "gravel", "coins", "moon",
-    "page", "text", "hubble_deep_field", "immunohistochemistry", "retina",
-    "logo", "clock", "cell", "colorwheel",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "grass",
+    "brick",
+    "gravel",
+    "coins",
+    "moon",
+    "page",
+    "text",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "logo",
+    "clock",
+    "cell",
+    "colorwheel",
 )
 
 
@@ -125,6 +140,13 @@ class SourceModel:
         boxes, scores, count = self.session.run(list(SRC_OUTPUTS), {SRC_IMAGE: image[None]})
         n = int(count[0])
         return boxes[0, :n], scores[0, :n]
+
+
+def center_size(anchors: np.ndarray) -> np.ndarray:
+    # The graph stores corners; TFLite_Detection_PostProcess decodes against
+    # (y_center, x_center, height, width).
+    ymin, xmin, ymax, xmax = anchors.T
+    return np.stack([(ymin + ymax) / 2, (xmin + xmax) / 2, ymax - ymin, xmax - xmin], axis=1)
 
 
 def build_graph(source: tf.compat.v1.GraphDef, anchors: np.ndarray) -> tf.compat.v1.GraphDef:
@@ -183,19 +205,16 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
-def resize_nearest(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    # Same sampling as agent/vision/detector.py, so calibration sees the
-    # pixel statistics the agent will feed (integer box-average, then nearest).
+def resize_rgb(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    # Same sampling as agent/vision/detector.py (2x2-supersampled nearest), so
+    # calibration sees the pixel statistics the agent will feed.
     h, w = image.shape[:2]
-    fy, fx = max(h // size, 1), max(w // size, 1)
-    if fy > 1 or fx > 1:
-        h2, w2 = h // fy * fy, w // fx * fx
-        blocks = image[:h2, :w2].reshape(h2 // fy, fy, w2 // fx, fx, 3)
-        image = (blocks.sum(axis=(1, 3), dtype=np.uint32) // (fy * fx)).astype(np.uint8)
-        h, w = image.shape[:2]
-    rows = (np.arange(size) * h // size).astype(np.intp)
-    cols = (np.arange(size) * w // size).astype(np.intp)
-    return image[rows[:, None], cols[None, :]]
+    r1 = (np.arange(size) * 4 + 1) * h // (4 * size)
+    r3 = (np.arange(size) * 4 + 3) * h // (4 * size)
+    c1 = (np.arange(size) * 4 + 1) * w // (4 * size)
+    c3 = (np.arange(size) * 4 + 3) * w // (4 * size)
+    rows = image[r1].astype(np.uint16) + image[r3]
+    return ((rows[:, c1] + rows[:, c3] + 2) >> 2).astype(np.uint8)
 
 
 def load_images(names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -215,15 +234,15 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = out[:, ::-1]
     # Indoor cameras see dim and bright scenes; cover both in calibration.
     gain = rng.uniform(0.5, 1.3)
-    return np.clip(resize_nearest(np.ascontiguousarray(out)) * gain, 0, 255).astype(np.uint8)
+    return np.clip(resize_rgb(np.ascontiguousarray(out)) * gain, 0, 255).astype(np.uint8)
 
 
 def composite(person: np.ndarray, scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # A person occupying part of a room-like frame, as the camera would see it.
-    canvas = resize_nearest(scene).copy()
+    canvas = resize_rgb(scene).copy()
     scale = rng.uniform(0.35, 0.8)
     side = int(INPUT_SIZE * scale)
-    small = resize_nearest(person, side)
+    small = resize_rgb(person, side)
     y0 = int(rng.integers(0, INPUT_SIZE - side + 1))
     x0 = int(rng.integers(0, INPUT_SIZE - side + 1))
     canvas[y0 : y0 + side, x0 : x0 + side] = small
@@ -235,7 +254,7 @@ def calibration_set(count: int, seed: int) -> list[np.ndarray]:
     people = load_images(PERSON_IMAGES)
     scenes = load_images(SCENE_IMAGES)
     everything = {**people, **scenes}
-    samples = [resize_nearest(img) for img in everything.values()]
+    samples = [resize_rgb(img) for img in everything.values()]
     names = sorted(everything)
     while len(samples) < count:
         pick = rng.random()
@@ -276,6 +295,8 @@ def convert(graph_pb: Path, samples: list[np.ndarray] | None) -> bytes:
 
 
 def run_tflite(model: bytes, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # TF's own interpreter is deprecated but avoids a LiteRT install at build time.
+    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
     interpreter = tf.lite.Interpreter(model_content=model, num_threads=2)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
@@ -297,10 +318,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def verify(models: dict[str, bytes], reference: SourceModel) -> bool:
     """Compare every model's top detection with the source graph's."""
     ok = True
-    checks = load_images(PERSON_IMAGES + ("chelsea", "coffee", "rocket", "grass", "brick"))
+    checks = load_images((*PERSON_IMAGES, "chelsea", "coffee", "rocket", "grass", "brick"))
     print(f"{'image':<10} {'reference':>9} " + " ".join(f"{n:>18}" for n in models))
     for name, full in checks.items():
-        image = resize_nearest(full)
+        image = resize_rgb(full)
         ref_boxes, ref_scores = reference.detect(image)
         row = f"{name:<10} {ref_scores[0]:9.3f} "
         for model in models.values():
@@ -309,7 +330,8 @@ def verify(models: dict[str, bytes], reference: SourceModel) -> bool:
             overlap = iou(boxes[0], ref_boxes[0]) if len(scores) else 0.0
             row += f"  {top:6.3f} iou={overlap:5.2f}  "
             is_person = name in PERSON_IMAGES
-            if is_person and (top < 0.5 or overlap < 0.7) or not is_person and top >= 0.5:
+            missed = is_person and (top < 0.5 or overlap < 0.7)
+            if missed or (not is_person and top >= 0.5):
                 ok = False
         print(row)
     return ok
@@ -325,7 +347,7 @@ def main() -> int:
 
     source = load_source_graph()
     reference = SourceModel(source)
-    graph_def = build_graph(source, reference.anchors())
+    graph_def = build_graph(source, center_size(reference.anchors()))
 
     models: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:

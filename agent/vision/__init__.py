@@ -1,0 +1,1 @@
+"""Camera-frame vision: person detection on regions picked by motion."""
