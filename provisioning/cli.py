@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from provisioning import __version__
 
@@ -17,12 +19,146 @@ ROLE = (
     "stolen devices, and checks a new installation at the door."
 )
 
+EPILOG = (
+    "Every command takes --state DIR (the CA and issued material; default $XL_PROVISION_STATE) and "
+    "--db URL (the hub database; default sqlite:///DIR/hub.sqlite3, or postgresql://... for the county hub). "
+    "Township codes 01..18 are this network's local allocation for Minqin's towns, not national codes."
+)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    env_state = os.environ.get("XL_PROVISION_STATE")
+    common.add_argument(
+        "--state",
+        type=Path,
+        default=Path(env_state) if env_state else None,
+        required=env_state is None,
+        metavar="DIR",
+        help="provisioning state folder",
+    )
+    common.add_argument("--db", metavar="URL", help="hub database URL (default: sqlite file in --state)")
+    return common
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xl-provision", description=ROLE)
+    parser = argparse.ArgumentParser(prog="xl-provision", description=ROLE, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"xl-provision {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common()
+
+    ca = sub.add_parser("ca", help="the county CA").add_subparsers(dest="ca_command", metavar="ACTION")
+    init = ca.add_parser("init", parents=[common], help="create the CA, broker and hub certificates")
+    init.add_argument("--broker-host", required=True, help="hostname devices use for the broker (in the SAN)")
+    init.add_argument("--hostname", action="append", default=[], help="extra broker SAN (DNS or IP; repeat)")
+    init.add_argument("--broker-port", type=int, default=8883)
+    init.add_argument("--ntp-server", help="county NTP server for the Pis (default: the broker host)")
+    init.add_argument("--hub-cn", default="hub", help="CN (MQTT username) of the hub's client certificate")
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+
+    dev = sub.add_parser("device", help="one device").add_subparsers(dest="device_command", metavar="ACTION")
+    add = dev.add_parser("add", parents=[common], help="provision one household's device")
+    for name in ("township", "village", "household", "group"):
+        add.add_argument(f"--{name}", required=True)
+    for name in ("lat", "lon", "name", "phone", "armed-from", "armed-to"):
+        add.add_argument(f"--{name}")
+    add.add_argument("--leader", action="store_true", help="this household leads its group")
+    add.add_argument("--reissue", action="store_true", help="new key and certificate for the existing device")
+    add.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
+
+    batch = sub.add_parser("batch", parents=[common], help="provision households from a CSV (idempotent)")
+    batch.add_argument("csv", type=Path, metavar="FILE.csv")
+    batch.add_argument("--reissue", action="store_true", help="reissue certificates of existing devices")
+    batch.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    bc = sub.add_parser("broker-config", parents=[common], help="Mosquitto 2.0 TLS/ACL config for the hub")
+    bc.add_argument("--out", type=Path, required=True, metavar="DIR")
+    bc.add_argument("--port", type=int, help="TLS listener port (default: the CA's broker port, 8883)")
+    bc.add_argument("--bind", help="listen address (default: all)")
+    bc.add_argument("--owner", default="mosquitto", help="user the broker runs as (owns key, data; root only)")
+
+    rv = sub.add_parser("revoke", parents=[common], help="revoke a lost or stolen device")
+    rv.add_argument("device", metavar="DEVICE")
+    rv.add_argument("--reason", default="revoked")
+    rv.add_argument("--broker-dir", type=Path, help="broker-config folder (default: the last one)")
+    rv.add_argument("--broker-pid", type=int, help="pid of the running broker (default: its pid file)")
+    rv.add_argument("--restart-broker", action="store_true", help="restart the broker so the CRL takes effect")
+
+    vf = sub.add_parser("verify", parents=[common], help="commissioning check of an installed device")
+    vf.add_argument("device", metavar="DEVICE")
+    vf.add_argument("--broker", metavar="HOST:PORT", help="default: the CA's broker host and port")
+    vf.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (default 180)")
     return parser
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from provisioning import broker_config, commands
+    from provisioning.state import State
+
+    state = State(args.state)
+    if args.command == "ca":
+        if args.ca_command != "init":
+            parser.parse_args(["ca", "--help"])
+        written = commands.ca_init(
+            state,
+            broker_host=args.broker_host,
+            hostnames=args.hostname,
+            broker_port=args.broker_port,
+            ntp_server=args.ntp_server,
+            hub_cn=args.hub_cn,
+            force=args.force,
+        )
+        for path in written:
+            print(path)
+        commands.open_db(state, args.db).dispose()
+        return 0
+    engine = commands.open_db(state, args.db)
+    try:
+        if args.command == "device":
+            if args.device_command != "add":
+                parser.parse_args(["device", "--help"])
+            values = {
+                k: getattr(args, k)
+                for k in (
+                    "township",
+                    "village",
+                    "household",
+                    "group",
+                    "lat",
+                    "lon",
+                    "name",
+                    "phone",
+                    "armed_from",
+                    "armed_to",
+                )
+            }
+            values["leader"] = "1" if args.leader else ""
+            return commands.device_add(state, engine, values, reissue=args.reissue, broker_dir=args.broker_dir)
+        if args.command == "batch":
+            return commands.batch(
+                state, engine, args.csv, reissue=args.reissue, broker_dir=args.broker_dir, quiet=args.quiet
+            )
+        if args.command == "broker-config":
+            conf = broker_config.generate(state, engine, args.out, port=args.port, bind=args.bind, owner=args.owner)
+            print(conf)
+            return 0
+        if args.command == "revoke":
+            return commands.revoke(
+                state,
+                engine,
+                args.device,
+                reason=args.reason,
+                broker_dir=args.broker_dir,
+                pid=args.broker_pid,
+                restart=args.restart_broker,
+            )
+        if args.command == "verify":
+            return commands.run_verify(state, engine, args.device, args.broker, args.timeout)
+    finally:
+        engine.dispose()
+    parser.print_help()
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    from provisioning.batch import CsvError
+    from provisioning.broker_config import BrokerError
+    from provisioning.commands import UsageError
+    from provisioning.pki import PkiError
+    from provisioning.state import StateError
+    from provisioning.templates import TemplateError
+
+    try:
+        return _dispatch(args, parser)
+    except (UsageError, CsvError, StateError, PkiError, TemplateError, BrokerError) as exc:
+        print(f"xl-provision: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
