@@ -44,7 +44,14 @@ from provisioning.state import ROLE_HUB, ROLE_MONITOR, State
 from provisioning.templates import render
 
 HEADROOM = 4096  # topic, MQTT 5 properties and fixed header around the largest payload
-MAX_QUEUED = 100
+# Per-client queue while a client's persistent session is offline. It must
+# hold everything devices send while the *hub* is down or restarting: the
+# broker PUBACKs each device message, the device then deletes it from its
+# outbox, so a message dropped here would be lost for good. 3,312 devices at
+# county load send ~60 messages/s: 2,000,000 messages is about nine hours of
+# hub outage, and max_queued_bytes caps the memory it may take.
+MAX_QUEUED = 2_000_000
+MAX_QUEUED_BYTES = 1024 * 1024 * 1024
 MAX_INFLIGHT = 20
 
 
@@ -134,6 +141,7 @@ def generate(
             "message_size_limit": message_limit,
             "max_packet_size": message_limit + HEADROOM,
             "max_queued_messages": MAX_QUEUED,
+            "max_queued_bytes": MAX_QUEUED_BYTES,
             "max_inflight_messages": MAX_INFLIGHT,
             "port": port if port is not None else settings.broker_port,
             "bind": f" {bind}" if bind else "",

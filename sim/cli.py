@@ -23,13 +23,13 @@ ROLE = (
 
 
 def load_identities(state: Path, limit: int | None) -> tuple[list[Identity], str]:
-    """Device identities from a provisioning state folder: STATE/bundles/<id>/."""
+    """Device identities from a provisioning state folder: STATE/bundles/<id>/tls/."""
     bundles = state / "bundles"
     if not bundles.is_dir():
         raise SystemExit(f"xl-sim: {bundles} not found: provision devices first (xl-provision batch)")
     idents = []
     for d in sorted(p for p in bundles.iterdir() if p.is_dir()):
-        cert, key = d / "device.crt", d / "device.key"
+        cert, key = d / "tls" / "device.crt", d / "tls" / "device.key"
         if cert.exists() and key.exists():
             idents.append(Identity(d.name, str(cert), str(key)))
         if limit is not None and len(idents) >= limit:
