@@ -27,4 +27,6 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
   fi
 fi
+# Real clips for the replay tests (Debian's opencv-doc sample data).
+bash "$(dirname "$0")/fetch-test-clips.sh" || echo "ensure-system: could not fetch test clips" >&2
 exit 0
