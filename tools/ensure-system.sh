@@ -8,6 +8,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${XL_NEED_BROWSER:-1}" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then need_apt+=(systemd); fi
+# A CJK font so the console's Chinese text renders in the browser tests' screenshots.
+if [ "${XL_NEED_BROWSER:-1}" = 1 ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy\|noto sans cjk"; then
+  need_apt+=(fonts-wqy-microhei)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

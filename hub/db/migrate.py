@@ -105,7 +105,7 @@ def _load_room_migrations() -> None:
     import importlib
 
     # hub.forward registers its own tables (migrations 100+) when imported.
-    for name in ("hub.db.schema_ops", "hub.forward"):
+    for name in ("hub.db.schema_ops", "hub.forward", "hub.console.tables"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:

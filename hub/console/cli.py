@@ -1,0 +1,84 @@
+"""``xl-hub console`` and ``xl-hub user add``: argument parsing and dispatch.
+
+Imported by hub/cli.py; kept free of FastAPI imports so that the rest of the
+CLI starts fast and works on a hub built without the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from hub.console.tables import ROLES
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    con = sub.add_parser("console", help="serve the operators' web console alone (without ingest)")
+    con.add_argument("--config", required=True, help="hub YAML config (database, mqtt, console sections)")
+
+    user = sub.add_parser("user", help="console operator accounts")
+    usub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = usub.add_parser("add", help="create a user, or reset an existing user's password and role")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password", help="the password (default: read from stdin if piped, else prompt); "
+                                        "beware shell history")
+    src = add.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="hub YAML config")
+    src.add_argument("--db", help="database URL")
+    dis = usub.add_parser("disable", help="disable a user and end their sessions")
+    dis.add_argument("name")
+    src = dis.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="hub YAML config")
+    src.add_argument("--db", help="database URL")
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password:
+        return str(args.password)
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    import logging
+
+    from hub.config import load_config
+
+    if args.command == "console":
+        from hub.console.server import run_standalone
+
+        cfg = load_config(args.config)
+        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return run_standalone(cfg)
+
+    from hub.console import auth
+    from hub.db import make_engine
+    from hub.db.migrate import applied_versions
+
+    url = args.db if args.db else load_config(args.config).database_url
+    engine = make_engine(url)
+    try:
+        if 200 not in applied_versions(engine):
+            print("xl-hub: the console tables are missing: run `xl-hub db upgrade` first", file=sys.stderr)
+            return 1
+        if args.user_command == "add":
+            try:
+                auth.add_user(engine, args.name, args.role, _password(args))
+            except ValueError as exc:
+                print(f"xl-hub: {exc}", file=sys.stderr)
+                return 2
+            print(f"user {args.name} saved (role {args.role})")
+            return 0
+        if not auth.set_disabled(engine, "cli", args.name, True):
+            print(f"xl-hub: no user {args.name}", file=sys.stderr)
+            return 1
+        print(f"user {args.name} disabled")
+        return 0
+    finally:
+        engine.dispose()

@@ -1,0 +1,134 @@
+"""Running the console: inside ``xl-hub run`` (an Extension on the hub's MQTT
+client) or alone (``xl-hub console``, with its own MQTT client for commands)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import fields
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import uvicorn
+from sqlalchemy import Engine
+
+from hub.config import ConfigError, HubConfig
+from hub.console.app import ConsoleContext, ConsoleSettings, create_app
+from hub.console.auth import Throttle
+
+log = logging.getLogger("xl.hub.console")
+
+
+def parse_settings(raw: dict[str, Any] | None) -> ConsoleSettings | None:
+    """The ``console:`` config section; None when it is absent or ``enabled: false``."""
+    if raw is None:
+        return None
+    raw = dict(raw)
+    if raw.pop("enabled", True) is False:
+        return None
+    throttle_raw = raw.pop("login_throttle", None) or {}
+    known = {f.name for f in fields(ConsoleSettings)} - {"throttle"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"console.{key} is not a known key (known: enabled, login_throttle, "
+                              f"{', '.join(sorted(known))})")
+    defaults = ConsoleSettings()
+    for key, value in list(raw.items()):
+        want = type(getattr(defaults, key))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            raw[key] = value = float(value)
+        if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
+            raise ConfigError(f"console.{key} must be {want.__name__}, got {value!r}")
+    try:
+        throttle = Throttle(**throttle_raw)
+    except TypeError as exc:
+        raise ConfigError(f"console.login_throttle: {exc}") from None
+    settings = ConsoleSettings(**raw, throttle=throttle)
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"console.port must be 1..65535, got {settings.port}")
+    return settings
+
+
+class MqttPublisher:
+    """Sends commands through hub/commands.py on an already running paho client."""
+
+    def __init__(self, engine: Engine, client: mqtt.Client) -> None:
+        self.engine = engine
+        self.client = client
+
+    def send(self, device_id: str, op: str, args: dict[str, Any] | None) -> str:
+        from hub.commands import CommandError, send_command
+
+        if not self.client.is_connected():
+            raise CommandError("not connected to the MQTT broker")
+        return send_command(self.engine, self.client, device_id, op, args)
+
+
+class ConsoleServer:
+    """uvicorn in a background thread; ``start()``/``stop()`` as a hub Extension."""
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        self.ctx = ctx
+        self.app = create_app(ctx)
+        config = uvicorn.Config(self.app, host=ctx.settings.host, port=ctx.settings.port, log_level="warning",
+                                access_log=False, proxy_headers=False)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="xl-console", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"console did not start on {self.ctx.settings.host}:{self.ctx.settings.port}")
+            time.sleep(0.05)
+        log.info("console on http://%s:%d/", self.ctx.settings.host, self.ctx.settings.port)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+
+
+def for_hub(config: HubConfig, engine: Engine, client: mqtt.Client) -> ConsoleServer | None:
+    """The console Extension for ``xl-hub run``, sharing the hub's engine and MQTT client."""
+    settings = parse_settings(config.plugins.get("console"))
+    if settings is None:
+        return None
+    return ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client)))
+
+
+def run_standalone(config: HubConfig) -> int:
+    """``xl-hub console``: the console alone, with its own MQTT client for commands."""
+    import signal
+
+    from hub.db import current_version, make_engine
+    from hub.db.migrate import MIGRATIONS, _load_room_migrations
+    from hub.ingest.mqtt import make_client
+
+    settings = parse_settings(config.plugins.get("console") or {})
+    if settings is None:
+        raise ConfigError("console.enabled is false")
+    engine = make_engine(config.database_url)
+    _load_room_migrations()
+    if current_version(engine) < max(v for v, _, _ in MIGRATIONS):
+        log.error("database schema is not up to date: run `xl-hub db upgrade` first")
+        return 1
+    # A client id of its own: sharing the hub's would make the broker kick one of them off.
+    client = make_client(config.mqtt, f"{config.mqtt.client_id}-console"[:64])
+    cfg = config.mqtt
+    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+    client.loop_start()
+    server = ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client)))
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    server.start()
+    try:
+        done.wait()
+    finally:
+        server.stop()
+        client.disconnect()
+        client.loop_stop()
+        engine.dispose()
+    return 0
