@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from agent import __version__
+from agent.vision.replay_cli import add_replay_command
 
 ROLE = (
     "xl-agent runs on each household's Raspberry Pi. It watches the camera, finds "
@@ -20,8 +22,45 @@ ROLE = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xl-agent", description=ROLE)
     parser.add_argument("--version", action="version", version=f"xl-agent {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_runtime_commands(sub)
+    add_replay_command(sub)
     return parser
+
+
+def _add_runtime_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``run`` and ``check`` (agent.runtime, agent.check)."""
+    from agent.config import DEFAULT_PATH
+
+    run = sub.add_parser("run", help="run the device: camera, detection, outbox, MQTT link, GPIO")
+    run.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config (default {DEFAULT_PATH})")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(handler=_run)
+    check = sub.add_parser("check", help="installer check: config, certificates, camera, model, broker")
+    check.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config (default {DEFAULT_PATH})")
+    check.add_argument("--skip", action="append", default=[], choices=["camera", "model", "broker"])
+    check.set_defaults(handler=_check)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from agent.runtime import run
+
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    # SIGTERM (systemd stop) and SIGINT end the run cleanly: open visits end, the link says offline.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return run(args.config, stop)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from agent.check import run_checks
+
+    return run_checks(args.config, sys.stdout, frozenset(args.skip))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     return 0
 
 

@@ -1,0 +1,233 @@
+"""``xl-agent run``: wire the parts together and keep them running.
+
+Threads: capture (camera → pipeline → outbox), the MQTT link, gpiozero's
+callbacks (button, PIR), the watchdog, and this supervisor, which sends the
+heartbeat, keeps the status LED in step with the link, and stops everything
+cleanly on SIGTERM. ``reload`` re-reads the config and rebuilds every part in
+the same process (the ack is already in the outbox, so it is sent after).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.alerts import AlertDesk
+from agent.bootcount import next_boot
+from agent.capture import Capture, source_factory
+from agent.certs import check_tls_files
+from agent.clock import Clock
+from agent.commands import CommandPorts, Commands
+from agent.config import AgentConfig, ConfigError, load
+from agent.gpio import Panel
+from agent.health import HealthReporter, HealthSources
+from agent.link import Link, LinkSettings
+from agent.outbox import Outbox
+from agent.schedule import Arming
+from agent.uplink import Uplink
+from agent.watchdog import Notifier, Watchdog
+from protocol.codec import encode
+from protocol.topics import alert_topic, cmd_topic, health_topic
+
+log = logging.getLogger(__name__)
+
+STALL_S = 30.0  # no frame and no reopen attempt for this long: the capture is hung
+FLUSH_S = 3.0  # on a clean stop, give the link this long to send what is waiting
+
+
+def build_detector(cfg: AgentConfig) -> tuple[Any, str | None]:
+    """The person detector, or (None, why) — the agent still runs without it."""
+    if cfg.vision is None or not cfg.vision.detect.enabled:
+        return None, None
+    try:
+        from agent.vision.replay import build_detector as build
+
+        return build(cfg.vision), None
+    except Exception as exc:
+        return None, f"detector: {type(exc).__name__}: {exc}"[:200]
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, stop: threading.Event, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.stop = stop
+        self.reload_requested = False
+        self.notifier = notifier or Notifier()
+        report = check_tls_files(cfg.broker.ca, cfg.broker.cert, cfg.broker.key)
+        for warning in report.warnings:
+            log.warning("%s", warning)
+        if report.errors:
+            raise ConfigError(report.errors, str(cfg.path or "config"))
+        self.warning = report.warnings[0] if report.warnings else None
+
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(cfg.outbox.path, cfg.outbox.max_rows, cfg.outbox.max_bytes)
+        # The outbox keeps a copy of the boot counter: if the counter file is lost
+        # or corrupted, event IDs still never go back to an ID already used.
+        self.boot = next_boot(cfg.state_dir / "boot", floor=self.outbox.last_boot)
+        self.outbox.set_boot(self.boot)
+        self.clock = Clock()
+        self.uplink = Uplink(cfg.device.id, self.outbox, self.boot, self.clock)
+        self.arming = Arming(
+            cfg.state_dir / "arming.json",
+            cfg.schedule.armed_from,
+            cfg.schedule.armed_to,
+            cfg.schedule.timezone,
+        )
+        self.detector, self.detector_error = build_detector(cfg)
+        self.capture = Capture(
+            source_factory(cfg.camera),
+            self._pipeline if cfg.vision is not None else None,
+            self.uplink,
+            self.clock,
+            pace=not cfg.camera.source.startswith("picamera2"),
+        )
+        self.desk: AlertDesk | None = None
+        self.panel = Panel(
+            cfg.gpio,
+            on_press=lambda: self.desk.on_press() if self.desk else None,
+            on_hold=lambda: self.desk.on_hold() if self.desk else None,
+            on_pir=self.capture.pir,
+        )
+        self.desk = AlertDesk(cfg.device.id, self.panel, self.uplink, cfg.gpio.buzzer_max_s)
+        self.commands = Commands(
+            self.uplink,
+            self.arming,
+            CommandPorts(
+                snapshot=self.capture.request_snapshot,
+                reload=self._reload,
+                restart=self.capture.restart,
+                identify=self._identify,
+            ),
+        )
+        b = cfg.broker
+        self.link = Link(
+            LinkSettings(
+                device_id=cfg.device.id,
+                group=cfg.device.group,
+                host=b.host,
+                port=b.port,
+                ca=b.ca,
+                cert=b.cert,
+                key=b.key,
+                keepalive=b.keepalive,
+                max_inflight=b.max_inflight,
+                session_expiry=b.session_expiry,
+                backoff_base_s=b.backoff_base_s,
+                backoff_cap_s=b.backoff_cap_s,
+                agent_version=__version__,
+                boot=self.boot,
+                health_interval_s=cfg.health_interval_s,
+            ),
+            self.outbox,
+            on_message=self._dispatch,
+            now_ms=self.clock.now_ms,
+            on_status=lambda up: self.panel.set_link_state("connected" if up else "offline"),
+        )
+        self.health = HealthReporter(
+            HealthSources(
+                outbox=self.outbox,
+                clock=self.clock,
+                state_dir=cfg.state_dir,
+                boot=self.boot,
+                interval_s=cfg.health_interval_s,
+                capture=self.capture,
+                armed=lambda: self.arming.armed,
+                errors=self._error,
+            ),
+            publish=lambda h: self.link.publish_volatile(health_topic(cfg.device.id), encode(h)),
+        )
+        self.watchdog = Watchdog(self.notifier, self._progress)
+        self._cmd_topic = cmd_topic(cfg.device.id)
+        self._alert_topic = alert_topic(cfg.device.group)
+
+    def _pipeline(self) -> Any:
+        from agent.vision.pipeline import VisionPipeline
+
+        # Live wall time for every event; ordering comes from event IDs, never from this.
+        return VisionPipeline(
+            self.cfg.vision, self.detector, self.uplink.ids, lambda _ts: self.clock.now_ms()
+        )
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        if topic == self._cmd_topic:
+            self.commands.handle(payload)
+        elif topic == self._alert_topic:
+            assert self.desk is not None
+            self.desk.on_alert(payload)
+
+    def _identify(self, seconds: int) -> str | None:
+        if self.panel.led is None:
+            return "no status LED fitted"
+        self.panel.identify(seconds)
+        return None
+
+    def _reload(self) -> str | None:
+        if self.cfg.path is None:
+            return "started without a config file"
+        try:
+            load(self.cfg.path)
+        except ConfigError as exc:
+            return "; ".join(exc.problems)[:200]
+        self.reload_requested = True
+        self.stop.set()
+        return None
+
+    def _error(self) -> str | None:
+        return self.link.last_error or self.detector_error or self.warning
+
+    def _progress(self) -> bool:
+        fresh = time.monotonic() - self.capture.heartbeat < STALL_S
+        return fresh and self.capture.alive() and self.link.alive()
+
+    def run(self) -> str:
+        """Run until ``stop`` is set; returns ``reload`` or ``stop``."""
+        self.notifier.status(f"starting boot {self.boot}")
+        self.link.start()
+        self.capture.start()
+        self.watchdog.start()
+        self.notifier.ready(f"device {self.cfg.device.id} boot {self.boot}")
+        log.info("xl-agent %s running as %s, boot %d", __version__, self.cfg.device.id, self.boot)
+        try:
+            while not self.stop.wait(1.0):
+                self.health.tick()
+                self.panel.refresh()
+        finally:
+            self.shutdown()
+        return "reload" if self.reload_requested else "stop"
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        self.watchdog.stop()
+        self.capture.stop()  # ends open visits: their end events go into the outbox
+        deadline = time.monotonic() + FLUSH_S
+        while self.link.connected and self.outbox.depth and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.link.stop()
+        if self.desk is not None:
+            self.desk.close()
+        self.panel.close()
+        self.outbox.close()
+
+
+def run(path: Path, stop: threading.Event) -> int:
+    """The ``run`` subcommand's body: config errors are printed, not raised."""
+    while True:
+        try:
+            cfg = load(path)
+            agent = Agent(cfg, stop)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config %s", problem)
+            return 2
+        except OSError as exc:  # e.g. the state dir or outbox is not writable
+            log.error("cannot start: %s", exc)
+            return 1
+        if agent.run() != "reload":
+            return 0
+        stop.clear()
+        log.info("reloading %s", path)

@@ -1,0 +1,124 @@
+"""The capture loop: a failing camera is reopened with backoff and health shows the error meanwhile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agent.capture as capture_mod
+from agent.capture import Capture
+from agent.clock import Clock
+from agent.outbox import Outbox
+from agent.uplink import Uplink
+from agent.vision.synthetic import SyntheticSource
+from protocol.codec import decode_event, decode_snapshot
+from protocol.messages import Event
+
+DEVICE = "62062101011198000123"
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+class Flaky:
+    """A real synthetic source that fails ``fail_opens`` opens, then dies after ``die_after`` reads."""
+
+    opens = 0
+
+    def __init__(self, fail_opens: int, die_after: int | None = None) -> None:
+        self.inner = SyntheticSource("quiet", width=160, height=96, fps=50, seconds=60)
+        self.fail_opens = fail_opens
+        self.die_after = die_after
+        self.reads = 0
+
+    fps = property(lambda self: self.inner.fps)
+    size = property(lambda self: self.inner.size)
+
+    def open(self) -> None:
+        Flaky.opens += 1
+        if Flaky.opens <= self.fail_opens:
+            raise OSError("Camera __init__ sequence did not complete")
+        self.inner.open()
+
+    def read(self) -> Any:
+        self.reads += 1
+        if self.die_after is not None and self.reads > self.die_after:
+            raise RuntimeError("capture_request timed out")
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Emitting:
+    """A stand-in pipeline that emits one person event with a snapshot on frame 3."""
+
+    def __init__(self, uplink: Uplink) -> None:
+        self.uplink = uplink
+        self.stats = None
+
+    def process(self, frame: Any, pir: bool = False) -> list[Any]:
+        if frame.index != 3:
+            return []
+        from agent.vision.snapshot import make_snapshot
+        from agent.vision.tracker import Emitted
+
+        eid = self.uplink.next_event_id()
+        snap = make_snapshot(frame.rgb, event_id=eid, phase="start", time_ms=1, crop=False)
+        ev = Event(
+            event_id=eid, kind="person", phase="start", time_ms=1_764_138_000_000, score=80, has_snapshot=True
+        )
+        return [Emitted(ev, frame.ts, 0.8, None, snap)]
+
+    def finish(self) -> list[Any]:
+        return []
+
+
+def test_camera_failure_reopens_with_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_mod, "REOPEN_BASE_S", 0.05)
+    Flaky.opens = 0
+    sources = iter([Flaky(2), Flaky(2), Flaky(0, die_after=20), Flaky(0)])
+    box = Outbox(tmp_path / "o.sqlite3")
+    cap = Capture(lambda: next(sources), None, Uplink(DEVICE, box, 1, Clock()), Clock(), pace=True)
+    cap.start()
+    try:
+        wait_for(lambda: cap.state == "error")
+        assert cap.error is not None and "did not complete" in cap.error
+        wait_for(lambda: cap.frames > 20 and cap.state == "ok")
+        wait_for(lambda: cap.reopens >= 3)  # two failed opens and one dead stream
+        wait_for(lambda: cap.state == "ok" and cap.fps is not None)
+        before = cap.heartbeat
+        time.sleep(0.1)
+        assert cap.heartbeat > before  # the watchdog sees progress
+    finally:
+        cap.stop()
+    assert not cap.alive()
+
+
+def test_events_and_snapshots_go_to_the_outbox_with_unsynced_flag(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    clock = Clock(probe=lambda: "unsynced")
+    uplink = Uplink(DEVICE, box, 4, clock)
+    cap = Capture(lambda: Flaky(0), lambda: Emitting(uplink), uplink, clock, pace=True)
+    Flaky.opens = 0
+    cap.start()
+    try:
+        wait_for(lambda: box.depth >= 2)
+        assert cap.request_snapshot(320) is None
+        wait_for(lambda: box.depth >= 3)
+    finally:
+        cap.stop()
+    event, snap, asked = box.pending(10)[:3]
+    ev = decode_event(event.payload)
+    assert ev.clock_unsynced and ev.has_snapshot and ev.event_id >> 32 == 4
+    assert decode_snapshot(snap.payload).event_id == ev.event_id  # the picture follows its event
+    assert decode_snapshot(asked.payload).width <= 320
