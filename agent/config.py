@@ -103,6 +103,7 @@ class AgentConfig:
     state_dir: Path
     health_interval_s: int = 60
     vision: Any = None  # agent.config_vision.VisionConfig, the vision engineer's section
+    simulate: Any = None  # agent.household_sim.SimulateConfig: demo/test only, mock pins
     path: Path | None = None  # where it was read from, for `reload`
 
 
@@ -218,7 +219,7 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
     r = _Reader()
     if not isinstance(doc, dict):
         raise ConfigError([f"(top level): found {type(doc).__name__}, expected a mapping"], source)
-    top = {"device", "broker", "outbox", "health", "camera", "vision", "schedule", "gpio", "state_dir"}
+    top = {"device", "broker", "outbox", "health", "camera", "vision", "schedule", "gpio", "state_dir", "simulate"}
     for extra in sorted(set(doc) - top):
         r.fail(extra, doc[extra], f"one of the known sections ({', '.join(sorted(top))})")
 
@@ -330,6 +331,8 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
             r.fail(f"gpio.{name}", number, f"a pin not already used by gpio.{seen[number]}")
         seen[number] = name
 
+    simulate = _simulate(r, doc, gpio)
+
     if r.problems:
         raise ConfigError(r.problems, source)
     return AgentConfig(
@@ -342,6 +345,24 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
         state_dir=state_dir,
         health_interval_s=interval,
         vision=vision,
+        simulate=simulate,
+    )
+
+
+def _simulate(r: _Reader, doc: Mapping[str, Any], gpio: GpioConfig) -> Any:
+    """The simulated household (demo/tests): only with mock pins, never on a real panel."""
+    if doc.get("simulate") is None:
+        return None
+    from agent.household_sim import SimulateConfig
+
+    sim = r.section(doc, "simulate", {"panic_at_s", "ack_after_s"})
+    if gpio.pin_factory != "mock" or gpio.button is None:
+        r.fail("simulate", sim, "only with gpio.pin_factory: mock and a gpio.button (demo and tests)")
+        return None
+    seconds = _float_in(0, 86_400)
+    return SimulateConfig(
+        panic_at_s=r.get(sim, "simulate.panic_at_s", seconds, "seconds, 0..86400"),
+        ack_after_s=r.get(sim, "simulate.ack_after_s", seconds, "seconds, 0..86400"),
     )
 
 

@@ -25,6 +25,7 @@ from agent.commands import CommandPorts, Commands
 from agent.config import AgentConfig, ConfigError, load
 from agent.gpio import Panel
 from agent.health import HealthReporter, HealthSources
+from agent.household_sim import SimulatedHousehold
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from agent.schedule import Arming
@@ -94,6 +95,9 @@ class Agent:
             on_pir=self.capture.pir,
         )
         self.desk = AlertDesk(cfg.device.id, self.panel, self.uplink, cfg.gpio.buzzer_max_s)
+        self.household = (
+            SimulatedHousehold(cfg.simulate, self.panel, cfg.gpio.hold_s, stop) if cfg.simulate else None
+        )
         self.commands = Commands(
             self.uplink,
             self.arming,
@@ -190,6 +194,8 @@ class Agent:
         self.link.start()
         self.capture.start()
         self.watchdog.start()
+        if self.household is not None:
+            self.household.start()
         self.notifier.ready(f"device {self.cfg.device.id} boot {self.boot}")
         log.info("xl-agent %s running as %s, boot %d", __version__, self.cfg.device.id, self.boot)
         try:
