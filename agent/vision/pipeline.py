@@ -1,0 +1,219 @@
+"""The on-device vision pipeline: frame → motion → (gated) detection → events.
+
+Detection is the expensive step (tens of ms on a Pi), so it runs only when
+there is a reason — motion, a PIR trigger, or a visit whose person stopped
+moving — and never more often than ``detect_fps``. It looks at a square crop
+around the motion (at least the model's input size, so a distant person is
+not shrunk to a few pixels), or at the whole frame when the motion is large.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.config_vision import VisionConfig
+from agent.vision.frame import Frame
+from agent.vision.motion import MotionDetector, MotionResult
+from agent.vision.snapshot import make_snapshot
+from agent.vision.tracker import Box, Clock, DetectionLike, Emitted, MotionTracker, PersonTracker
+from protocol.codec import Snapshot
+from protocol.ids import EventIdGenerator
+
+Region = tuple[int, int, int, int]
+RegionPicker = Callable[..., Region]
+REPLAY_EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z: replays get stable wall times
+
+
+class Detector(Protocol):
+    """What the pipeline needs from agent.vision.detector.PersonDetector."""
+
+    runtime_name: str
+    last_inference_ms: float | None
+
+    def detect(self, rgb: np.ndarray, region: Region | None = None) -> Sequence[DetectionLike]: ...
+
+
+def replay_clock(epoch_ms: int = REPLAY_EPOCH_MS) -> Clock:
+    """Wall time for a replay: a fixed epoch plus source time, so output is reproducible."""
+    return lambda ts: epoch_ms + round(ts * 1000)
+
+
+def live_clock() -> Clock:
+    return lambda _ts: int(time.time() * 1000)
+
+
+def default_region_picker() -> RegionPicker:
+    from agent.vision.detector import square_region_around
+
+    return square_region_around
+
+
+@dataclass
+class PipelineStats:
+    """Counters for health reports and the replay summary."""
+
+    frames: int = 0
+    motion_frames: int = 0
+    inference_runs: int = 0
+    pir_triggers: int = 0
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    _recent_ts: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+
+    def frame(self, ts: float) -> None:
+        self.frames += 1
+        self._recent_ts.append(ts)
+
+    @property
+    def motion_fps(self) -> float:
+        """Frames through motion detection per second of frame time, recently."""
+        if len(self._recent_ts) < 2:
+            return 0.0
+        span = self._recent_ts[-1] - self._recent_ts[0]
+        return (len(self._recent_ts) - 1) / span if span > 0 else 0.0
+
+    @property
+    def inference_ms_p50(self) -> float | None:
+        return statistics.median(self.inference_ms) if self.inference_ms else None
+
+    def as_dict(self) -> dict[str, Any]:
+        p50 = self.inference_ms_p50
+        return {
+            "frames": self.frames,
+            "motion_frames": self.motion_frames,
+            "inference_runs": self.inference_runs,
+            "pir_triggers": self.pir_triggers,
+            "motion_fps": round(self.motion_fps, 2),
+            "inference_ms_p50": None if p50 is None else round(p50, 2),
+        }
+
+
+class VisionPipeline:
+    def __init__(
+        self,
+        config: VisionConfig,
+        detector: Detector | None,
+        ids: EventIdGenerator,
+        clock: Clock,
+        region_picker: RegionPicker | None = None,
+    ) -> None:
+        self.config = config
+        self.detector = detector if config.detect.enabled else None
+        self.motion = MotionDetector(config.motion)
+        self.stats = PipelineStats()
+        self.persons: PersonTracker | None = None
+        if self.detector is not None:
+            self.persons = PersonTracker(
+                config.events, ids, clock, config.detect.score_threshold, self._snapshot
+            )
+            self._pick_region = region_picker or default_region_picker()
+        # "auto" (None) means motion events only where no person can be seen:
+        # detection switched off, or no detector could be loaded.
+        auto = config.events.motion_events is None
+        wants_motion = self.detector is None if auto else bool(config.events.motion_events)
+        self.motions = MotionTracker(config.events, ids, clock) if wants_motion else None
+        self._last_run = -math.inf
+        self._rotation = 0
+
+    @property
+    def recalibrations(self) -> int:
+        return self.motion.recalibrations
+
+    def process(self, frame: Frame, pir: bool = False) -> list[Emitted]:
+        """Run one frame through the pipeline; returns the events it caused."""
+        ts = frame.ts
+        self.stats.frame(ts)
+        result = self.motion.process(frame.luma, ts, frame.chroma)
+        if result.motion:
+            self.stats.motion_frames += 1
+        if pir:
+            self.stats.pir_triggers += 1
+        out: list[Emitted] = []
+        if self.persons is not None:
+            region = self._detection_region(frame, result, pir)
+            if region is not False:
+                out += self._detect(frame, region)
+            out += self.persons.tick(ts)
+        if self.motions is not None:
+            out += self.motions.observe(ts, result)
+        return out
+
+    def finish(self) -> list[Emitted]:
+        """End open visits (the stream ended or the agent is stopping)."""
+        out: list[Emitted] = []
+        if self.persons is not None:
+            out += self.persons.finish()
+        if self.motions is not None:
+            out += self.motions.finish()
+        return out
+
+    # -- detection gating -----------------------------------------------------
+    def _detection_region(self, frame: Frame, result: MotionResult, pir: bool) -> Region | bool | None:
+        """A pixel region to run detection on, None for the whole frame, or
+        False when there is no reason (or it is too soon) to run."""
+        d = self.config.detect
+        since = frame.ts - self._last_run
+        assert self.persons is not None
+        if result.motion or pir:
+            if since < 1.0 / d.detect_fps:
+                return False
+            if not result.motion:
+                return None  # a PIR trigger without visible motion: look everywhere
+            return self._motion_region(frame, result.boxes)
+        if self.persons.active and d.track_check_fps > 0 and since >= 1.0 / d.track_check_fps:
+            # The person may simply be standing still: keep checking where they were.
+            box = self.persons.last_box
+            return self._square(box, frame) if box is not None else None
+        return False
+
+    def _square(self, box: Box, frame: Frame) -> Region:
+        d = self.config.detect
+        return self._pick_region(
+            box, frame.width, frame.height, min_side=d.min_crop, whole_frame_fraction=d.whole_frame_fraction
+        )
+
+    def _motion_region(self, frame: Frame, boxes: tuple[Box, ...]) -> Region:
+        xs1, ys1, xs2, ys2 = zip(*boxes, strict=True)
+        whole = (0, 0, frame.width, frame.height)
+        region = self._square((min(xs1), min(ys1), max(xs2), max(ys2)), frame)
+        if region != whole or len(boxes) == 1:
+            return region
+        # Separate movers (a person here, a swaying bush there) whose union
+        # would need the whole frame: take their own crops in turn, biggest
+        # first, so each is seen at full detail every few runs.
+        ordered = sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+        self._rotation += 1
+        return self._square(ordered[self._rotation % len(ordered)], frame)
+
+    def _detect(self, frame: Frame, region: Region | None) -> list[Emitted]:
+        assert self.detector is not None and self.persons is not None
+        self._last_run = frame.ts
+        rgb = frame.rgb
+        whole = (0, 0, frame.width, frame.height)
+        detections = self.detector.detect(rgb, None if region == whole else region)
+        self.stats.inference_runs += 1
+        if self.detector.last_inference_ms is not None:
+            self.stats.inference_ms.append(self.detector.last_inference_ms)
+        return self.persons.observe(frame.ts, detections, rgb)
+
+    def _snapshot(self, rgb: np.ndarray, box: Box | None, event_id: int, phase: str, time_ms: int) -> Snapshot | None:
+        s = self.config.snapshot
+        if not s.enabled:
+            return None
+        return make_snapshot(
+            rgb,
+            event_id=event_id,
+            phase=phase,
+            time_ms=time_ms,
+            box=box,
+            crop=s.crop,
+            max_bytes=s.max_bytes,
+            max_width=s.max_width,
+        )

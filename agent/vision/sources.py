@@ -1,0 +1,204 @@
+"""Frame sources for replay and tests: video files, image folders, synthetic scenes.
+
+``open_source(spec)`` picks the implementation from a spec string:
+``picamera2`` (the Pi camera, see agent.vision.camera), ``synthetic:<scene>``,
+a directory of images or a video file. OpenCV (video files) and Pillow (non-JPEG
+images) are optional: they are imported only when such a source is opened.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.vision.frame import Frame, FrameSource, chroma_of, luma_from_rgb, motion_step
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def _import_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:
+        raise RuntimeError(
+            "reading video files needs OpenCV, which the agent does not install: "
+            "pip install 'xueliang-edge[replay]' (or opencv-python-headless)"
+        ) from exc
+    return cv2
+
+
+class VideoFileSource:
+    """A video file via OpenCV; timestamps come from the file.
+
+    ``ts`` is the decoder's position (CAP_PROP_POS_MSEC) when it moves forward,
+    else the previous time plus 1/fps — some containers and backends report 0
+    for every frame. Passing ``fps`` overrides both: ``ts = index / fps``.
+    """
+
+    def __init__(self, path: str | Path, fps: float | None = None) -> None:
+        self.path = Path(path)
+        self._fps_override = fps
+        self._cap: Any = None
+        self._fps = fps or 0.0
+        self._size = (0, 0)
+        self._index = 0
+        self._last_ts = -math.inf
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    def open(self) -> None:
+        cv2 = _import_cv2()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"video file not found: {self.path}")
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise RuntimeError(f"OpenCV cannot open {self.path} as a video")
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._fps = self._fps_override or (fps if 0.5 <= fps <= 240 else 10.0)
+        self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self._index = 0
+        self._last_ts = -math.inf
+        self._pos_msec = cv2.CAP_PROP_POS_MSEC
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            raise RuntimeError("open() the source before read()")
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            return None
+        if bgr.ndim == 2:
+            bgr = np.repeat(bgr[:, :, None], 3, axis=2)
+        index = self._index
+        self._index += 1
+        pos = float(self._cap.get(self._pos_msec) or 0.0) / 1000.0
+        if self._fps_override is not None:
+            ts = index / self._fps
+        elif pos > self._last_ts or (index == 0 and pos >= 0.0):
+            ts = pos  # after reading frame i, OpenCV reports frame i's own time
+        else:
+            ts = self._last_ts + 1.0 / self._fps
+        self._last_ts = ts
+        h, w = bgr.shape[:2]
+        self._size = (w, h)
+        step = motion_step(w)
+        return Frame(
+            ts,
+            index,
+            luma_from_rgb(bgr, step, bgr=True),
+            (w, h),
+            load_rgb=lambda: np.ascontiguousarray(bgr[:, :, ::-1]),
+            chroma=chroma_of(bgr[::step, ::step]),
+        )
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def _decode_image(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        import simplejpeg
+
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    try:
+        from PIL import Image
+    except ImportError:
+        try:
+            import imageio.v3 as iio
+        except ImportError as exc:
+            raise RuntimeError(f"{path.name}: non-JPEG images need Pillow or imageio installed") from exc
+        image = np.asarray(iio.imread(path))
+    else:
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"))
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3]).astype(np.uint8, copy=False)
+
+
+class ImageDirSource:
+    """Sorted images in a folder, one frame each, ``ts = index / fps``."""
+
+    def __init__(self, path: str | Path, fps: float = 10.0) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = Path(path)
+        self._fps = float(fps)
+        self._files: list[Path] = []
+        self._size = (0, 0)
+        self._index = 0
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    def open(self) -> None:
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"image directory not found: {self.path}")
+        self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.path}")
+        self._index = 0
+        self._size = (0, 0)
+
+    def read(self) -> Frame | None:
+        if self._index >= len(self._files):
+            return None
+        index = self._index
+        self._index += 1
+        path = self._files[index]
+        rgb = _decode_image(path)
+        h, w = rgb.shape[:2]
+        if self._size == (0, 0):
+            self._size = (w, h)
+        elif self._size != (w, h):
+            raise ValueError(f"{path.name} is {w}x{h}, the first image was {self._size[0]}x{self._size[1]}")
+        step = motion_step(w)
+        return Frame(
+            index / self._fps,
+            index,
+            luma_from_rgb(rgb, step),
+            (w, h),
+            rgb=rgb,
+            chroma=chroma_of(rgb[::step, ::step]),
+        )
+
+    def close(self) -> None:
+        self._files = []
+
+
+def open_source(spec: str, *, fps: float | None = None, **options: Any) -> FrameSource:
+    """Build (not open) the source a spec names."""
+    if spec.startswith("synthetic:"):
+        from agent.vision.synthetic import SyntheticSource
+
+        return SyntheticSource.from_spec(spec, fps=fps, **options)
+    if spec == "picamera2" or spec.startswith("picamera2:"):
+        from agent.vision.camera import PicameraSource
+
+        camera_num = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        return PicameraSource(camera_num=camera_num, fps=fps or 10.0, **options)
+    path = Path(spec)
+    if path.is_dir():
+        return ImageDirSource(path, fps=fps or 10.0)
+    if path.is_file():
+        return VideoFileSource(path, fps=fps)
+    raise FileNotFoundError(
+        f"no such source {spec!r}: expected picamera2, synthetic:<scene>, an image folder or a video file"
+    )
