@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from hub import __version__
 
@@ -19,11 +23,89 @@ ROLE = (
 )
 
 
+def _db_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="hub YAML config (its database.url is used)")
+    src.add_argument("--db", help="database URL, e.g. sqlite:///var/hub.sqlite3 or postgresql://…")
+
+
+def _list_args(p: argparse.ArgumentParser) -> None:
+    _db_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON (one array) instead of a table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xl-hub", description=ROLE)
     parser.add_argument("--version", action="version", version=f"xl-hub {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run ingest, health watcher and alert engine until SIGTERM")
+    run.add_argument("--config", required=True, help="hub YAML config")
+    run.add_argument("--retire", action="store_true",
+                     help="on stop, end this worker's MQTT session (when removing a worker for good)")
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    _db_args(dbsub.add_parser("upgrade", help="apply pending schema migrations"))
+
+    dev = sub.add_parser("devices", help="list devices with presence and open alarms")
+    _list_args(dev)
+    dev.add_argument("--offline", action="store_true", help="only devices that are offline")
+    dev.add_argument("--status", choices=["active", "revoked"])
+
+    ev = sub.add_parser("events", help="list the latest events")
+    _list_args(ev)
+    ev.add_argument("--device")
+    ev.add_argument("--kind", choices=["motion", "person", "panic", "tamper"])
+    ev.add_argument("--limit", type=int, default=50)
+
+    al = sub.add_parser("alerts", help="list 十户联防 alerts with response times")
+    _list_args(al)
+    al.add_argument("--open", action="store_true", help="only alerts not yet acknowledged")
+    al.add_argument("--limit", type=int, default=50)
+
+    am = sub.add_parser("alarms", help="list operator alarms (open ones by default)")
+    _list_args(am)
+    am.add_argument("--all", action="store_true", help="include cleared alarms")
+
+    _list_args(sub.add_parser("rejections", help="rejected messages by reason"))
+    from hub.console.cli import add_commands as add_console_commands
+
+    add_console_commands(sub)
     return parser
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from hub.config import load_config
+    from hub.db import make_engine
+
+    url = args.db if getattr(args, "db", None) else load_config(args.config).database_url
+    return make_engine(url)
+
+
+def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, out: Any = None) -> None:
+    out = out or sys.stdout
+    if as_json:
+        json.dump(list(rows), out, ensure_ascii=False, indent=1)
+        out.write("\n")
+        return
+    if not rows:
+        out.write("(none)\n")
+        return
+    cols = list(rows[0])
+    cells = [[_cell(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +114,79 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    from hub.config import ConfigError
+
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"xl-hub: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from hub import reports
+
+    if args.command in ("console", "user"):
+        from hub.console.cli import dispatch as console_dispatch
+
+        return console_dispatch(args)
+
+    if args.command == "run":
+        from hub.config import load_config
+        from hub.service import Hub, SchemaNotReady
+
+        cfg = load_config(args.config)
+        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            hub = Hub(cfg)
+            if "console" in cfg.plugins:  # the operators' console shares the hub's engine and MQTT client
+                from hub.console.server import for_hub
+
+                console = for_hub(cfg, hub.engine, hub.worker.client)
+                if console is not None:
+                    hub.extensions.append(console)
+            hub.run_forever()
+        except SchemaNotReady as exc:
+            print(f"xl-hub: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "forget-session":
+        from hub.config import load_config
+        from hub.ingest.mqtt import forget_session
+
+        cfg = load_config(args.config)
+        forget_session(cfg.mqtt, args.client_id)
+        print(f"session {args.client_id or cfg.mqtt.client_id} ended at {cfg.mqtt.host}:{cfg.mqtt.port}")
+        return 0
+    engine = _engine(args)
+    try:
+        if args.command == "db":
+            from hub.db import current_version, upgrade
+
+            applied = upgrade(engine)
+            print(f"applied migrations {applied}" if applied else "already up to date",
+                  f"(schema version {current_version(engine)})")
+            return 0
+        from hub.db import current_version
+        from hub.db.migrate import MIGRATIONS
+
+        if current_version(engine) < max(v for v, _, _ in MIGRATIONS):
+            print("xl-hub: database schema is not up to date: run `xl-hub db upgrade` first", file=sys.stderr)
+            return 1
+        if args.command == "devices":
+            rows = reports.list_devices(engine, offline_only=args.offline, status=args.status)
+        elif args.command == "events":
+            rows = reports.list_events(engine, device=args.device, kind=args.kind, limit=args.limit)
+        elif args.command == "alerts":
+            rows = reports.list_alerts(engine, open_only=args.open, limit=args.limit)
+        elif args.command == "alarms":
+            rows = reports.list_alarms(engine, open_only=not args.all)
+        else:
+            rows = reports.list_rejections(engine)
+        print_rows(rows, args.json)
+        return 0
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

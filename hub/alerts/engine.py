@@ -1,0 +1,202 @@
+"""The 十户联防 alert engine.
+
+Rules: (a) a panic event alerts the household's group at once; (b) a person
+event (phase start) at or above the score threshold during the household's
+armed hours alerts the group; (c) a tamper event while armed, or a device
+going offline while armed, raises an operator alarm (see ``hub.health``).
+
+Every decision is made inside the ingest transaction (rows written on the
+caller's connection); the MQTT publications are returned to the caller, which
+sends them only after the commit, so a rolled-back batch never alerts.
+A redelivered event is a duplicate and never reaches here, so it cannot alert
+twice; debounce limits a household to one alert per kind per N minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from hub.alerts.armed import is_armed
+from hub.config import AlertConfig
+from hub.db.dialect import upsert_insert
+from hub.db.schema_ops import alert_acks, alerts
+from hub.forward_port import ForwardSink
+from hub.ingest.directory import Directory
+from hub.ingest.validate import Accepted
+from protocol import limits
+from protocol.messages import Ack, Alert, Event
+
+log = logging.getLogger("xl.hub.alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    group_id: str
+    alert: Alert
+
+
+class AlertEngine:
+    def __init__(self, directory: Directory, config: AlertConfig, sink: ForwardSink) -> None:
+        self.directory = directory
+        self.config = config
+        self.sink = sink
+
+    # -- raising -----------------------------------------------------------
+
+    def armed_at(self, household_id: str, at_ms: int) -> bool:
+        hh = self.directory.household(household_id)
+        if hh is None:
+            return False
+        return is_armed(hh.armed_from, hh.armed_to, at_ms, self.config.timezone)
+
+    def on_new_event(self, conn: Connection, item: Accepted) -> Publication | None:
+        ev = item.message
+        assert isinstance(ev, Event)
+        if ev.kind == "panic":
+            kind = "panic"
+        elif (
+            ev.kind == "person"
+            and ev.phase == "start"
+            and ev.score >= self.config.person_score_min
+            and self.armed_at(item.device.household_id, item.time_ms)
+        ):
+            kind = "person"
+        else:
+            return None
+        # An event that sat in a device's outbox through an outage is history:
+        # it goes to the platform as an event, but neighbours are not woken for it.
+        age_ms = item.received_ms - item.time_ms
+        if age_ms > self.config.max_event_age_s * 1000:
+            log.info("not alerting on %s event %s of %s: %d s old", kind, ev.event_id,
+                     item.device.device_id, age_ms // 1000)
+            return None
+        return self.raise_alert(conn, kind, item.device.device_id, item.device.household_id,
+                                item.device.group_id, item.received_ms, ev.event_id)
+
+    def raise_alert(self, conn: Connection, kind: str, origin: str, household_id: str, group_id: str,
+                    now_ms: int, event_id: int | None = None) -> Publication | None:
+        since = now_ms - int(self.config.debounce_minutes * 60_000)
+        recent = conn.execute(
+            select(alerts.c.id).where(
+                alerts.c.household_id == household_id, alerts.c.kind == kind, alerts.c.raised_ms > since
+            ).limit(1)
+        ).first()
+        if recent is not None:
+            log.info("debounced %s alert for household %s (alert %s is recent)", kind, household_id,
+                     recent.id)
+            return None
+        alert_id = uuid.uuid4().hex
+        conn.execute(
+            alerts.insert().values(
+                id=alert_id, kind=kind, origin_device=origin, household_id=household_id, group_id=group_id,
+                event_id=event_id, raised_ms=now_ms, status="open",
+            )
+        )
+        hh = self.directory.household(household_id)
+        name = hh.name if hh is not None else None
+        self.sink.enqueue(conn, "alert", {
+            "alert_id": alert_id, "kind": kind, "origin_device": origin, "household_id": household_id,
+            "household_name": name, "group_id": group_id, "event_id": event_id, "raised_ms": now_ms,
+        })
+        log.warning("%s alert %s raised for household %s (group %s)", kind, alert_id, household_id, group_id)
+        return Publication(group_id, Alert(
+            alert_id=alert_id, phase="raise", kind=kind, origin=origin, household=household_id[:64],
+            time_ms=now_ms, text=(name or None) and name[: limits.MAX_TEXT_LEN],
+        ))
+
+    # -- delivery to the group ----------------------------------------------
+
+    # Longer than a watcher period plus a PUBACK round trip, so another
+    # worker's fresh raise is not re-sent before its confirmation is recorded.
+    RESEND_AFTER_MS = 15_000
+
+    def mark_published(self, conn: Connection, confirmed: list[tuple[str, int]]) -> None:
+        for alert_id, at_ms in confirmed:
+            conn.execute(update(alerts).where(alerts.c.id == alert_id, alerts.c.published_ms.is_(None))
+                         .values(published_ms=at_ms))
+
+    def unconfirmed(self, conn: Connection, now_ms: int) -> list[Publication]:
+        """Open alerts whose raise the broker never confirmed (the hub died between
+        commit and publish, or the broker was down): send them again, same id."""
+        rows = conn.execute(select(alerts).where(
+            alerts.c.status == "open", alerts.c.published_ms.is_(None),
+            alerts.c.raised_ms < now_ms - self.RESEND_AFTER_MS,
+        )).all()
+        out = []
+        for row in rows:
+            hh = self.directory.household(row.household_id)
+            name = hh.name if hh is not None else None
+            log.warning("re-sending %s alert %s to group %s: never confirmed by the broker",
+                        row.kind, row.id, row.group_id)
+            out.append(Publication(row.group_id, Alert(
+                alert_id=row.id, phase="raise", kind=row.kind, origin=row.origin_device,
+                household=row.household_id[:64], time_ms=row.raised_ms,
+                text=(name or None) and name[: limits.MAX_TEXT_LEN],
+            )))
+        return out
+
+    # -- closing -----------------------------------------------------------
+
+    def on_ack(self, conn: Connection, item: Accepted) -> Publication | None:
+        ack = item.message
+        assert isinstance(ack, Ack) and ack.of == "alert"
+        row = conn.execute(select(alerts).where(alerts.c.id == ack.ref_id)).first()
+        if row is None:
+            log.info("ack from %s for unknown alert %s ignored", item.device.device_id, ack.ref_id)
+            return None
+        if item.device.group_id != row.group_id:
+            log.warning("ack from %s for alert %s of another group ignored", item.device.device_id, row.id)
+            return None
+        ins = upsert_insert(conn, alert_acks)
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["alert_id", "device_id"]).values(
+            alert_id=row.id, device_id=item.device.device_id, received_ms=item.received_ms,
+            device_time_ms=ack.time_ms, ok=ack.ok,
+        ))
+        # The origin acknowledging its own alert is not a neighbour responding.
+        if row.status != "open" or not ack.ok or item.device.device_id == row.origin_device:
+            return None
+        response_ms = max(0, item.received_ms - row.raised_ms)
+        closed = conn.execute(
+            update(alerts).where(alerts.c.id == row.id, alerts.c.status == "open").values(
+                status="closed", closed_ms=item.received_ms, close_reason="ack",
+                first_ack_ms=item.received_ms, first_ack_device=item.device.device_id,
+                response_ms=response_ms,
+            )
+        ).rowcount
+        if not closed:
+            return None
+        return self._cleared(conn, row, item.received_ms, "ack", response_ms)
+
+    def expire(self, conn: Connection, now_ms: int) -> list[Publication]:
+        """Close alerts nobody acknowledged within the timeout."""
+        cutoff = now_ms - int(self.config.ack_timeout_s * 1000)
+        overdue = select(alerts).where(alerts.c.status == "open", alerts.c.raised_ms < cutoff)
+        rows = conn.execute(overdue).all()
+        out = []
+        for row in rows:
+            closed = conn.execute(
+                update(alerts).where(alerts.c.id == row.id, alerts.c.status == "open")
+                .values(status="closed", closed_ms=now_ms, close_reason="timeout")
+            ).rowcount
+            if closed:
+                log.warning("%s alert %s for household %s timed out unacknowledged",
+                            row.kind, row.id, row.household_id)
+                out.append(self._cleared(conn, row, now_ms, "timeout", None))
+        return out
+
+    def _cleared(self, conn: Connection, row: Row[Any], now_ms: int, reason: str,
+                 response_ms: int | None) -> Publication:
+        self.sink.enqueue(conn, "alert_clear", {
+            "alert_id": row.id, "kind": row.kind, "household_id": row.household_id,
+            "group_id": row.group_id, "closed_ms": now_ms, "close_reason": reason,
+            "response_ms": response_ms,
+        })
+        return Publication(row.group_id, Alert(
+            alert_id=row.id, phase="clear", kind=row.kind, origin=row.origin_device,
+            household=row.household_id[:64], time_ms=now_ms,
+        ))

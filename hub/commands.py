@@ -1,0 +1,52 @@
+"""Commands to devices (arm, disarm, schedule, snapshot, …), recorded so that
+the device's ack (``of="cmd"``, stored by ingest) can be matched to them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from sqlalchemy import Engine, select
+
+from hub.db.schema import devices
+from hub.db.schema_ops import commands
+from protocol.codec import encode
+from protocol.messages import Command
+from protocol.qos import DELIVERY
+from protocol.topics import Channel, cmd_topic
+
+
+class CommandError(ValueError):
+    pass
+
+
+def send_command(engine: Engine, client: mqtt.Client, device_id: str, op: str,
+                 args: dict[str, Any] | None = None) -> str:
+    """Validate, record and publish a command; returns its id.
+
+    Recorded before publishing, so an ack can never arrive for a command the
+    database does not know yet.
+    """
+    command = Command(command_id=uuid.uuid4().hex, op=op, args=dict(args or {}),
+                      time_ms=int(time.time() * 1000))  # raises ProtocolError on a bad op/args
+    payload = encode(command)
+    with engine.begin() as conn:
+        status = conn.execute(select(devices.c.status).where(devices.c.id == device_id)).scalar()
+        if status is None:
+            raise CommandError(f"device {device_id} is not registered")
+        if status != "active":
+            raise CommandError(f"device {device_id} is {status}")
+        conn.execute(commands.insert().values(id=command.command_id, device_id=device_id, op=op,
+                                              args=command.args or None, sent_ms=command.time_ms))
+    info = client.publish(cmd_topic(device_id), payload, qos=DELIVERY[Channel.CMD].qos)
+    if info.rc != mqtt.MQTT_ERR_SUCCESS:
+        raise CommandError(f"command not queued for publishing (rc={info.rc})")
+    return command.command_id
+
+
+def command_status(engine: Engine, command_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(commands).where(commands.c.id == command_id)).mappings().first()
+    return dict(row) if row is not None else None

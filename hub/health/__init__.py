@@ -1,0 +1,1 @@
+"""Fleet health: presence (online/offline) and operator alarms."""

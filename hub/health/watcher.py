@@ -1,0 +1,87 @@
+"""Periodic checks no message triggers: silent devices, unacknowledged alerts,
+and the gauges on /metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine, func, select
+
+from hub.alerts.engine import AlertEngine, Publication
+from hub.config import HealthConfig
+from hub.db.schema import devices
+from hub.db.schema_ops import alarms, alerts
+from hub.forward_port import ForwardSink
+from hub.health.alarms import AlarmBook
+from hub.health.presence import expire_silent
+from hub.ingest.batch import apply_offline_alarm
+from hub.ingest.directory import Directory
+from hub.metrics import HubMetrics
+
+log = logging.getLogger("xl.hub.health")
+
+
+class Watcher:
+    def __init__(self, engine_db: Engine, directory: Directory, alerts_engine: AlertEngine,
+                 config: HealthConfig, metrics: HubMetrics, sink: ForwardSink,
+                 publish: Callable[[list[Publication]], None],
+                 take_confirmed: Callable[[], list[tuple[str, int]]] = list) -> None:
+        self.db = engine_db
+        self.directory = directory
+        self.alerts = alerts_engine
+        self.config = config
+        self.metrics = metrics
+        self.sink = sink
+        self.publish = publish
+        self.take_confirmed = take_confirmed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="xl-hub-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.check_interval_s):
+            try:
+                self.check(int(time.time() * 1000))
+            except Exception:  # a database hiccup must not end the watcher
+                log.exception("health check failed; next try in %.0fs", self.config.check_interval_s)
+
+    def check(self, now_ms: int) -> list[Publication]:
+        with self.db.begin() as conn:
+            transitions = expire_silent(conn, now_ms, self.config.missed_heartbeats)
+            book = AlarmBook(conn, [t.device_id for t in transitions])
+            for t in transitions:
+                apply_offline_alarm(book, self.alerts, self.directory, t)
+            if transitions:
+                shown = ", ".join(t.device_id for t in transitions[:10])
+                more = f" and {len(transitions) - 10} more" if len(transitions) > 10 else ""
+                log.warning("%d device(s) offline after %d missed heartbeats: %s%s", len(transitions),
+                            self.config.missed_heartbeats, shown, more)
+            pubs = self.alerts.expire(conn, now_ms)
+            self.alerts.mark_published(conn, self.take_confirmed())
+            pubs += self.alerts.unconfirmed(conn, now_ms)
+            online = {bool(r[0]): int(r[1]) for r in conn.execute(
+                select(devices.c.online, func.count()).where(devices.c.status == "active")
+                .group_by(devices.c.online)
+            )}
+            open_alerts = conn.execute(select(func.count()).where(alerts.c.status == "open")).scalar_one()
+            open_alarms = conn.execute(select(func.count()).where(alarms.c.cleared_ms.is_(None))).scalar_one()
+        self.publish(pubs)
+        m = self.metrics
+        m.devices.labels("online").set(sum(n for k, n in online.items() if k))
+        m.devices.labels("offline").set(sum(n for k, n in online.items() if not k))
+        m.open_alerts.set(open_alerts)
+        m.open_alarms.set(open_alarms)
+        stats = self.sink.queue_stats()
+        if stats is not None:
+            m.forward_depth.set(stats.depth)
+            m.forward_age.set(stats.oldest_age_s)
+        return pubs

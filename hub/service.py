@@ -1,0 +1,137 @@
+"""The hub process: wires storage, ingest, health, alerts and metrics together.
+
+Later parts (the platform forwarder, the web console) plug in as
+``Extension``s: anything with ``start()`` and ``stop()``, started after ingest
+and stopped before it, so they never see a half-stopped hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from hub.alerts.engine import AlertEngine
+from hub.config import ConfigError, HubConfig
+from hub.db import current_version, make_engine
+from hub.db.migrate import MIGRATIONS, _load_room_migrations
+from hub.forward_port import ForwardSink, MemoryForwardSink
+from hub.health.watcher import Watcher
+from hub.ingest.batch import BatchProcessor
+from hub.ingest.directory import Directory
+from hub.ingest.worker import IngestWorker
+from hub.metrics import HubMetrics
+
+log = logging.getLogger("xl.hub")
+
+
+class Extension(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class SchemaNotReady(RuntimeError):
+    pass
+
+
+# Where each plug-in section of the config is turned into running parts. The
+# module must provide ``create(engine, section: dict) -> (sink | None, [Extension, ...])``;
+# the forwarder returns its ForwardSink adapter and itself as an Extension.
+PLUGIN_ENTRY_POINTS = {"forward": "hub.forward.plugin", "console": "hub.console.plugin"}
+
+
+def plugins_from_config(config: HubConfig, engine: Engine) -> tuple[ForwardSink | None, list[Extension]]:
+    import importlib
+
+    sink: ForwardSink | None = None
+    extensions: list[Extension] = []
+    for name, section in config.plugins.items():
+        module_name = PLUGIN_ENTRY_POINTS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            raise ConfigError(f"{name}: this hub has no {module_name} module to run it") from None
+        got_sink, got_ext = module.create(engine, section)
+        if got_sink is not None:
+            if sink is not None:
+                raise ConfigError(f"{name}: a forward sink is already provided by another section")
+            sink = got_sink
+        extensions.extend(got_ext)
+    return sink, extensions
+
+
+class Hub:
+    def __init__(self, config: HubConfig, *, engine: Engine | None = None, sink: ForwardSink | None = None,
+                 client_id: str | None = None, extensions: list[Extension] | None = None) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config.database_url)
+        self.sink: ForwardSink = sink if sink is not None else MemoryForwardSink()
+        self.metrics = HubMetrics()
+        self.directory = Directory(self.engine, ttl_s=config.ingest.registry_ttl_s)
+        self.alerts = AlertEngine(self.directory, config.alerts, self.sink)
+        processor = BatchProcessor(self.engine, self.directory, self.alerts, self.sink, config.health)
+        self.worker = IngestWorker(config, processor, self.metrics, client_id=client_id)
+        self.watcher = Watcher(self.engine, self.directory, self.alerts, config.health, self.metrics,
+                               self.sink, self.worker.publish, self.worker.take_confirmed)
+        self.extensions = list(extensions or [])
+        self._stop_metrics: object = None
+
+    def check_schema(self) -> None:
+        _load_room_migrations()
+        want = max(v for v, _, _ in MIGRATIONS)
+        have = current_version(self.engine)
+        if have < want:
+            raise SchemaNotReady(f"database is at schema version {have}, this hub needs {want}: "
+                                 "run `xl-hub db upgrade --config FILE` first")
+
+    def start(self) -> None:
+        self.check_schema()
+        self.directory.reload()
+        if self.config.metrics.enabled:
+            self._stop_metrics = self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+        self.worker.start()
+        self.watcher.start()
+        for ext in self.extensions:
+            ext.start()
+        log.info("hub started: %d devices in the registry", len(self.directory.all_devices()))
+
+    def stop(self, *, retire: bool = False) -> None:
+        for ext in reversed(self.extensions):
+            try:
+                ext.stop()
+            except Exception:
+                log.exception("extension %r failed to stop", ext)
+        self.watcher.stop()
+        self.worker.stop(retire=retire)
+        if callable(self._stop_metrics):
+            self._stop_metrics()
+        log.info("hub stopped")
+
+    @classmethod
+    def from_config(cls, config: HubConfig) -> Hub:
+        """The hub ``xl-hub run`` starts: plug-ins (forwarder, console) from their config sections."""
+        engine = make_engine(config.database_url)
+        sink, extensions = plugins_from_config(config, engine)
+        return cls(config, engine=engine, sink=sink, extensions=extensions)
+
+    def run_forever(self, *, retire: bool = False) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly (flush, ack, disconnect)."""
+        done = threading.Event()
+
+        def _signal(signum: int, _frame: object) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, _signal)
+        signal.signal(signal.SIGINT, _signal)
+        self.start()
+        try:
+            done.wait()
+        finally:
+            self.stop(retire=retire)
