@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from hub.db.dialect import upsert_insert
 from hub.db.schema_ops import events, health_history, health_latest, rejections, snapshots
@@ -57,14 +57,45 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
         result = conn.execute(stmt, rows)
     inserted = {(r.device_id, r.event_id, r.phase) for r in result}
     new: list[Accepted] = []
-    for it in items:
+    later_updates: list[dict[str, Any]] = []
+    for index, it in enumerate(items):
         ev = it.message
         assert isinstance(ev, Event)
         key = (it.device.device_id, ev.event_id, ev.phase)
         if key in inserted:
             inserted.discard(key)  # a duplicate inside the same batch is not new twice
             new.append(it)
+        elif ev.phase == "update":
+            later_updates.append(rows[index])
+    if later_updates:
+        _refresh_updates(conn, later_updates)
     return new
+
+
+# A long visit sends several `update`s under one (device, event id, phase) key.
+# The row keeps the latest of them (by device time): re-sent copies change
+# nothing, so this is still idempotent, and older copies never overwrite newer.
+_SET_COLUMNS = ("score", "bbox", "zone", "count", "has_snapshot", "device_time_ms", "received_ms", "time_ms",
+                "time_trusted")
+_REFRESH_UPDATE = (
+    update(events)
+    .where(
+        events.c.device_id == bindparam("k_device"),
+        events.c.event_id == bindparam("k_event"),
+        events.c.phase == "update",
+        events.c.device_time_ms < bindparam("k_time"),
+    )
+    .values({c: bindparam(c) for c in _SET_COLUMNS})
+)
+
+
+def _refresh_updates(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    params = [
+        {"k_device": r["device_id"], "k_event": r["event_id"], "k_time": r["device_time_ms"],
+         **{c: r[c] for c in _SET_COLUMNS}}
+        for r in rows
+    ]
+    conn.execute(_REFRESH_UPDATE, params)
 
 
 # PostgreSQL: one row of arrays, unnested server-side. A multi-row VALUES list

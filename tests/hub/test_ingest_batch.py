@@ -62,6 +62,18 @@ def test_duplicates_are_stored_once(setup) -> None:  # type: ignore[no-untyped-d
     assert [(p["event_id"], p["phase"]) for p in sink.of_kind("event")] == [(7, "start"), (7, "end")]
 
 
+def test_a_later_update_replaces_an_earlier_one_but_never_the_reverse(setup) -> None:  # type: ignore[no-untyped-def]
+    engine, devs, proc, _sink = setup
+    d, t0 = devs[0], now_ms()
+    proc.process([inbound(event_topic(d), ev(9, "update", t=t0 + 3000, bbox=(100, 100, 200, 300), count=1))])
+    proc.process([inbound(event_topic(d), ev(9, "update", t=t0 + 6000, bbox=(400, 100, 500, 300), count=2))])
+    proc.process([inbound(event_topic(d), ev(9, "update", t=t0 + 3000, bbox=(100, 100, 200, 300), count=1))])
+    with engine.connect() as conn:
+        rows = conn.execute(select(events.c.count, events.c.bbox, events.c.device_time_ms)
+                            .where(events.c.phase == "update")).all()
+    assert [tuple(r) for r in rows] == [(2, [400, 100, 500, 300], t0 + 6000)]
+
+
 def test_snapshots_are_stored_once(setup) -> None:  # type: ignore[no-untyped-def]
     engine, devs, proc, sink = setup
     snap = encode_snapshot(Snapshot(event_id=3, phase="start", time_ms=now_ms(), width=320, height=240,
