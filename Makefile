@@ -21,7 +21,7 @@ system:
 	@bash tools/ensure-system.sh
 
 demo: install system
-	$(PY) tools/demo.py
+	$(PY) -m sim.demo
 
 test: install system
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -137,8 +137,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = load_config(args.config)
         logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per platform request is noise
         try:
-            hub = Hub(cfg)
+            hub = Hub.from_config(cfg)
             if "console" in cfg.plugins:  # the operators' console shares the hub's engine and MQTT client
                 from hub.console.server import for_hub
 

@@ -41,7 +41,8 @@ class SchemaNotReady(RuntimeError):
 # Where each plug-in section of the config is turned into running parts. The
 # module must provide ``create(engine, section: dict) -> (sink | None, [Extension, ...])``;
 # the forwarder returns its ForwardSink adapter and itself as an Extension.
-PLUGIN_ENTRY_POINTS = {"forward": "hub.forward.plugin", "console": "hub.console.plugin"}
+# The console is attached by ``xl-hub run`` itself (it needs the hub's MQTT client).
+PLUGIN_ENTRY_POINTS = {"forward": "hub.forward.plugin"}
 
 
 def plugins_from_config(config: HubConfig, engine: Engine) -> tuple[ForwardSink | None, list[Extension]]:
@@ -50,6 +51,8 @@ def plugins_from_config(config: HubConfig, engine: Engine) -> tuple[ForwardSink 
     sink: ForwardSink | None = None
     extensions: list[Extension] = []
     for name, section in config.plugins.items():
+        if name not in PLUGIN_ENTRY_POINTS:
+            continue
         module_name = PLUGIN_ENTRY_POINTS[name]
         try:
             module = importlib.import_module(module_name)
