@@ -34,7 +34,6 @@ bench: install system
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check protocol
 
 # Re-pin after changing dependencies: a clean venv, then freeze into constraints.txt.
 lock:

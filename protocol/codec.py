@@ -202,7 +202,8 @@ def decode_snapshot(payload: bytes) -> Snapshot:
         raise ProtocolError("bad_snapshot", f"header length {head_len} is impossible")
     header = loads_object(payload[2 : 2 + head_len], limits.MAX_SNAPSHOT_HEADER_BYTES)
     version = header.get("v")
-    if isinstance(version, bool) or version not in limits.SUPPORTED_VERSIONS:
+    # The type check first: a list or dict is unhashable and would raise TypeError in the set lookup.
+    if isinstance(version, bool) or not isinstance(version, int) or version not in limits.SUPPORTED_VERSIONS:
         raise ProtocolError("bad_version", f"snapshot schema version {version!r:.20} not supported")
     jpeg = payload[2 + head_len :]
     _check_jpeg(jpeg)

@@ -44,9 +44,7 @@ def opt_int(obj: Mapping[str, Any], key: str, lo: int, hi: int, *, required: boo
     return value
 
 
-def opt_float(
-    obj: Mapping[str, Any], key: str, lo: float, hi: float, *, required: bool = False
-) -> float | None:
+def opt_float(obj: Mapping[str, Any], key: str, lo: float, hi: float, *, required: bool = False) -> float | None:
     value = _get(obj, key, required)
     if value is _MISSING:
         return None
@@ -99,9 +97,7 @@ def req_str(obj: Mapping[str, Any], key: str, max_len: int, *, pattern: re.Patte
 def req_enum(obj: Mapping[str, Any], key: str, allowed: frozenset[str]) -> str:
     value = req_str(obj, key, 16)
     if value not in allowed:
-        raise ProtocolError(
-            "bad_field", f"field {key!r}={value!r} is not one of {', '.join(sorted(allowed))}"
-        )
+        raise ProtocolError("bad_field", f"field {key!r}={value!r} is not one of {', '.join(sorted(allowed))}")
     return value
 
 

@@ -119,9 +119,7 @@ def allocate_device_id(
     Serials are never reused (a revoked device's ID stays burnt), which is why
     this takes max+1 rather than the first gap.
     """
-    probe = make_device_id(
-        township, 0, division=division, industry=industry, type_code=type_code, network=network
-    )
+    probe = make_device_id(township, 0, division=division, industry=industry, type_code=type_code, network=network)
     prefix = str(probe)[:14]
     highest = -1
     for existing in used:
@@ -146,9 +144,7 @@ def parse_group_id(text: object) -> str:
     MQTT topic level and can never widen a subscription or ACL pattern.
     """
     if not isinstance(text, str) or not _GROUP_RE.fullmatch(text):
-        raise ProtocolError(
-            "bad_group_id", f"group ID must match [A-Za-z0-9][A-Za-z0-9_-]{{0,31}}, got {text!r}"
-        )
+        raise ProtocolError("bad_group_id", f"group ID must match [A-Za-z0-9][A-Za-z0-9_-]{{0,31}}, got {text!r}")
     return text
 
 
