@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.clock import Clock
@@ -51,7 +52,8 @@ def source_factory(cfg: CameraConfig) -> SourceFactory:
             explicit = cfg.source.partition("?")[2]
             extra = {} if "width=" in explicit else {"width": cfg.width, "height": cfg.height}
             return open_source(cfg.source, fps=None if "fps=" in explicit else cfg.fps, **extra)
-        return open_source(cfg.source, fps=cfg.fps)
+        # A video file keeps its own timestamps; an image folder has none, so it takes camera.fps.
+        return open_source(cfg.source, fps=None if Path(cfg.source).is_file() else cfg.fps)
 
     return build
 
