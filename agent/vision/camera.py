@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.vision.frame import Frame
+from agent.vision.frame import Frame, SourceBase
 
 
 class CameraUnavailable(RuntimeError):
@@ -63,7 +63,7 @@ def chroma_of_uv(u: np.ndarray, v: np.ndarray, step: int = 4) -> float:
     return float(np.abs(us - 128).mean() + np.abs(vs - 128).mean())
 
 
-class PicameraSource:
+class PicameraSource(SourceBase):
     """A FrameSource over picamera2. ``ts`` is ``time.monotonic()`` at capture."""
 
     def __init__(
@@ -90,14 +90,6 @@ class PicameraSource:
         self._camera: Any = None
         self._request: Any = None
         self._index = 0
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     def open(self) -> None:
         factory = self._factory or _import_picamera2()

@@ -92,6 +92,21 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+class SourceBase:
+    """What every real source shares: its frame rate and full-frame size (known after ``open``)."""
+
+    _fps: float = 0.0
+    _size: tuple[int, int] = (0, 0)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+
 def motion_step(width: int, target: int = MOTION_WIDTH) -> int:
     """Integer stride that brings ``width`` down to about ``target`` pixels."""
     return max(1, round(width / target))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.vision.frame import Frame, FrameSource, chroma_of, luma_from_rgb, motion_step
+from agent.vision.frame import Frame, FrameSource, SourceBase, chroma_of, luma_from_rgb, motion_step
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -30,7 +30,7 @@ def _import_cv2() -> Any:
     return cv2
 
 
-class VideoFileSource:
+class VideoFileSource(SourceBase):
     """A video file via OpenCV; timestamps come from the file.
 
     ``ts`` is the decoder's position (CAP_PROP_POS_MSEC) when it moves forward,
@@ -46,14 +46,6 @@ class VideoFileSource:
         self._size = (0, 0)
         self._index = 0
         self._last_ts = -math.inf
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     def open(self) -> None:
         cv2 = _import_cv2()
@@ -128,7 +120,7 @@ def _decode_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3]).astype(np.uint8, copy=False)
 
 
-class ImageDirSource:
+class ImageDirSource(SourceBase):
     """Sorted images in a folder, one frame each, ``ts = index / fps``."""
 
     def __init__(self, path: str | Path, fps: float = 10.0) -> None:
@@ -139,14 +131,6 @@ class ImageDirSource:
         self._files: list[Path] = []
         self._size = (0, 0)
         self._index = 0
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     def open(self) -> None:
         if not self.path.is_dir():
