@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from tests.support.broker import free_port
 
@@ -14,11 +17,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_and_shows_everything() -> None:
-    env = {**os.environ, "DEMO_SECONDS": "45", "DEMO_CONSOLE_PORT": str(free_port())}
-    out = subprocess.run([sys.executable, "-m", "sim.demo"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=240)
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-3000:]
+    port = free_port()
+    env = {**os.environ, "DEMO_SECONDS": "45", "DEMO_CONSOLE_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "sim.demo"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        # The console is served by the hub that `xl-hub run` started, not by a test server.
+        deadline, page = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert page is not None and page.status_code == 200, "the console never answered"
+        assert "/login" in str(page.url)  # no session: the overview redirects to the login page
+        text, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, text[-3000:]
     assert "result               OK" in text
     assert "neighbour acks, first after" in text
     summary = text[text.index("demo summary"):]
