@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 
 STABLE_S = 30.0  # a connection that lasted this long resets the backoff
 CONNACK_TIMEOUT_S = 30.0
+# PUBACK reason 0x10: the broker took the message but nobody subscribes to it,
+# so it went nowhere. The hub is the only reader of uplink topics; this happens
+# when its subscriptions are gone, e.g. Mosquitto restarted (it does not restore
+# shared subscriptions from persistence) and the hub has not reconnected yet.
+NO_MATCHING_SUBSCRIBERS = 16
+UNHEARD_RETRY_S = (0.5, 30.0)  # re-send such a message after this, doubling up to the cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,8 @@ class Link:
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._acked: list[int] = []
         self._refused: set[int] = set()  # seqs the broker refused; retried on the next connection only
+        self._unheard: dict[int, float] = {}  # seq -> monotonic time to re-send (nobody was subscribed)
+        self._unheard_delay = UNHEARD_RETRY_S[0]
         self._volatile: collections.deque[tuple[str, bytes, int, bool]] = collections.deque(maxlen=8)
         self.connected = False
         self.attempts = 0  # consecutive failed connection attempts
@@ -178,6 +186,7 @@ class Link:
         self._inflight.clear()
         self._acked.clear()
         self._refused.clear()
+        self._unheard.clear()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = s.session_expiry
         client.connect(s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props)
@@ -211,11 +220,15 @@ class Link:
         while self._volatile:
             topic, payload, qos, retain = self._volatile.popleft()
             client.publish(topic, payload, qos=qos, retain=retain)
+        if self._unheard:
+            now = time.monotonic()
+            for seq in [q for q, due in self._unheard.items() if due <= now]:
+                del self._unheard[seq]
         room = self.settings.max_inflight - len(self._inflight)
         # The cheap in-memory count first: no query 10 times a second when idle.
-        if room <= 0 or self.outbox.depth <= len(self._inflight) + len(self._refused):
+        if room <= 0 or self.outbox.depth <= len(self._inflight) + len(self._refused) + len(self._unheard):
             return
-        skip = [*self._inflight.values(), *self._refused]
+        skip = [*self._inflight.values(), *self._refused, *self._unheard]
         for msg in self.outbox.pending(room, exclude=skip):
             info = client.publish(msg.topic, msg.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -275,6 +288,15 @@ class Link:
             self.last_error = f"publish refused: {reason}"
             self._refused.add(seq)
             return
+        if getattr(reason, "value", 0) == NO_MATCHING_SUBSCRIBERS:
+            # Accepted but delivered to no one: deleting it now would lose it. Keep it
+            # and send it again once the hub has had time to subscribe.
+            self.last_error = "publish reached no subscriber (hub not subscribed)"
+            if not self._unheard:  # a new round of refusals backs off further; one round shares a delay
+                self._unheard_delay = min(UNHEARD_RETRY_S[1], self._unheard_delay * 2)
+            self._unheard[seq] = time.monotonic() + self._unheard_delay
+            return
+        self._unheard_delay = UNHEARD_RETRY_S[0]
         self._acked.append(seq)
 
     def _handle_message(self, _c: mqtt.Client, _ud: object, message: mqtt.MQTTMessage) -> None:

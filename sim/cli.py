@@ -7,6 +7,7 @@ import json
 import multiprocessing as mp
 import resource
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sim.fleet import Fleet, Identity, Report, Traffic
@@ -55,8 +56,11 @@ def raise_fd_limit() -> None:
 def run_fleet(idents: list[Identity], host: str, port: int, ca: str | None, traffic: Traffic,
               duration: float, procs: int) -> Report:
     raise_fd_limit()
-    chunks = [idents[i::procs] for i in range(procs)]
-    jobs = [(c, host, port, ca, traffic, duration, i + 1) for i, c in enumerate(chunks) if c]
+    chunks = [c for c in (idents[i::procs] for i in range(procs)) if c]
+    # Traffic rates are fleet-wide: each process drives its share of them.
+    share = replace(traffic, event_rate=traffic.event_rate / len(chunks),
+                    panic_per_hour=traffic.panic_per_hour / len(chunks))
+    jobs = [(c, host, port, ca, share, duration, i + 1) for i, c in enumerate(chunks)]
     if len(jobs) == 1:
         return _worker(jobs[0])
     total = Report()
