@@ -233,7 +233,7 @@ class Fleet:
         if action == "connect":
             dev = self.devices[index]
             try:
-                dev.client.connect(dev.host, dev.port, keepalive=60)
+                dev.client.connect(dev.host, dev.port, keepalive=45)
                 self.report.connected += 1
             except (OSError, ssl.SSLError):
                 self.report.connect_failures += 1
