@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--ntp-server", help="county NTP server for the Pis (default: the broker host)")
     init.add_argument("--hub-cn", default="hub", help="CN (MQTT username) of the hub's client certificate")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
+    client = ca.add_parser("client", parents=[common],
+                           help="issue another hub-side identity (a second hub worker, the console)")
+    client.add_argument("name", metavar="CN", help="its CN and MQTT username/client id, e.g. hub-2")
+    client.add_argument("--role", choices=["hub", "monitor"], default="hub",
+                        help="hub: reads uplink, writes cmd and alerts; monitor: reads uplink only")
+    client.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
 
     dev = sub.add_parser("device", help="one device").add_subparsers(dest="device_command", metavar="ACTION")
     add = dev.add_parser("add", parents=[common], help="provision one household's device")
@@ -97,6 +103,14 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from provisioning.state import State
 
     state = State(args.state)
+    if args.command == "ca" and args.ca_command == "client":
+        engine = commands.open_db(state, args.db)
+        try:
+            for line in commands.add_client(state, engine, args.name, args.role, args.broker_dir):
+                print(line)
+        finally:
+            engine.dispose()
+        return 0
     if args.command == "ca":
         if args.ca_command != "init":
             parser.parse_args(["ca", "--help"])

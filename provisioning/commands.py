@@ -86,6 +86,22 @@ def ca_init(
     return [state.ca_cert, state.server_cert, *(state.client_cert(cn) for cn in clients)]
 
 
+def add_client(state: State, engine: Engine, cn: str, role: str, broker_dir: Path | None) -> list[str]:
+    """Another hub-side identity. Each hub worker needs its own: the broker forces
+    client id = certificate name, so two workers sharing one would keep kicking
+    each other off."""
+    if not _CN.match(cn) or cn.isdigit():
+        raise UsageError(f"{cn!r} must be 1-32 of A-Z a-z 0-9 _ - and not all digits (those are device IDs)")
+    settings = state.load_settings()
+    if cn in settings.clients:
+        raise UsageError(f"{cn!r} already exists ({settings.clients[cn]}); its files are in {state.clients_dir}")
+    issue_client(state, state.load_ca(), cn)
+    settings.clients[cn] = {"hub": ROLE_HUB, "monitor": ROLE_MONITOR}[role]
+    state.save_settings(settings)
+    acl = _refresh_broker(state, engine, broker_dir, None, False)
+    return [str(state.client_cert(cn)), str(state.client_key(cn)), acl]
+
+
 def _refresh_broker(state: State, engine: Engine, broker_dir: Path | None, pid: int | None, restart: bool) -> str:
     out = broker_dir or (Path(d) if (d := state.load_settings().broker_dir) else None)
     if out is None:

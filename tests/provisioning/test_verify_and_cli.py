@@ -161,3 +161,19 @@ def test_ca_init_checks_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["ca", "init", "--state", str(tmp_path / "s"), "--broker-host", "h", "--hub-cn", "a/b"]) == 2
     assert "--hub-cn 'a/b'" in capsys.readouterr().err
     assert not (tmp_path / "s" / "ca" / "ca.key").exists()
+
+
+def test_ca_client_adds_a_second_hub_identity_with_its_own_acl_block(tmp_path: Path) -> None:
+    from provisioning.cli import main as provision
+
+    state = tmp_path / "state"
+    assert provision(["ca", "init", "--state", str(state), "--broker-host", "127.0.0.1"]) == 0
+    assert provision(["broker-config", "--state", str(state), "--out", str(tmp_path / "broker")]) == 0
+    assert provision(["ca", "client", "hub-2", "--state", str(state)]) == 0
+    key = state / "ca" / "clients" / "hub-2.key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    acl = (tmp_path / "broker" / "acl").read_text()
+    block = acl.split("user hub-2\n", 1)[1].split("\n\n", 1)[0]
+    assert "topic read xl/v1/+/+" in block and "topic write xl/v1/grp/+/alert" in block
+    assert provision(["ca", "client", "hub-2", "--state", str(state)]) == 2  # not issued twice
+    assert provision(["ca", "client", "12345", "--state", str(state)]) == 2  # would look like a device
