@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,27 @@ def print_table(title: str, rows: list[tuple[str, Any, str]]) -> None:
     for key, value, note in rows:
         shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
         print(f"  {key:<{width}}  {shown:>12}  {note}")
+
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pg_schema(prefix: str = "xl_bench_") -> tuple[str, str]:
+    """A fresh PostgreSQL schema and a URL whose search_path is it (drop it with drop_pg)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = prefix + uuid.uuid4().hex[:8]
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    admin.dispose()
+    return name, f"{PG_ADMIN}?options=-csearch_path%3D{name}"
+
+
+def drop_pg(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    admin.dispose()

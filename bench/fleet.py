@@ -63,15 +63,14 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from _common import ROOT, merge_results, print_table  # also puts the project on sys.path
+from _common import ROOT, drop_pg, merge_results, pg_schema, print_table  # also puts the project on sys.path
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from hub.db import make_engine
 from hub.db.schema import REGISTRY_TABLES, devices
@@ -80,12 +79,12 @@ from protocol import Health, State, encode
 from protocol.codec import decode_state
 from protocol.topics import health_topic, state_topic, uplink_filter
 from provisioning.townships import MINQIN_TOWNSHIPS
+from tests.support.broker import free_port, wait_port
 
 BIN = Path(sys.executable).parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 WORK = ROOT / "var" / "bench-fleet"
 PROBES = 3  # extra provisioned devices: silent death at two keepalives, closed socket
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SIM_CONNECT_RATE = 300.0  # each xl-sim process schedules this many connects per second
 EVENT_KINDS = ("person", "motion", "person_end", "motion_end", "panic")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -122,23 +121,6 @@ class Procs:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def run(argv: list[str]) -> None:
@@ -239,22 +221,6 @@ def sqlite_copy(src: Path, dst: Path) -> None:
     """The state's registry database, copied consistently (backup API, WAL-safe)."""
     with contextlib.closing(sqlite3.connect(src)) as s, contextlib.closing(sqlite3.connect(dst)) as d:
         s.backup(d)
-
-
-def pg_schema() -> tuple[str, str]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = "xl_fleet_" + uuid.uuid4().hex[:8]
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    admin.dispose()
-    return name, f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{name}"
-
-
-def drop_pg(name: str) -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    admin.dispose()
 
 
 def copy_registry(src_url: str, dst_url: str) -> None:
@@ -543,7 +509,7 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
         wait_port(port)
 
         if a.postgres:
-            pg = pg_schema()
+            pg = pg_schema("xl_fleet_")
             db_url = pg[1]
             run([str(BIN / "xl-hub"), "db", "upgrade", "--db", db_url])
             copy_registry(f"sqlite:///{state / 'hub.sqlite3'}", db_url)

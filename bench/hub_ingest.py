@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from _common import merge_results, print_table  # also puts the project on sys.path
+from _common import drop_pg, merge_results, pg_schema, print_table  # also puts the project on sys.path
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from hub.config import parse_config
 from hub.db import make_engine, upgrade
@@ -51,7 +51,6 @@ GROUP_SIZE = 10
 DRAIN_N = 20_000
 BARE_ID = "bare-sub"
 LOAD_S = 20.0
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BROKER_CONF = (
     "listener {port} 127.0.0.1\nallow_anonymous true\n"
     "max_queued_messages 0\nmax_inflight_messages 0\npersistence false\n"
@@ -343,24 +342,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def pg_schema() -> tuple[str, str] | None:
+def optional_pg_schema() -> tuple[str, str] | None:
     try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        name = "xl_bench_" + uuid.uuid4().hex[:8]
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{name}"'))
-        admin.dispose()
-        return name, f"{PG_ADMIN}?options=-csearch_path%3D{name}"
+        return pg_schema()
     except Exception as exc:
         print(f"PostgreSQL not available ({str(exc)[:80]}): skipping its figures")
         return None
-
-
-def drop_pg(name: str) -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-    admin.dispose()
 
 
 def main() -> None:
@@ -368,7 +355,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="xl-bench-hub-"))
     figures: dict[str, Any] = {}
     rows: list[tuple[str, Any, str]] = []
-    pg = pg_schema()
+    pg = optional_pg_schema()
     try:
         backends = [("sqlite", f"sqlite:///{work / 'hub.sqlite3'}")]
         if pg is not None:

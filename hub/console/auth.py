@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from hub.console.passwords import DUMMY_HASH, hash_password, verify_password
 from hub.console.tables import ROLES, console_audit, console_login_failures, console_sessions, console_users
+from hub.registry import now_ms
 
 SESSION_COOKIE = "xl_session"
 ROLE_RANK = {role: i for i, role in enumerate(ROLES)}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
