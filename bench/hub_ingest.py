@@ -49,6 +49,7 @@ from tests.support.broker import run_broker
 DEVICES = 3312
 GROUP_SIZE = 10
 DRAIN_N = 20_000
+ROUNDS = 3
 BARE_ID = "bare-sub"
 LOAD_S = 20.0
 BROKER_CONF = (
@@ -101,13 +102,18 @@ def publisher(port: int) -> mqtt.Client:
     return c
 
 
+_ROUND = [0]
+
+
 def publish_events(port: int, devices: list[str], n: int) -> None:
     c = publisher(port)
     infos = []
     t = now_ms()
+    _ROUND[0] += 1  # each round is a new boot: fresh event ids, so nothing is a duplicate
     for i in range(n):
         dev = devices[i % len(devices)]
-        payload = encode(Event(event_id=i, kind="motion", phase="start", time_ms=t, score=50, zone="gate"))
+        payload = encode(Event(event_id=(_ROUND[0] << 32) | i, kind="motion", phase="start", time_ms=t, score=50,
+                               zone="gate"))
         infos.append(c.publish(event_topic(dev), payload, qos=1))
     for info in infos:
         info.wait_for_publish(60)
@@ -213,18 +219,30 @@ def drain_rate_hub(url: str, port: int, devices: list[str]) -> float:
         on_message(c, u, m)  # type: ignore[misc]
 
     hub.worker.client.on_message = timed_on_message
+    # The end is the commit that stores the last event, seen from inside the
+    # hub: polling the database from this process would steal the GIL from
+    # the hub being measured.
+    done = threading.Event()
+    stored_new = [0]
+    last_commit: list[float] = []
+    original = hub.worker.processor.process
+
+    def counted(batch: Any) -> Any:
+        result = original(batch)
+        stored_new[0] += result.new_events
+        if stored_new[0] >= DRAIN_N and not done.is_set():
+            last_commit.append(time.perf_counter())
+            done.set()
+        return result
+
+    hub.worker.processor.process = counted  # type: ignore[method-assign]
     hub.start()
-    deadline = time.monotonic() + 300
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        while conn.execute(select(func.count()).select_from(events)).scalar_one() < before + DRAIN_N:
-            conn.rollback()
-            if time.monotonic() > deadline:
-                raise RuntimeError("hub did not drain in 300 s")
-            time.sleep(0.01)
-    elapsed = time.perf_counter() - first[0]
-    engine.dispose()
-    hub.stop()
+    if not done.wait(300):
+        raise RuntimeError(f"hub did not drain in 300 s ({stored_new[0]} of {DRAIN_N} stored)")
+    elapsed = last_commit[0] - first[0]
+    hub.stop(retire=True)  # leave the share group, or the next round's hub gets only half the traffic
+    if stored(url) < before + DRAIN_N:
+        raise RuntimeError("the hub reported events it did not store")
     return DRAIN_N / elapsed
 
 
@@ -363,9 +381,14 @@ def main() -> None:
         for name, url in backends:
             groups = build_fleet(url)
             devices = [d for ds in groups.values() for d in ds]
+            # Interleaved rounds, best of each: this machine is shared, and a
+            # single pair of runs swings by a third either way.
+            bares, hubs = [], []
             with run_broker(BROKER_CONF) as broker:
-                bare = drain_rate_bare(broker.port, devices)
-                hub_rate = drain_rate_hub(url, broker.port, devices)
+                for _ in range(ROUNDS):
+                    bares.append(drain_rate_bare(broker.port, devices))
+                    hubs.append(drain_rate_hub(url, broker.port, devices))
+            bare, hub_rate = max(bares), max(hubs)
             with run_broker(BROKER_CONF) as broker:
                 e2e, alert_lat = county_load(url, broker.port, groups)
             ratio = round(hub_rate / bare, 3)
