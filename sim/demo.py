@@ -190,7 +190,7 @@ def start_broker(state: Path, procs: Procs) -> None:
     procs.start("mosquitto", [mosquitto, "-c", str(path)], WORK / "logs" / "mosquitto.log")
 
 
-def wait_port(port: int, what: str, timeout: float = 20.0) -> None:
+def wait_port(port: int, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -198,7 +198,9 @@ def wait_port(port: int, what: str, timeout: float = 20.0) -> None:
                 return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"demo: {what} did not start listening on port {port} (see {WORK / 'logs'})")
+    logs = "\n".join(f"--- {name}\n{(WORK / 'logs' / name).read_text(errors='replace')[-1500:]}"
+                     for name in ("hub.log", "mosquitto.log") if (WORK / "logs" / name).exists())
+    raise SystemExit(f"demo: {what} did not start listening on port {port} within {timeout:.0f} s\n{logs}")
 
 
 def main() -> int:

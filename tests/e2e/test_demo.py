@@ -30,7 +30,14 @@ def test_demo_runs_and_shows_everything() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.5)
-        assert page is not None and page.status_code == 200, "the console never answered"
+        if page is None:
+            if proc.poll() is None:
+                proc.kill()
+            out, _ = proc.communicate(timeout=30)
+            hub_log = ROOT / "var" / "demo" / "logs" / "hub.log"
+            tail = hub_log.read_text(errors="replace")[-2000:] if hub_log.exists() else "(no hub log)"
+            raise AssertionError(f"the console never answered\n--- demo output\n{out[-3000:]}\n--- hub log\n{tail}")
+        assert page.status_code == 200
         assert "/login" in str(page.url)  # no session: the overview redirects to the login page
         text, _ = proc.communicate(timeout=240)
     finally:
