@@ -250,6 +250,10 @@ class MockViid:
 
             def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 raw = json.dumps(body).encode()
+                # Logged before the reply goes out: a client that has its answer
+                # must find the request in the log (tests read it straight away).
+                with mock._lock:
+                    mock.log.append((self.command, self.path, status))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/VIID+JSON")
                 self.send_header("Content-Length", str(len(raw)))
@@ -257,8 +261,6 @@ class MockViid:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(raw)
-                with mock._lock:
-                    mock.log.append((self.command, self.path, status))
 
             def _reply(self, statuses: list[dict[str, Any]], http: int = 200) -> None:
                 if mock.list_form or len(statuses) > 1:
