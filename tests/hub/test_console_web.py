@@ -184,6 +184,8 @@ def test_acknowledge_alarm(world: tuple[County, str, int], browser: object) -> N
     assert viewer.locator(f"tr[data-alarm='{alarm_id}'] button").count() == 0  # viewers cannot
     page = login(browser, base, "op1")
     page.goto(f"{base}/alerts")
+    # The header counters are filled by the page's first live poll; until then they show "–".
+    page.wait_for_function(r"/^\d+$/.test(document.querySelector('[data-count=unacked_alarms]').textContent.trim())")
     unacked = int(page.locator("[data-count=unacked_alarms]").inner_text())
     # A POST without the session's CSRF token is refused, even with a valid session cookie.
     resp = page.request.post(f"{base}/alarms/{alarm_id}/ack", form={"back": "/alerts"})
