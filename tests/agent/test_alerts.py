@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from agent import outbox as ob
@@ -24,16 +22,6 @@ from protocol.topics import ack_topic, event_topic
 DEVICE = "62062101011198000123"
 NEIGHBOUR = "62062101011198000456"
 LED, BUZZER, BUTTON, PIR = 17, 18, 27, 22
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 def rig(tmp_path: Path, hold_s: float = 2.0, **pins: int | None) -> tuple[Panel, AlertDesk, Outbox]:

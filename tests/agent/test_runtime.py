@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from agent.config import load
@@ -107,16 +106,6 @@ def test_xl_agent_run_end_to_end_person_events(tls: tuple[Pki, Broker], tmp_path
     assert health.camera == "ok" and health.boot == 0 and health.agent_version
     states = [decode_state(pl).state for t, pl in hub.messages if t == state_topic(DEVICE)]
     assert states[0] == "online" and states[-1] == "offline"  # SIGTERM: a clean goodbye
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 def test_alert_button_ack_and_bad_command_over_tls(
