@@ -55,20 +55,28 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
             .returning(events.c.device_id, events.c.event_id, events.c.phase)
         )
         result = conn.execute(stmt, rows)
-    inserted = {(r.device_id, r.event_id, r.phase) for r in result}
-    new: list[Accepted] = []
-    later_updates: list[dict[str, Any]] = []
-    for index, it in enumerate(items):
-        ev = it.message
-        assert isinstance(ev, Event)
-        key = (it.device.device_id, ev.event_id, ev.phase)
-        if key in inserted:
-            inserted.discard(key)  # a duplicate inside the same batch is not new twice
-            new.append(it)
-        elif ev.phase == "update":
-            later_updates.append(rows[index])
+    new = _only_new(items, {(r.device_id, r.event_id, r.phase) for r in result})
+    fresh = {id(it) for it in new}
+    # An `update` that was not new may still be newer than the stored one.
+    later_updates = [row for it, row in zip(items, rows, strict=True)
+                     if id(it) not in fresh and row["phase"] == "update"]
     if later_updates:
         _refresh_updates(conn, later_updates)
+    return new
+
+
+def _only_new(items: Sequence[Accepted], inserted: set[tuple[str, int, str]]) -> list[Accepted]:
+    """The items whose (device, event id, phase) the insert reported as stored.
+
+    A key repeated inside one batch is new once: the first copy takes it."""
+    new = []
+    for it in items:
+        msg = it.message
+        assert isinstance(msg, Event | Snapshot)
+        key = (it.device.device_id, msg.event_id, msg.phase)
+        if key in inserted:
+            inserted.discard(key)
+            new.append(it)
     return new
 
 
@@ -148,16 +156,7 @@ def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accept
         .on_conflict_do_nothing(index_elements=["device_id", "event_id", "phase"])
         .returning(snapshots.c.device_id, snapshots.c.event_id, snapshots.c.phase)
     )
-    inserted = {(r.device_id, r.event_id, r.phase) for r in conn.execute(stmt, rows)}
-    new = []
-    for it in items:
-        snap = it.message
-        assert isinstance(snap, Snapshot)
-        key = (it.device.device_id, snap.event_id, snap.phase)
-        if key in inserted:
-            inserted.discard(key)
-            new.append(it)
-    return new
+    return _only_new(items, {(r.device_id, r.event_id, r.phase) for r in conn.execute(stmt, rows)})
 
 
 def store_health(conn: Connection, items: Sequence[Accepted], bucket_ms: int) -> dict[str, int | None]:

@@ -20,7 +20,8 @@ from tests.support.broker import run_broker
 NOW_MS = 1_767_000_000_000
 
 
-def _run_verify(args: list[str], out: list[int]) -> threading.Thread:
+def _run_verify(state: Path, device_id: str, port: int, timeout: int, out: list[int]) -> threading.Thread:
+    args = ["verify", device_id, "--state", str(state), "--broker", f"127.0.0.1:{port}", "--timeout", str(timeout)]
     thread = threading.Thread(target=lambda: out.append(main(args)))
     thread.start()
     return thread
@@ -35,19 +36,7 @@ def test_verify_passes_when_device_is_online_healthy_and_sees_someone(
         agent = connect(c.port, client_id=dev.device_id, **dev.tls)
         agent.publish(state_topic(dev.device_id), encode(State(state="online", agent_version="0.1.0")), retain=True)
         rc: list[int] = []
-        thread = _run_verify(
-            [
-                "verify",
-                dev.device_id,
-                "--state",
-                str(c.state.root),
-                "--broker",
-                f"127.0.0.1:{c.port}",
-                "--timeout",
-                "20",
-            ],
-            rc,
-        )
+        thread = _run_verify(c.state.root, dev.device_id, c.port, 20, rc)
         time.sleep(1.0)  # the installer is still walking up to the door
         agent.publish(
             health_topic(dev.device_id), encode(Health(time_ms=NOW_MS, camera="ok", camera_fps=10.0, clock="synced"))
@@ -72,19 +61,7 @@ def test_verify_fails_with_reasons(tmp_path: Path, capsys: pytest.CaptureFixture
         agent = connect(c.port, client_id=dev.device_id, **dev.tls)
         agent.publish(state_topic(dev.device_id), encode(State(state="online")), retain=True)
         rc: list[int] = []
-        thread = _run_verify(
-            [
-                "verify",
-                dev.device_id,
-                "--state",
-                str(c.state.root),
-                "--broker",
-                f"127.0.0.1:{c.port}",
-                "--timeout",
-                "3",
-            ],
-            rc,
-        )
+        thread = _run_verify(c.state.root, dev.device_id, c.port, 3, rc)
         time.sleep(1.0)
         agent.publish(
             health_topic(dev.device_id),
