@@ -143,7 +143,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if "console" in cfg.plugins:  # the operators' console shares the hub's engine and MQTT client
                 from hub.console.server import for_hub
 
-                console = for_hub(cfg, hub.engine, hub.worker.client)
+                console = for_hub(cfg, hub.engine, hub.worker.transport)
                 if console is not None:
                     hub.extensions.append(console)
             hub.run_forever()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from sqlalchemy import Engine, select
@@ -22,7 +23,30 @@ class CommandError(ValueError):
     pass
 
 
-def send_command(engine: Engine, client: mqtt.Client, device_id: str, op: str,
+class Publisher(Protocol):
+    """What sends the hub's own MQTT messages: the ingest transport, or a plain paho client."""
+
+    def publish(self, items: Sequence[tuple[str, bytes, int, Any]], timeout: float = 5.0) -> list[int]:
+        """Queue (topic, payload, qos, track) items; paho's result code for each."""
+        ...
+
+    def is_connected(self) -> bool: ...
+
+
+class PahoPublisher:
+    """``Publisher`` over a paho client this process runs itself (``xl-hub console`` alone)."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+
+    def publish(self, items: Sequence[tuple[str, bytes, int, Any]], timeout: float = 5.0) -> list[int]:
+        return [int(self.client.publish(topic, payload, qos=qos).rc) for topic, payload, qos, _track in items]
+
+    def is_connected(self) -> bool:
+        return self.client.is_connected()
+
+
+def send_command(engine: Engine, client: Publisher, device_id: str, op: str,
                  args: dict[str, Any] | None = None) -> str:
     """Validate, record and publish a command; returns its id.
 
@@ -40,9 +64,9 @@ def send_command(engine: Engine, client: mqtt.Client, device_id: str, op: str,
             raise CommandError(f"device {device_id} is {status}")
         conn.execute(commands.insert().values(id=command.command_id, device_id=device_id, op=op,
                                               args=command.args or None, sent_ms=command.time_ms))
-    info = client.publish(cmd_topic(device_id), payload, qos=DELIVERY[Channel.CMD].qos)
-    if info.rc != mqtt.MQTT_ERR_SUCCESS:
-        raise CommandError(f"command not queued for publishing (rc={info.rc})")
+    [rc] = client.publish([(cmd_topic(device_id), payload, DELIVERY[Channel.CMD].qos, None)])
+    if rc != mqtt.MQTT_ERR_SUCCESS:
+        raise CommandError(f"command not queued for publishing (rc={rc})")
     return command.command_id
 
 

@@ -9,10 +9,10 @@ import time
 from dataclasses import fields
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import uvicorn
 from sqlalchemy import Engine
 
+from hub.commands import PahoPublisher, Publisher
 from hub.config import ConfigError, HubConfig
 from hub.console.app import ConsoleContext, ConsoleSettings, create_app
 from hub.console.auth import Throttle
@@ -53,7 +53,7 @@ def parse_settings(raw: dict[str, Any] | None) -> ConsoleSettings | None:
 class MqttPublisher:
     """Sends commands through hub/commands.py on an already running paho client."""
 
-    def __init__(self, engine: Engine, client: mqtt.Client) -> None:
+    def __init__(self, engine: Engine, client: Publisher) -> None:
         self.engine = engine
         self.client = client
 
@@ -90,7 +90,7 @@ class ConsoleServer:
         self._thread.join(10)
 
 
-def for_hub(config: HubConfig, engine: Engine, client: mqtt.Client) -> ConsoleServer | None:
+def for_hub(config: HubConfig, engine: Engine, client: Publisher) -> ConsoleServer | None:
     """The console Extension for ``xl-hub run``, sharing the hub's engine and MQTT client."""
     settings = parse_settings(config.plugins.get("console"))
     if settings is None:
@@ -119,7 +119,7 @@ def run_standalone(config: HubConfig) -> int:
     cfg = config.mqtt
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
     client.loop_start()
-    server = ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client)))
+    server = ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, PahoPublisher(client))))
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

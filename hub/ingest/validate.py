@@ -31,6 +31,7 @@ class Inbound:
     qos: int
     received_ms: int
     retained: bool = False
+    link: int = 0  # which connection of the MQTT transport it came in on (acks go back on that one only)
 
 
 @dataclass(frozen=True, slots=True)

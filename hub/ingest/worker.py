@@ -1,5 +1,6 @@
-"""An ingest worker: the MQTT thread queues messages, the writer thread
-commits them in batches and only then acknowledges them to the broker.
+"""An ingest worker: the MQTT transport process (hub/ingest/transport.py)
+hands over raw messages, the writer thread commits them in batches and only
+then has the transport acknowledge them to the broker.
 
 Batching is what makes the database keep up (one commit per N messages or
 T ms, whichever first); acking after commit is what makes a hub crash lose
@@ -12,16 +13,13 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from hub.alerts.engine import Publication
 from hub.config import HubConfig
 from hub.ingest.batch import BatchProcessor, BatchResult
-from hub.ingest.mqtt import connect_properties, make_client, subscriptions
+from hub.ingest.transport_proxy import TransportProcess
 from hub.ingest.validate import Inbound
 from hub.metrics import HubMetrics
 from protocol.codec import encode
@@ -56,29 +54,25 @@ class IngestWorker:
         self.config = config
         self.processor = processor
         self.metrics = metrics
-        self.client = make_client(config.mqtt, client_id)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
+        self.transport = TransportProcess(config.mqtt, client_id or config.mqtt.client_id, self._on_messages,
+                                          self._on_confirmed)
         self._confirm_lock = threading.Lock()
-        self._awaiting: dict[int, str] = {}  # mid → alert id
         self._confirmed: list[tuple[str, int]] = []
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
-        self.subscribed = threading.Event()
+        self.inbox: queue.Queue[list[Inbound]] = queue.Queue()
+        self._carry: list[Inbound] = []
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="xl-hub-writer", daemon=True)
         self._rejects = RateLimitedLog(config.ingest.reject_log_interval_s)
         self.batches = 0
 
+    @property
+    def subscribed(self) -> threading.Event:
+        return self.transport.subscribed
+
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        cfg = self.config.mqtt
-        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
-                                  properties=connect_properties(cfg))
-        self.client.loop_start()
+        self.transport.start()
         self._writer.start()
 
     def stop(self, timeout: float = 10.0, *, retire: bool = False) -> None:
@@ -91,55 +85,38 @@ class IngestWorker:
         queueing its share of the traffic for it."""
         self._stopping.set()
         self._writer.join(timeout)
-        props = None
-        if retire:
-            props = Properties(PacketTypes.DISCONNECT)
-            props.SessionExpiryInterval = 0
-        self.client.disconnect(properties=props)
-        self.client.loop_stop()
+        self.transport.stop(retire=retire, timeout=timeout)
 
-    # -- MQTT thread ---------------------------------------------------------
+    # -- transport reader thread ---------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        log.info("connected to %s:%d", self.config.mqtt.host, self.config.mqtt.port)
-        client.subscribe(subscriptions(self.config.mqtt.share_group))
+    def _on_messages(self, chunk: list[Inbound]) -> None:
+        if not self._stopping.is_set():  # otherwise left unacknowledged: the broker re-sends them
+            self.inbox.put(chunk)
 
-    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
-        failed = [str(r) for r in reasons if r.is_failure]
-        if failed:
-            log.error("subscription refused by the broker: %s", ", ".join(failed))
-            return
-        self.subscribed.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
-        self.subscribed.clear()
-        if not self._stopping.is_set():
-            log.warning("disconnected from broker (%s); paho reconnects", reason)
-
-    def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        if self._stopping.is_set():
-            return  # left unacknowledged: the broker re-sends it to the next session
-        self.inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000),
-                               bool(msg.retain)))
+    def _on_confirmed(self, alert_id: str, ok: bool, at_ms: int) -> None:
+        if ok:
+            with self._confirm_lock:
+                self._confirmed.append((alert_id, at_ms))
 
     # -- writer thread -------------------------------------------------------
 
     def _next_batch(self) -> list[Inbound]:
-        try:
-            first = self.inbox.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch = [first]
+        limit = self.config.ingest.batch_max
+        batch, self._carry = self._carry, []
+        if not batch:
+            try:
+                batch = self.inbox.get(timeout=0.1)
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + self.config.ingest.batch_ms / 1000
-        while len(batch) < self.config.ingest.batch_max:
+        while len(batch) < limit:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self.inbox.get_nowait() if remaining <= 0 else self.inbox.get(timeout=remaining))
+                batch.extend(self.inbox.get_nowait() if remaining <= 0 else self.inbox.get(timeout=remaining))
             except queue.Empty:
                 break
+        if len(batch) > limit:
+            batch, self._carry = batch[:limit], batch[limit:]
         return batch
 
     def _write_loop(self) -> None:
@@ -153,9 +130,7 @@ class IngestWorker:
             if result is None:  # stopping while the database is down: leave it to redelivery
                 return
             self.publish(result.publications)
-            for msg in batch:
-                if msg.qos > 0:
-                    self.client.ack(msg.mid, msg.qos)
+            self.transport.ack(batch)
             self.batches += 1
 
     def _commit(self, batch: list[Inbound]) -> BatchResult | None:
@@ -194,20 +169,11 @@ class IngestWorker:
     def publish(self, publications: list[Publication]) -> None:
         """Send alerts; raises are tracked until the broker's PUBACK confirms them."""
         qos = DELIVERY[Channel.ALERT].qos
-        with self._confirm_lock:  # held so a fast PUBACK cannot beat the bookkeeping
-            for pub in publications:
-                info = self.client.publish(alert_topic(pub.group_id), encode(pub.alert), qos=qos)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    log.error("alert %s to group %s not queued: rc=%s", pub.alert.alert_id, pub.group_id,
-                              info.rc)
-                elif pub.alert.phase == "raise":
-                    self._awaiting[info.mid] = pub.alert.alert_id
-
-    def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, reason: Any, _p: Any) -> None:
-        with self._confirm_lock:
-            alert_id = self._awaiting.pop(mid, None)
-            if alert_id is not None and not reason.is_failure:
-                self._confirmed.append((alert_id, int(time.time() * 1000)))
+        items = [(alert_topic(p.group_id), encode(p.alert), qos, p.alert.alert_id if p.alert.phase == "raise" else None)
+                 for p in publications]
+        for pub, rc in zip(publications, self.transport.publish(items), strict=True):
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                log.error("alert %s to group %s not queued: rc=%s", pub.alert.alert_id, pub.group_id, rc)
 
     def take_confirmed(self) -> list[tuple[str, int]]:
         """(alert id, confirmed ms) of raises the broker has accepted since the last call."""

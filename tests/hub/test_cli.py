@@ -155,7 +155,7 @@ def test_command_round_trip(db_url: str) -> None:
         try:
             assert hub.worker.subscribed.wait(10)
             agent.subscribe(cmd_topic(dev))
-            cid = send_command(engine, hub.worker.client, dev, "schedule", {"from": "21:30", "to": "05:30"})
+            cid = send_command(engine, hub.worker.transport, dev, "schedule", {"from": "21:30", "to": "05:30"})
             cmd = decode_command(agent.get(5)[1])
             assert (cmd.command_id, cmd.op, cmd.args) == (cid, "schedule", {"from": "21:30", "to": "05:30"})
             agent.publish(ack_topic(dev), encode(Ack(of="cmd", ref_id=cid, ok=False, time_ms=now_ms(),
@@ -171,7 +171,7 @@ def test_command_round_trip(db_url: str) -> None:
                 row = conn.execute(select(commands).where(commands.c.id == cid)).one()
             assert (row.ok, row.error, row.op) == (False, "busy", "schedule")
             with pytest.raises(CommandError, match="not registered"):
-                send_command(engine, hub.worker.client, "62062101011198999999", "arm")
+                send_command(engine, hub.worker.transport, "62062101011198999999", "arm")
         finally:
             agent.close()
             hub.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from hub.commands import PahoPublisher
 from hub.config import MqttConfig
 from hub.console.server import MqttPublisher
 from hub.console.tables import console_alarm_acks
@@ -44,7 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, st
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
         wait_until(client.is_connected, 5, "console MQTT connection")
-        with serve_console(engine, MqttPublisher(engine, client)) as base:
+        with serve_console(engine, MqttPublisher(engine, PahoPublisher(client))) as base:
             yield county, base, broker.port
         client.disconnect()
         client.loop_stop()
