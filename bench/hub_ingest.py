@@ -49,6 +49,7 @@ from tests.support.broker import run_broker
 DEVICES = 3312
 GROUP_SIZE = 10
 DRAIN_N = 20_000
+HISTORY_ROWS = 400_000
 ROUNDS = 3
 BARE_ID = "bare-sub"
 LOAD_S = 20.0
@@ -84,11 +85,39 @@ def build_fleet(url: str) -> dict[str, list[str]]:
     return groups
 
 
+def prefill_history(url: str, devices: list[str], rows: int) -> None:
+    """Events already stored, as after days of county traffic.
+
+    An empty table flatters ingest: while the unique index is small, one
+    batch's events share index pages. Past about 50 events a device each new
+    event lands on its device's own leaf, and the cost per event stops
+    growing (measured: 26 µs a message on an empty table, 80 by 200,000 rows
+    with SQLite's default cache). 400,000 rows is past that point.
+    """
+    engine = make_engine(url)
+    start = now_ms() - 7 * 86_400_000
+    step = 7 * 86_400_000 // (rows // len(devices) + 1)
+    with engine.begin() as conn:
+        chunk: list[dict[str, Any]] = []
+        for i in range(rows):
+            k, d = divmod(i, len(devices))
+            t = start + k * step
+            chunk.append({"device_id": devices[d], "event_id": k, "phase": "start", "kind": "motion", "score": 40,
+                          "zone": "gate", "has_snapshot": False, "device_time_ms": t, "received_ms": t, "time_ms": t,
+                          "time_trusted": True, "household_id": f"HH{d:05d}"})
+            if len(chunk) == 20_000:
+                conn.execute(events.insert(), chunk)
+                chunk = []
+        if chunk:
+            conn.execute(events.insert(), chunk)
+    engine.dispose()
+
+
 def hub_for(url: str, port: int, client_id: str) -> Hub:
+    """A hub with the shipped ingest settings (batch size, receive window)."""
     cfg = parse_config({
         "database": {"url": url},
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id},
-        "ingest": {"batch_max": 1000, "batch_ms": 20},
         "metrics": {"enabled": False},
     })
     return Hub(cfg)
@@ -376,6 +405,9 @@ def main() -> None:
         for name, url in backends:
             groups = build_fleet(url)
             devices = [d for ds in groups.values() for d in ds]
+            t0 = time.perf_counter()
+            prefill_history(url, devices, HISTORY_ROWS)
+            print(f"  {name}: {HISTORY_ROWS:,} history events stored in {time.perf_counter() - t0:.0f} s")
             # Interleaved rounds, best of each: this machine is shared, and a
             # single pair of runs swings by a third either way.
             bares, hubs = [], []

@@ -39,7 +39,7 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    batch_max: int = 200  # commit after this many messages ...
+    batch_max: int = 1000  # commit after this many messages ...
     batch_ms: int = 20  # ... or this long after the first, whichever comes first
     registry_ttl_s: float = 30.0
     reject_log_interval_s: float = 10.0

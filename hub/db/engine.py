@@ -12,10 +12,16 @@ DEFAULT_URL = "sqlite:///var/hub.sqlite3"
 def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
     """An engine for ``url``. SQLite gets WAL, a busy timeout and foreign keys.
 
-    WAL lets the console read while ingest writes; ``synchronous=NORMAL`` is
-    safe with WAL on a server (a power cut can lose the last commits but never
-    corrupts the file), and the devices re-send anything the hub did not PUBACK
-    — the hub acks only after commit — so nothing acknowledged is lost.
+    WAL lets the console read while ingest writes. ``synchronous=FULL`` syncs
+    the WAL at every commit: the hub acknowledges a message to the broker only
+    after its commit, so a commit that a power cut could still undo would be a
+    message lost. With batches of hundreds of messages that sync costs little
+    (measured: 5 % of ingest time on a full events table).
+
+    A large page cache and rare checkpoints are what keep ingest fast once the
+    events table is big: each batch touches one index leaf per device, and
+    with SQLite's defaults (2 MiB cache, a checkpoint every 1,000 pages) every
+    commit re-read and re-wrote those leaves (measured: 80 → 55 µs a message).
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -31,7 +37,10 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA cache_size=-131072")  # KiB: 128 MiB
+            cur.execute("PRAGMA wal_autocheckpoint=20000")  # pages: ~80 MiB of WAL between checkpoints
+            cur.execute("PRAGMA journal_size_limit=134217728")  # shrink the WAL back to 128 MiB after one
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()

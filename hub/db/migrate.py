@@ -54,6 +54,8 @@ MIGRATIONS: list[Migration] = [
         "hub operations: events, snapshots, health, alerts, alarms, commands, rejections",
         _create(*schema_ops.OPS_TABLES),
     ),
+    (3, "events: drop the unused (household, time) index (ingest write cost)", lambda conn: conn.exec_driver_sql(
+        "DROP INDEX IF EXISTS ix_events_household_time")),
 ]
 
 

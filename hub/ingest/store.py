@@ -23,46 +23,35 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
     """Store event phases; returns the ones that were new (not duplicates)."""
     if not items:
         return []
-    rows = []
-    for it in items:
-        ev = it.message
-        assert isinstance(ev, Event)
-        rows.append(
-            {
-                "device_id": it.device.device_id,
-                "event_id": ev.event_id,
-                "phase": ev.phase,
-                "kind": ev.kind,
-                "score": ev.score,
-                "bbox": list(ev.bbox) if ev.bbox is not None else None,
-                "zone": ev.zone,
-                "count": ev.count,
-                "has_snapshot": ev.has_snapshot,
-                "duration_s": ev.duration_s,
-                "device_time_ms": ev.time_ms,
-                "received_ms": it.received_ms,
-                "time_ms": it.time_ms,
-                "time_trusted": it.time_trusted,
-                "household_id": it.device.household_id,
-            }
-        )
+    rows = [_event_row(it) for it in items]
     if conn.dialect.name == "postgresql":
-        result = conn.execute(_PG_INSERT_EVENTS, _as_arrays(rows))
+        inserted = {(r.device_id, r.event_id, r.phase) for r in conn.execute(_PG_INSERT_EVENTS, _as_arrays(rows))}
     else:
-        stmt = (
-            upsert_insert(conn, events)
-            .on_conflict_do_nothing(index_elements=["device_id", "event_id", "phase"])
-            .returning(events.c.device_id, events.c.event_id, events.c.phase)
-        )
-        result = conn.execute(stmt, rows)
-    new = _only_new(items, {(r.device_id, r.event_id, r.phase) for r in result})
+        inserted = _sqlite_insert_events(conn, rows)
+    new = _only_new(items, inserted)
     fresh = {id(it) for it in new}
     # An `update` that was not new may still be newer than the stored one.
-    later_updates = [row for it, row in zip(items, rows, strict=True)
-                     if id(it) not in fresh and row["phase"] == "update"]
+    later_updates = [it for it in items if id(it) not in fresh and it.message.phase == "update"]  # type: ignore[union-attr]
     if later_updates:
         _refresh_updates(conn, later_updates)
     return new
+
+
+# Column order of the raw inserts below; bbox travels as JSON text.
+_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("kind", "varchar"),
+    ("score", "integer"), ("bbox", "json"), ("zone", "varchar"), ("count", "integer"),
+    ("has_snapshot", "boolean"), ("duration_s", "integer"), ("device_time_ms", "bigint"),
+    ("received_ms", "bigint"), ("time_ms", "bigint"), ("time_trusted", "boolean"), ("household_id", "varchar"),
+)
+
+
+def _event_row(it: Accepted) -> tuple[Any, ...]:
+    ev = it.message
+    assert isinstance(ev, Event)
+    return (it.device.device_id, ev.event_id, ev.phase, ev.kind, ev.score,
+            json.dumps(list(ev.bbox)) if ev.bbox is not None else None, ev.zone, ev.count, ev.has_snapshot,
+            ev.duration_s, ev.time_ms, it.received_ms, it.time_ms, it.time_trusted, it.device.household_id)
 
 
 def _only_new(items: Sequence[Accepted], inserted: set[tuple[str, int, str]]) -> list[Accepted]:
@@ -97,24 +86,41 @@ _REFRESH_UPDATE = (
 )
 
 
-def _refresh_updates(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    params = [
-        {"k_device": r["device_id"], "k_event": r["event_id"], "k_time": r["device_time_ms"],
-         **{c: r[c] for c in _SET_COLUMNS}}
-        for r in rows
-    ]
+def _refresh_updates(conn: Connection, items: list[Accepted]) -> None:
+    params = []
+    for it in items:
+        ev = it.message
+        assert isinstance(ev, Event)
+        params.append({
+            "k_device": it.device.device_id, "k_event": ev.event_id, "k_time": ev.time_ms,
+            "score": ev.score, "bbox": list(ev.bbox) if ev.bbox is not None else None, "zone": ev.zone,
+            "count": ev.count, "has_snapshot": ev.has_snapshot, "device_time_ms": ev.time_ms,
+            "received_ms": it.received_ms, "time_ms": it.time_ms, "time_trusted": it.time_trusted,
+        })
     conn.execute(_REFRESH_UPDATE, params)
+
+
+# SQLite: plain multi-row VALUES with RETURNING, straight to the driver. Going
+# through SQLAlchemy's per-row parameter processing cost more than SQLite's
+# own work (16 µs against 5 µs a row, measured).
+_SQLITE_CHUNK = 1000  # 15 columns × 1,000 rows: under SQLite's 32,766-parameter limit
+_SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
+
+
+def _sqlite_insert_events(conn: Connection, rows: list[tuple[Any, ...]]) -> set[tuple[str, int, str]]:
+    inserted: set[tuple[str, int, str]] = set()
+    for i in range(0, len(rows), _SQLITE_CHUNK):
+        chunk = rows[i:i + _SQLITE_CHUNK]
+        sql = (f"INSERT INTO events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) "
+               f"VALUES {','.join([_SQLITE_ROW] * len(chunk))} "
+               "ON CONFLICT (device_id, event_id, phase) DO NOTHING RETURNING device_id, event_id, phase")
+        inserted.update((r[0], r[1], r[2]) for r in conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)))
+    return inserted
 
 
 # PostgreSQL: one row of arrays, unnested server-side. A multi-row VALUES list
 # (SQLAlchemy's insertmanyvalues) produces a statement of thousands of
 # placeholders that psycopg re-parses for every batch: half the ingest time.
-_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("kind", "varchar"),
-    ("score", "integer"), ("bbox", "json"), ("zone", "varchar"), ("count", "integer"),
-    ("has_snapshot", "boolean"), ("duration_s", "integer"), ("device_time_ms", "bigint"),
-    ("received_ms", "bigint"), ("time_ms", "bigint"), ("time_trusted", "boolean"), ("household_id", "varchar"),
-)
 _PG_INSERT_EVENTS = text(
     f"INSERT INTO events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _EVENT_COLUMNS)}) "
@@ -122,13 +128,8 @@ _PG_INSERT_EVENTS = text(
 )
 
 
-def _as_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    arrays: dict[str, list[Any]] = {c: [] for c, _ in _EVENT_COLUMNS}
-    for row in rows:
-        for c, _ in _EVENT_COLUMNS:
-            value = row[c]
-            arrays[c].append(json.dumps(value) if c == "bbox" and value is not None else value)
-    return arrays
+def _as_arrays(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    return {c: [row[i] for row in rows] for i, (c, _) in enumerate(_EVENT_COLUMNS)}
 
 
 def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]:

@@ -12,7 +12,7 @@ def test_defaults_and_overrides() -> None:
                         "alerts": {"debounce_minutes": 2}})
     assert cfg.mqtt.port == 1884 and cfg.mqtt.tls is None
     assert cfg.alerts.debounce_minutes == 2.0 and cfg.alerts.person_score_min == 60
-    assert cfg.ingest.batch_max == 200
+    assert cfg.ingest.batch_max == 1000
 
 
 @pytest.mark.parametrize(
