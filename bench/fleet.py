@@ -20,7 +20,8 @@ Figures (keys carry the device count; ``_postgres`` suffix with --postgres):
   by a monitor subscriber (the ``commission`` identity), and
   ``fleet_<n>_hub_online_s``: → the hub's DB shows all of them online.
 * ``fleet_<n>_hub_cpu_pct`` / ``_peak_pct`` / ``fleet_<n>_hub_rss_mb``: the hub
-  process (utime+stime from /proc/<pid>/stat) over the window after all
+  process and its MQTT transport process (utime+stime from /proc/<pid>/stat,
+  summed) over the window after all
   devices connected; the broker's CPU beside it.
 * every QoS 1 message the sim sent was acknowledged, and the hub stored every
   event exactly once (events stored == events sent; unique key
@@ -142,19 +143,34 @@ class CpuSample:
     ticks: int
 
 
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its live child processes: the hub's MQTT transport runs as one."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            pids.extend(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue  # the thread ended while we looked
+    return [p for p in pids if Path(f"/proc/{p}/stat").exists()]
+
+
 def cpu_ticks(pid: int) -> int:
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields_[11]) + int(fields_[12])  # utime, stime (fields 14 and 15)
+    total = 0
+    for p in with_children(pid):
+        fields_ = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields_[11]) + int(fields_[12])  # utime, stime (fields 14 and 15)
+    return total
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MB."""
-    vals = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            k, v = line.split(":", 1)
-            vals[k] = int(v.split()[0]) / 1024
-    return round(vals.get("VmRSS", 0.0), 1), round(vals.get("VmHWM", 0.0), 1)
+    """(VmRSS, VmHWM) in MB, summed over the process and its children."""
+    vals = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for p in with_children(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                k, v = line.split(":", 1)
+                vals[k] += int(v.split()[0]) / 1024
+    return round(vals["VmRSS"], 1), round(vals["VmHWM"], 1)
 
 
 def pct(a: CpuSample, b: CpuSample) -> float:

@@ -226,7 +226,9 @@ def main() -> int:
         config = hub_config(state, broker_port, viid_url, viid_password, hook_url, hook_secret)
         run(str(BIN / "xl-hub"), "db", "upgrade", "--config", str(config))
         password = secrets.token_urlsafe(9)
-        run(str(BIN / "xl-hub"), "user", "add", "admin", "--role", "admin", "--password", password,
+        # "--password=…" in one word: one token in 64 starts with "-", which argparse
+        # took for an option (the demo test's rare "console never answered").
+        run(str(BIN / "xl-hub"), "user", "add", "admin", "--role", "admin", f"--password={password}",
             "--config", str(config))
         procs.start("hub", [str(BIN / "xl-hub"), "run", "--config", str(config)], WORK / "logs" / "hub.log")
         wait_port(CONSOLE_PORT, "the hub console")

@@ -1,0 +1,133 @@
+"""The MQTT transport process: restarts after a crash, stale acks are held back,
+and it does not outlive the hub process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from hub.db import make_engine
+from hub.service import Hub
+from protocol.topics import event_topic
+from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until, with_client_id
+from tests.hub.test_ingest_mqtt import count, ev
+from tests.support.broker import run_broker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers signal 0; it has exited all the same.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[1].split()[0] != "Z"
+
+
+def test_a_killed_transport_is_restarted_and_nothing_is_lost(db_url: str) -> None:
+    engine = make_engine(db_url)
+    dev = make_fleet(engine, groups=1, per_group=1)["g000"][0]
+    with run_broker() as broker:
+        hub = Hub(with_client_id(hub_config(db_url, broker.port), "hub-restart"), engine=engine)
+        hub.start()
+        agent = Peer(broker.port, dev)
+        try:
+            assert hub.worker.subscribed.wait(10)
+            for i in range(10):
+                agent.publish(event_topic(dev), ev(i))
+            wait_until(lambda: count(engine) == 10, what="first events")
+            first_pid = hub.worker.transport.pid
+            hub.worker.transport.kill()
+            wait_until(lambda: not hub.worker.subscribed.is_set(), what="the hub to notice the crash")
+            for i in range(10, 30):  # published while the hub has no MQTT connection
+                agent.publish(event_topic(dev), ev(i))
+            wait_until(lambda: count(engine) == 30, timeout=20, what="events after the restart")
+            assert hub.worker.transport.restarts == 1
+            assert hub.worker.transport.pid != first_pid
+            assert hub.worker.subscribed.is_set()
+        finally:
+            agent.close()
+            hub.stop()
+    engine.dispose()
+
+
+def test_a_batch_from_before_a_restart_is_stored_but_not_acked_on_the_new_link(db_url: str) -> None:
+    engine = make_engine(db_url)
+    dev = make_fleet(engine, groups=1, per_group=1)["g000"][0]
+    with run_broker() as broker:
+        hub = Hub(with_client_id(hub_config(db_url, broker.port), "hub-stale"), engine=engine)
+        release = threading.Event()
+        held = threading.Event()
+        original = hub.worker.processor.process
+
+        def slow_first(batch):  # type: ignore[no-untyped-def]
+            if not held.is_set():
+                held.set()
+                release.wait(20)
+            return original(batch)
+
+        hub.worker.processor.process = slow_first  # type: ignore[method-assign]
+        acked: list[int] = []
+        real_ack = hub.worker.transport.ack
+        hub.worker.transport.ack = lambda batch: acked.append(real_ack(batch)) or acked[-1]  # type: ignore[method-assign]
+        hub.start()
+        agent = Peer(broker.port, dev)
+        try:
+            assert hub.worker.subscribed.wait(10)
+            for i in range(5):
+                agent.publish(event_topic(dev), ev(i))
+            assert held.wait(10)
+            hub.worker.transport.kill()  # the batch in hand now belongs to a dead connection
+            wait_until(lambda: hub.worker.transport.restarts == 1 and hub.worker.subscribed.is_set(), timeout=20,
+                       what="the restarted transport")
+            release.set()
+            # The broker re-sends the unacknowledged five on the new link; they are
+            # duplicates by then, stored once, and acknowledged there.
+            wait_until(lambda: hub.metrics.duplicates._value.get() >= 1, timeout=20, what="the redelivery")
+            assert acked[0] == 0
+            assert count(engine) == 5
+        finally:
+            release.set()
+            agent.close()
+            hub.stop()
+    engine.dispose()
+
+
+def test_the_transport_exits_when_the_hub_process_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    with run_broker() as broker:
+        script = textwrap.dedent(f"""
+            import sys, time
+            from hub.db import make_engine, upgrade
+            from hub.service import Hub
+            from tests.hub.fleet import hub_config
+            engine = make_engine({url!r})
+            upgrade(engine)
+            hub = Hub(hub_config({url!r}, {broker.port}), engine=engine)
+            hub.start()
+            assert hub.worker.subscribed.wait(10)
+            print(hub.worker.transport.pid, flush=True)
+            time.sleep(600)
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            child = int(proc.stdout.readline())
+            assert _alive(child)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            deadline = time.monotonic() + 10
+            while _alive(child) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _alive(child), "the MQTT transport outlived the hub"
+        finally:
+            proc.kill()
+            proc.wait()
