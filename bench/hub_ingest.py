@@ -1,10 +1,13 @@
 """Hub ingest figures through a private Mosquitto (figures, not pass/fail).
 
-1. Drain rate: N events queued in the broker for a persistent session, then
-   drained by (a) a bare paho subscriber that only counts and acks, and (b) the
-   hub (validate, commit, then ack), into SQLite and into PostgreSQL. The ratio
-   hub/bare is the figure: both see the same broker, the same queue and the
-   same Python, so the machine's speed mostly cancels out.
+1. Drain rate: N event phases (visits' starts and ends, half of them person
+   events that the hub queues for the platform) queued in the broker for a
+   persistent session, then drained by (a) a bare paho subscriber that only
+   counts and acks, and (b) the hub as ``xl-hub run`` starts it (validate,
+   commit with the forward outbox rows, then ack), into SQLite and into
+   PostgreSQL that already hold 400,000 events. The ratio hub/bare is the
+   figure: both see the same broker, the same queue and the same Python, so
+   the machine's speed mostly cancels out.
 2. County load on the 3,312-device registry: heartbeats (3,312 per minute ≈ 55/s)
    plus a burst of person events every 2 s; end-to-end latency = device
    publish → batch committed, p50/p99.
@@ -44,7 +47,7 @@ from protocol.codec import decode_alert, encode
 from protocol.ids import make_device_id
 from protocol.messages import Event, Health
 from protocol.topics import alert_topic, event_topic, health_topic, shared, uplink_filter
-from tests.support.broker import run_broker
+from tests.support.broker import free_port, run_broker
 
 DEVICES = 3312
 GROUP_SIZE = 10
@@ -114,13 +117,18 @@ def prefill_history(url: str, devices: list[str], rows: int) -> None:
 
 
 def hub_for(url: str, port: int, client_id: str) -> Hub:
-    """A hub with the shipped ingest settings (batch size, receive window)."""
+    """The hub ``xl-hub run`` starts, with the shipped ingest settings (batch size,
+    receive window) and a webhook forwarder. The platform is unreachable, as in
+    an outage: every person event gets an outbox row, and delivery (one HTTP
+    request an item, on its own thread) stays out of the ingest figure."""
     cfg = parse_config({
         "database": {"url": url},
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id},
         "metrics": {"enabled": False},
+        "forward": {"webhook": {"url": f"http://127.0.0.1:{free_port()}/hook", "secret": "bench-secret-0123456789",
+                                "event_kinds": ["person", "panic", "tamper"]}},
     })
-    return Hub(cfg)
+    return Hub.from_config(cfg)
 
 
 def publisher(port: int) -> mqtt.Client:
@@ -135,14 +143,21 @@ _ROUND = [0]
 
 
 def publish_events(port: int, devices: list[str], n: int) -> None:
+    """``n`` event phases as visits send them: start then end, half of the
+    visits a person (forwarded to the platform), half motion only."""
     c = publisher(port)
     infos = []
     t = now_ms()
     _ROUND[0] += 1  # each round is a new boot: fresh event ids, so nothing is a duplicate
     for i in range(n):
-        dev = devices[i % len(devices)]
-        payload = encode(Event(event_id=(_ROUND[0] << 32) | i, kind="motion", phase="start", time_ms=t, score=50,
-                               zone="gate"))
+        visit, end = divmod(i, 2)
+        dev = devices[visit % len(devices)]
+        person = visit % 2 == 1
+        # Person scores stay under the alert threshold: alerts are measured under county load below.
+        payload = encode(Event(event_id=(_ROUND[0] << 32) | visit, kind="person" if person else "motion",
+                               phase="end" if end else "start", time_ms=t, score=45 if person else 30,
+                               bbox=(250, 100, 500, 900) if person else None, zone="gate",
+                               duration_s=12 if end else None))
         infos.append(c.publish(event_topic(dev), payload, qos=1))
     for info in infos:
         info.wait_for_publish(60)
@@ -419,7 +434,9 @@ def main() -> None:
             with run_broker(BROKER_CONF) as broker:
                 e2e, alert_lat = county_load(url, broker.port, groups)
             ratio = round(hub_rate / bare, 3)
+            per_round = [round(h / b, 2) for h, b in zip(hubs, bares, strict=True)]
             figures[f"hub_ingest_ratio_{name}"] = ratio
+            figures[f"hub_ingest_ratio_{name}_rounds"] = per_round
             figures[f"hub_ingest_events_per_s_{name}"] = round(hub_rate)
             figures[f"bare_paho_events_per_s_{name}_run"] = round(bare)
             suffix = "" if name == "sqlite" else "_postgres"
@@ -427,8 +444,8 @@ def main() -> None:
             figures[f"e2e_latency_p99_ms{suffix}"] = round(pct(e2e, 0.99), 1)
             figures[f"alert_latency_p99_ms{suffix}"] = round(pct(alert_lat, 0.99), 1)
             rows += [
-                (f"hub_ingest_ratio_{name}", ratio, f"hub {hub_rate:,.0f}/s vs bare paho {bare:,.0f}/s"
-                                                    " (target >= 0.5)"),
+                (f"hub_ingest_ratio_{name}", ratio, f"hub {hub_rate:,.0f}/s vs bare paho {bare:,.0f}/s, best of"
+                                                    f" each; rounds {per_round} (target >= 0.5)"),
                 (f"e2e_latency_p50_ms{suffix}", round(pct(e2e, 0.5), 1), f"{len(e2e)} events at county load"),
                 (f"e2e_latency_p99_ms{suffix}", round(pct(e2e, 0.99), 1), "target <= 250"),
                 (f"alert_latency_p99_ms{suffix}", round(pct(alert_lat, 0.99), 1),

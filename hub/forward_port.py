@@ -1,6 +1,7 @@
 """The seam between the hub and the platform forwarder (``hub/forward/``).
 
-The hub calls ``sink.enqueue(conn, kind, payload)`` *inside* the database
+The hub calls ``sink.enqueue(conn, kind, payload)`` (or ``enqueue_many`` for a
+whole ingest batch) *inside* the database
 transaction that stores what is being forwarded, so a forwarder that writes
 its outbox row on ``conn`` gets exactly-once hand-over for free: either the
 event and its outbox row are both committed, or neither is (and the device
@@ -30,6 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +48,10 @@ class QueueStats:
 
 class ForwardSink(Protocol):
     def enqueue(self, conn: Connection, kind: str, payload: dict[str, Any]) -> None: ...
+
+    def enqueue_many(self, conn: Connection, kind: str, payloads: Sequence[dict[str, Any]]) -> None:
+        """``enqueue`` of every payload, in order (ingest hands over a whole batch)."""
+        ...
 
     def queue_stats(self) -> QueueStats | None: ...
 
@@ -74,6 +80,10 @@ class MemoryForwardSink:
                 event.listen(conn, "commit", lambda _c: self._settle(key, True), once=True)
                 event.listen(conn, "rollback", lambda _c: self._settle(key, False), once=True)
             pending.append((kind, dict(payload), time.time()))
+
+    def enqueue_many(self, conn: Connection, kind: str, payloads: Sequence[dict[str, Any]]) -> None:
+        for payload in payloads:
+            self.enqueue(conn, kind, payload)
 
     def _settle(self, key: int, committed: bool) -> None:
         with self._lock:

@@ -101,6 +101,14 @@ class Forwarder:
             return []
         return outbox.enqueue_rows(conn, wanted, item, self.clock.now_ms())
 
+    def enqueue_many(self, conn: Connection, items: Sequence[ForwardItem]) -> None:
+        """``enqueue`` for a whole ingest batch, in order: a few statements per sink, not per item."""
+        now_ms = self.clock.now_ms()
+        for name, sink in self.sinks.items():
+            wanted = [item for item in items if sink.accepts(item)]
+            if wanted:
+                outbox.enqueue_many(conn, name, wanted, now_ms)
+
     # -- delivery --------------------------------------------------------------
 
     def run_once(self, sink: str | None = None) -> int:

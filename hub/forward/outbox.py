@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from hub.db.bulk import insert_new
 from hub.forward.items import EventItem, ForwardItem, item_to_json
 from hub.forward.tables import (
     STATE_DEAD,
@@ -66,48 +67,50 @@ def ensure_sinks(engine: Engine, names: Iterable[str]) -> None:
 
 
 def enqueue_rows(conn: Connection, sinks: Sequence[str], item: ForwardItem, now_ms: int) -> list[str]:
-    """Queue ``item`` for each of ``sinks``; returns the sinks that got a new row.
+    """Queue ``item`` for each of ``sinks``; returns the sinks that got a new row."""
+    return [sink for sink in sinks if enqueue_many(conn, sink, [item], now_ms)]
 
-    An item already queued for a sink (same idempotency key) is skipped, so an
-    at-least-once redelivery that reaches this call twice forwards once.
+
+_OUTBOX_COLUMNS = (
+    ("sink", "varchar"), ("seq", "bigint"), ("item_key", "varchar"), ("item_type", "varchar"), ("payload", "text"),
+    ("state", "varchar"), ("created_ms", "bigint"), ("age_from_ms", "bigint"), ("attempts", "integer"),
+    ("next_attempt_ms", "bigint"),
+)
+
+
+def enqueue_many(conn: Connection, sink: str, items: Sequence[ForwardItem], now_ms: int) -> list[ForwardItem]:
+    """Queue ``items`` for ``sink`` in their order; returns the items that got a new row.
+
+    An item already queued for the sink (same idempotency key, stored before or
+    earlier in ``items``) is skipped, so an at-least-once redelivery that
+    reaches this call twice forwards once. Three statements per call, whatever
+    the number of items: ingest queues a whole batch at once.
     """
-    payload = item_to_json(item)
-    item_type = "event" if isinstance(item, EventItem) else "alert"
-    queued: list[str] = []
-    for sink in sinks:
-        # The UPDATE comes first on purpose: it takes the counter's row lock (and
-        # SQLite's write lock) before we look for duplicates, so two transactions
-        # queueing the same key cannot both see "absent". A skipped duplicate burns
-        # a sequence number, which is harmless: order is by seq, not contiguity.
-        bumped = conn.execute(
-            update(forward_sinks).where(forward_sinks.c.sink == sink).values(next_seq=forward_sinks.c.next_seq + 1)
-        )
-        if bumped.rowcount != 1:
-            raise LookupError(f"forward sink {sink!r} is not set up (Forwarder() creates it)")
-        seq = conn.execute(select(forward_sinks.c.next_seq).where(forward_sinks.c.sink == sink)).scalar_one()
-        dup = conn.execute(
-            select(forward_outbox.c.id).where(
-                and_(forward_outbox.c.sink == sink, forward_outbox.c.item_key == item.key)
-            )
-        ).first()
-        if dup is not None:
+    if not items:
+        return []
+    # The UPDATE comes first on purpose: it takes the counter's row lock (and
+    # SQLite's write lock) before the insert, so concurrent transactions get
+    # disjoint sequence ranges in commit order. A skipped duplicate burns a
+    # sequence number, which is harmless: order is by seq, not contiguity.
+    n = len(items)
+    bumped = conn.execute(
+        update(forward_sinks).where(forward_sinks.c.sink == sink).values(next_seq=forward_sinks.c.next_seq + n)
+    )
+    if bumped.rowcount != 1:
+        raise LookupError(f"forward sink {sink!r} is not set up (Forwarder() creates it)")
+    first_seq = int(conn.execute(select(forward_sinks.c.next_seq).where(forward_sinks.c.sink == sink)).scalar_one()) - n
+    rows, by_key = [], {}
+    for offset, item in enumerate(items):
+        if item.key in by_key:
             continue
-        conn.execute(
-            forward_outbox.insert().values(
-                sink=sink,
-                seq=int(seq) - 1,
-                item_key=item.key,
-                item_type=item_type,
-                payload=payload,
-                state=STATE_PENDING,
-                created_ms=now_ms,
-                age_from_ms=now_ms,
-                attempts=0,
-                next_attempt_ms=now_ms,
-            )
-        )
-        queued.append(sink)
-    return queued
+        by_key[item.key] = item
+        rows.append((sink, first_seq + offset, item.key, "event" if isinstance(item, EventItem) else "alert",
+                     item_to_json(item), STATE_PENDING, now_ms, now_ms, 0, now_ms))
+    # The unique (sink, item_key) key is the duplicate check: an item queued by
+    # an earlier delivery of the same message is skipped by the database.
+    new_keys = {r[0] for r in insert_new(conn, "forward_outbox", _OUTBOX_COLUMNS, rows, ("sink", "item_key"),
+                                         ("item_key",))}
+    return [item for key, item in by_key.items() if key in new_keys]
 
 
 def head(conn: Connection, sink: str) -> Row | None:

@@ -17,6 +17,7 @@ transaction, the device would re-send, and the hub would loop on it forever.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
@@ -35,13 +36,20 @@ class ForwarderPort:
         self.forwarder = forwarder
 
     def enqueue(self, conn: Connection, kind: str, payload: dict[str, Any]) -> None:
-        try:
-            item = self._item(conn, kind, payload)
-        except (ValueError, LookupError, TypeError, NoResultFound) as exc:
-            log.warning("forward: not forwarding %s %s: %s", kind, _ident(payload), exc)
-            return
-        if item is not None:
-            self.forwarder.enqueue(conn, item)
+        self.enqueue_many(conn, kind, [payload])
+
+    def enqueue_many(self, conn: Connection, kind: str, payloads: Sequence[dict[str, Any]]) -> None:
+        items = []
+        for payload in payloads:
+            try:
+                item = self._item(conn, kind, payload)
+            except (ValueError, LookupError, TypeError, NoResultFound) as exc:
+                log.warning("forward: not forwarding %s %s: %s", kind, _ident(payload), exc)
+                continue
+            if item is not None:
+                items.append(item)
+        if items:
+            self.forwarder.enqueue_many(conn, items)
 
     def queue_stats(self) -> QueueStats | None:
         stats = self.forwarder.stats().values()

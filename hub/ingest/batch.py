@@ -103,16 +103,18 @@ class BatchProcessor:
         new_events = insert_events(conn, events)
         result.new_events, result.duplicates = len(new_events), len(events) - len(new_events)
         for it in new_events:
-            self.sink.enqueue(conn, "event", _event_payload(it))
             if it.time_trusted:
                 result.lags_s.append(max(0.0, (it.received_ms - it.time_ms) / 1000))
+        self.sink.enqueue_many(conn, "event", [_event_payload(it) for it in new_events])
+        snaps = []
         for it in insert_snapshots(conn, by_channel.get(Channel.SNAP, [])):
             snap = it.message
             assert isinstance(snap, Snapshot)
-            self.sink.enqueue(conn, "snapshot", {
+            snaps.append({
                 "device_id": it.device.device_id, "event_id": snap.event_id, "phase": snap.phase,
                 "time_ms": snap.time_ms, "width": snap.width, "height": snap.height, "size": len(snap.jpeg),
             })
+        self.sink.enqueue_many(conn, "snapshot", snaps)
 
         healths = by_channel.get(Channel.HEALTH, [])
         previous_dropped = store_health(conn, healths, self.health.bucket_minutes * 60_000)

@@ -10,8 +10,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, select, update
 
+from hub.db.bulk import insert_new
 from hub.db.dialect import upsert_insert
 from hub.db.schema_ops import events, health_history, health_latest, rejections, snapshots
 from hub.ingest.validate import Accepted, Rejected
@@ -24,11 +25,8 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
     if not items:
         return []
     rows = [_event_row(it) for it in items]
-    if conn.dialect.name == "postgresql":
-        inserted = {(r.device_id, r.event_id, r.phase) for r in conn.execute(_PG_INSERT_EVENTS, _as_arrays(rows))}
-    else:
-        inserted = _sqlite_insert_events(conn, rows)
-    new = _only_new(items, inserted)
+    inserted = insert_new(conn, "events", _EVENT_COLUMNS, rows, _EVENT_KEY, _EVENT_KEY)
+    new = _only_new(items, {(r[0], r[1], r[2]) for r in inserted})
     fresh = {id(it) for it in new}
     # An `update` that was not new may still be newer than the stored one.
     later_updates = [it for it in items if id(it) not in fresh and it.message.phase == "update"]  # type: ignore[union-attr]
@@ -37,7 +35,8 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
     return new
 
 
-# Column order of the raw inserts below; bbox travels as JSON text.
+# Column order of the bulk insert; bbox travels as JSON text.
+_EVENT_KEY = ("device_id", "event_id", "phase")
 _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("kind", "varchar"),
     ("score", "integer"), ("bbox", "json"), ("zone", "varchar"), ("count", "integer"),
@@ -98,38 +97,6 @@ def _refresh_updates(conn: Connection, items: list[Accepted]) -> None:
             "received_ms": it.received_ms, "time_ms": it.time_ms, "time_trusted": it.time_trusted,
         })
     conn.execute(_REFRESH_UPDATE, params)
-
-
-# SQLite: plain multi-row VALUES with RETURNING, straight to the driver. Going
-# through SQLAlchemy's per-row parameter processing cost more than SQLite's
-# own work (16 µs against 5 µs a row, measured).
-_SQLITE_CHUNK = 1000  # 15 columns × 1,000 rows: under SQLite's 32,766-parameter limit
-_SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
-
-
-def _sqlite_insert_events(conn: Connection, rows: list[tuple[Any, ...]]) -> set[tuple[str, int, str]]:
-    inserted: set[tuple[str, int, str]] = set()
-    for i in range(0, len(rows), _SQLITE_CHUNK):
-        chunk = rows[i:i + _SQLITE_CHUNK]
-        sql = (f"INSERT INTO events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) "
-               f"VALUES {','.join([_SQLITE_ROW] * len(chunk))} "
-               "ON CONFLICT (device_id, event_id, phase) DO NOTHING RETURNING device_id, event_id, phase")
-        inserted.update((r[0], r[1], r[2]) for r in conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)))
-    return inserted
-
-
-# PostgreSQL: one row of arrays, unnested server-side. A multi-row VALUES list
-# (SQLAlchemy's insertmanyvalues) produces a statement of thousands of
-# placeholders that psycopg re-parses for every batch: half the ingest time.
-_PG_INSERT_EVENTS = text(
-    f"INSERT INTO events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _EVENT_COLUMNS)}) "
-    "ON CONFLICT (device_id, event_id, phase) DO NOTHING RETURNING device_id, event_id, phase"
-)
-
-
-def _as_arrays(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    return {c: [row[i] for row in rows] for i, (c, _) in enumerate(_EVENT_COLUMNS)}
 
 
 def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]:

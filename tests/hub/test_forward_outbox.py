@@ -272,3 +272,32 @@ def test_background_threads_deliver_and_stop(engine: Engine, clock: ManualClock)
     fwd.stop()
     assert sink.delivered == [person(1).key]
     assert all(not t.is_alive() for t in threading.enumerate() if t.name.startswith("forward-scripted"))
+
+
+def test_a_batch_is_queued_in_order_once_each(engine: Engine, clock: ManualClock) -> None:
+    """Ingest hands a whole batch over: its order is kept, and a key queued before
+    or repeated inside the batch is queued once."""
+    sink = ScriptedSink()
+    fwd = Forwarder(engine, [sink], clock)
+    with engine.begin() as conn:
+        fwd.enqueue(conn, person(3))
+    batch = [person(1), person(2), person(3), person(2), person(4)]
+    with engine.begin() as conn:
+        fwd.enqueue_many(conn, batch)
+    with engine.begin() as conn:
+        fwd.enqueue_many(conn, batch)  # the same batch redelivered after a lost PUBACK
+    assert fwd.stats()["scripted"].depth == 4
+    while fwd.run_once():
+        pass
+    assert sink.delivered == [person(i).key for i in (3, 1, 2, 4)]
+
+
+def test_a_failed_batch_queues_nothing(engine: Engine, clock: ManualClock) -> None:
+    fwd = Forwarder(engine, [ScriptedSink()], clock)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        fwd.enqueue_many(conn, [person(i) for i in range(600)])  # more keys than one duplicate lookup takes
+        raise RuntimeError("ingest failed after queueing")
+    assert fwd.stats()["scripted"].depth == 0
+    with engine.begin() as conn:
+        fwd.enqueue_many(conn, [person(i) for i in range(600)])
+    assert fwd.stats()["scripted"].depth == 600
