@@ -41,6 +41,10 @@ class HubMetrics:
         self.forward_depth = Gauge("xl_hub_forward_queue_depth", "Items waiting for the platform", registry=r)
         self.forward_age = Gauge("xl_hub_forward_oldest_age_seconds", "Age of the oldest waiting item",
                                  registry=r)
+        self.transport_restarts = Counter("xl_hub_transport_restarts",
+                                          "Times the MQTT transport process died and was restarted", registry=r)
+        self.shed = Counter("xl_hub_shed_messages",
+                            "QoS 0 messages (heartbeats) dropped while the writer was far behind", registry=r)
         for reason in sorted(ALL_REASONS):  # every series exists from the start, at zero
             self.rejected.labels(reason)
         for ch in sorted(UPLINK):

@@ -37,8 +37,10 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 class TransportProcess:
     def __init__(self, cfg: MqttConfig, client_id: str, on_messages: Callable[[list[Inbound]], None],
-                 on_confirmed: Callable[[Any, bool, int], None]) -> None:
+                 on_confirmed: Callable[[Any, bool, int], None], on_restart: Callable[[], None] = lambda: None
+                 ) -> None:
         self.cfg = cfg
+        self.on_restart = on_restart
         self.client_id = client_id
         self.on_messages = on_messages
         self.on_confirmed = on_confirmed
@@ -166,6 +168,7 @@ class TransportProcess:
             try:
                 self._spawn()
                 self.restarts += 1
+                self.on_restart()
             except OSError:
                 log.exception("could not restart the MQTT transport")
         self._stopped.set()

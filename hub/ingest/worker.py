@@ -55,7 +55,9 @@ class IngestWorker:
         self.processor = processor
         self.metrics = metrics
         self.transport = TransportProcess(config.mqtt, client_id or config.mqtt.client_id, self._on_messages,
-                                          self._on_confirmed)
+                                          self._on_confirmed, on_restart=metrics.transport_restarts.inc)
+        self._pending = 0  # messages handed over and not yet taken by the writer
+        self._pending_lock = threading.Lock()
         self._confirm_lock = threading.Lock()
         self._confirmed: list[tuple[str, int]] = []
         self.inbox: queue.Queue[list[Inbound]] = queue.Queue()
@@ -89,8 +91,25 @@ class IngestWorker:
 
     # -- transport reader thread ---------------------------------------------
 
+    # QoS 1 messages are bounded by the broker (mqtt.receive_maximum unacked at
+    # a time); QoS 0 heartbeats are not. While the database is down they would
+    # pile up here without end, so past this many waiting messages they are
+    # dropped and counted: the next heartbeat carries the same facts.
+    PENDING_LIMIT = 100_000
+
     def _on_messages(self, chunk: list[Inbound]) -> None:
-        if not self._stopping.is_set():  # otherwise left unacknowledged: the broker re-sends them
+        if self._stopping.is_set():
+            return  # left unacknowledged: the broker re-sends them
+        if self._pending > self.PENDING_LIMIT:
+            kept = [m for m in chunk if m.qos > 0]
+            if len(kept) < len(chunk):
+                self.metrics.shed.inc(len(chunk) - len(kept))
+                self._rejects.rejected("shed", chunk[0].topic, f"{len(chunk) - len(kept)} QoS 0 messages dropped: "
+                                       f"{self._pending} waiting for the database")
+            chunk = kept
+        if chunk:
+            with self._pending_lock:
+                self._pending += len(chunk)
             self.inbox.put(chunk)
 
     def _on_confirmed(self, alert_id: str, ok: bool, at_ms: int) -> None:
@@ -117,6 +136,8 @@ class IngestWorker:
                 break
         if len(batch) > limit:
             batch, self._carry = batch[:limit], batch[limit:]
+        with self._pending_lock:
+            self._pending -= len(batch)
         return batch
 
     def _write_loop(self) -> None:

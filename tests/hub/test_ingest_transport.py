@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from hub.db import make_engine
+from hub.ingest.validate import Inbound
 from hub.service import Hub
 from protocol.topics import event_topic
 from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until, with_client_id
@@ -51,6 +52,7 @@ def test_a_killed_transport_is_restarted_and_nothing_is_lost(db_url: str) -> Non
                 agent.publish(event_topic(dev), ev(i))
             wait_until(lambda: count(engine) == 30, timeout=20, what="events after the restart")
             assert hub.worker.transport.restarts == 1
+            assert hub.metrics.transport_restarts._value.get() == 1
             assert hub.worker.transport.pid != first_pid
             assert hub.worker.subscribed.is_set()
         finally:
@@ -99,6 +101,22 @@ def test_a_batch_from_before_a_restart_is_stored_but_not_acked_on_the_new_link(d
             agent.close()
             hub.stop()
     engine.dispose()
+
+
+def test_heartbeats_are_shed_but_qos1_is_kept_when_the_writer_is_far_behind(sqlite_url: str) -> None:
+    hub = Hub(hub_config(sqlite_url, 1), engine=make_engine(sqlite_url))  # never started: the writer never takes
+    hub.worker.PENDING_LIMIT = 5  # type: ignore[misc]
+
+    def chunk(qos: int, n: int) -> list[Inbound]:
+        return [Inbound(f"xl/v1/{'6' * 20}/health", b"{}", i, qos, 0) for i in range(n)]
+
+    hub.worker._on_messages(chunk(0, 6))  # under the limit when it arrives: kept
+    hub.worker._on_messages(chunk(0, 4) + chunk(1, 3))
+    hub.worker._on_messages(chunk(1, 2))
+    waiting = [m for c in list(hub.worker.inbox.queue) for m in c]
+    assert [m.qos for m in waiting] == [0] * 6 + [1] * 5
+    assert hub.metrics.shed._value.get() == 4
+    assert hub.worker._pending == 11
 
 
 def test_the_transport_exits_when_the_hub_process_is_killed(tmp_path: Path) -> None:
