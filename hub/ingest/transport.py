@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -184,6 +185,12 @@ class Transport:
 
 
 def main(argv: list[str]) -> int:
+    # Ctrl-C in a terminal and systemd's SIGTERM reach the whole process group.
+    # The hub process owns shutdown: it finishes its batch, has it acknowledged
+    # here, then sends STOP. Dying first would drop those acks and make the hub
+    # think its transport crashed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fd = int(argv[0])
     conn = Connection(socket.socket(fileno=fd).detach())
     cfg, client_id, log_level = conn.recv()

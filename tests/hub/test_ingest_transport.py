@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from hub.db import make_engine
 from hub.ingest.validate import Inbound
 from hub.service import Hub
@@ -149,3 +151,64 @@ def test_the_transport_exits_when_the_hub_process_is_killed(tmp_path: Path) -> N
         finally:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_still_acks_the_last_batch(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C in a terminal, or systemd's SIGTERM, reaches the transport too. The
+    hub must still finish the batch in hand, have it acknowledged and stop the
+    transport itself: otherwise the broker re-sends the batch at the next start."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    engine = make_engine(url)
+    dev = make_fleet(engine, groups=1, per_group=1)["g000"][0]
+    with run_broker() as broker:
+        script = textwrap.dedent(f"""
+            import threading, time
+            from hub.db import make_engine
+            from hub.service import Hub
+            from tests.hub.fleet import hub_config, with_client_id
+            hub = Hub(with_client_id(hub_config({url!r}, {broker.port}), "hub-signal"), engine=make_engine({url!r}))
+            original = hub.worker.processor.process
+            def slow(batch):
+                print("batch", len(batch), flush=True)
+                time.sleep(1.0)  # the signal lands while this batch is in hand
+                return original(batch)
+            hub.worker.processor.process = slow
+            def report():
+                assert hub.worker.subscribed.wait(10)
+                print("up", flush=True)
+            threading.Thread(target=report, daemon=True).start()
+            hub.run_forever()
+            print("restarts", hub.worker.transport.restarts, flush=True)
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        agent = Peer(broker.port, dev)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "up"
+            for i in range(5):
+                agent.publish(event_topic(dev), ev(i))
+            assert proc.stdout.readline().startswith("batch")
+            os.killpg(proc.pid, signum)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            assert "restarts 0" in out
+            assert "exited unexpectedly" not in err
+            assert count(engine) == 5
+            # A second start resumes the session: an unacknowledged batch would come back now.
+            hub = Hub(with_client_id(hub_config(url, broker.port), "hub-signal"), engine=engine)
+            hub.start()
+            try:
+                assert hub.worker.subscribed.wait(10)
+                time.sleep(1.5)
+                assert hub.metrics.duplicates._value.get() == 0
+                assert hub.metrics.messages.labels("event")._value.get() == 0
+            finally:
+                hub.stop()
+        finally:
+            agent.close()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    engine.dispose()
