@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -60,3 +61,17 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """A provisioned county (CA, identities, registry) and its Mosquitto running
+    the generated TLS/ACL config: (tests.provisioning.county.County, Broker).
+    A module may define its own ``county`` (the console's does) to mean something else."""
+    from tests.provisioning.county import build_county
+    from tests.support.broker import run_broker
+
+    c = build_county(tmp_path_factory.mktemp("county"))
+    with run_broker(c.conf(), port=c.port) as broker:
+        yield c, broker
+    c.engine.dispose()

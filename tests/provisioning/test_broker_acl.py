@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from protocol.topics import alert_topic, cmd_topic, event_topic, shared, uplink_filter
 from provisioning.pki import CA, cert_pem, key_pem, new_key, write_private, write_public
-from tests.provisioning.county import County, build_county
+from tests.provisioning.county import County
 from tests.provisioning.mqtt_clients import can_connect, connect
-from tests.support.broker import Broker, run_broker
-
-
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, Broker]]:
-    c = build_county(tmp_path_factory.mktemp("county"))
-    with run_broker(c.conf(), port=c.port) as broker:
-        yield c, broker
-    c.engine.dispose()
+from tests.support.broker import Broker
 
 
 def test_device_connects_with_its_certificate(county: tuple[County, Broker]) -> None:

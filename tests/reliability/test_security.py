@@ -32,7 +32,7 @@ from protocol.topics import alert_topic, cmd_topic, event_topic, shared, snap_to
 from provisioning.cli import main as provisioning_main
 from tests.hub.fleet import make_fleet
 from tests.hub.mock_viid import GATEWAY, JPEG, MockViid, MockWebhook, person
-from tests.provisioning.county import County, build_county
+from tests.provisioning.county import County
 from tests.provisioning.mqtt_clients import Client, connect
 from tests.reliability.conftest import Rig, wait_for
 from tests.support.broker import Broker, run_broker
@@ -40,13 +40,6 @@ from tests.support.broker import Broker, run_broker
 VIID_PASSWORD = "viid-Pa55word-that-must-not-leak"
 WEBHOOK_SECRET = "webhook-secret-that-must-not-leak-0123456789"
 
-
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, Broker]]:
-    c = build_county(tmp_path_factory.mktemp("county"))
-    with run_broker(c.conf(), port=c.port) as broker:
-        yield c, broker
-    c.engine.dispose()
 
 
 # -- the broker: snooping with wildcards, forging alerts --------------------------------------------------
