@@ -37,6 +37,8 @@ if str(ROOT) not in sys.path:  # the mock platform lives with the tests
 
 from sim.demo_report import Summary, progress_line, summarize  # noqa: E402
 from tests.hub.mock_viid import MockViid, MockWebhook  # noqa: E402
+from tests.support.broker import free_port  # noqa: E402
+from tests.support.broker import wait_port as support_wait_port  # noqa: E402
 
 WORK = ROOT / "var" / "demo"
 BIN = Path(sys.executable).parent
@@ -45,12 +47,6 @@ GATEWAY_ID = "62062100002000000001"  # the hub's identity at the platform (a cou
 VILLAGES = [("泉山镇", "和平村", "g-heping"), ("泉山镇", "红光村", "g-hongguang"), ("大坝镇", "新河村", "g-xinhe")]
 REAL_AGENTS = 5  # households of the first group that run the real agent; the rest are simulated
 PANIC_AT_S = 25.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
@@ -191,16 +187,14 @@ def start_broker(state: Path, procs: Procs) -> None:
 
 
 def wait_port(port: int, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-                return
-        except OSError:
-            time.sleep(0.1)
-    logs = "\n".join(f"--- {name}\n{(WORK / 'logs' / name).read_text(errors='replace')[-1500:]}"
-                     for name in ("hub.log", "mosquitto.log") if (WORK / "logs" / name).exists())
-    raise SystemExit(f"demo: {what} did not start listening on port {port} within {timeout:.0f} s\n{logs}")
+    """``tests.support.broker.wait_port``, ending the demo with the services' logs if it times out."""
+    try:
+        support_wait_port(port, timeout)
+    except TimeoutError:
+        logs = "\n".join(f"--- {name}\n{(WORK / 'logs' / name).read_text(errors='replace')[-1500:]}"
+                         for name in ("hub.log", "mosquitto.log") if (WORK / "logs" / name).exists())
+        raise SystemExit(f"demo: {what} did not start listening on port {port} within {timeout:.0f} s\n{logs}"
+                         ) from None
 
 
 def main() -> int:
