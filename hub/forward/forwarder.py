@@ -96,18 +96,19 @@ class Forwarder:
         the names of the sinks that queued it (empty if none wanted it or it was
         already queued).
         """
-        wanted = [name for name, sink in self.sinks.items() if sink.accepts(item)]
-        if not wanted:
-            return []
-        return outbox.enqueue_rows(conn, wanted, item, self.clock.now_ms())
+        return [name for name, queued in self.enqueue_many(conn, [item]).items() if queued]
 
-    def enqueue_many(self, conn: Connection, items: Sequence[ForwardItem]) -> None:
-        """``enqueue`` for a whole ingest batch, in order: a few statements per sink, not per item."""
+    def enqueue_many(self, conn: Connection, items: Sequence[ForwardItem]) -> dict[str, list[ForwardItem]]:
+        """``enqueue`` for a whole ingest batch, in order: a few statements per sink, not per item.
+
+        Returns, per sink that wanted any of them, the items it got a new row for."""
         now_ms = self.clock.now_ms()
+        queued: dict[str, list[ForwardItem]] = {}
         for name, sink in self.sinks.items():
             wanted = [item for item in items if sink.accepts(item)]
             if wanted:
-                outbox.enqueue_many(conn, name, wanted, now_ms)
+                queued[name] = outbox.enqueue_many(conn, name, wanted, now_ms)
+        return queued
 
     # -- delivery --------------------------------------------------------------
 

@@ -66,11 +66,6 @@ def ensure_sinks(engine: Engine, names: Iterable[str]) -> None:
                     pass  # another worker created it between our check and insert
 
 
-def enqueue_rows(conn: Connection, sinks: Sequence[str], item: ForwardItem, now_ms: int) -> list[str]:
-    """Queue ``item`` for each of ``sinks``; returns the sinks that got a new row."""
-    return [sink for sink in sinks if enqueue_many(conn, sink, [item], now_ms)]
-
-
 _OUTBOX_COLUMNS = (
     ("sink", "varchar"), ("seq", "bigint"), ("item_key", "varchar"), ("item_type", "varchar"), ("payload", "text"),
     ("state", "varchar"), ("created_ms", "bigint"), ("age_from_ms", "bigint"), ("attempts", "integer"),

@@ -143,7 +143,7 @@ def _forward_queue(engine: Engine, dev: str) -> None:
         for i in range(3):
             item = EventItem(device_id=dev, event_id=100 + i, phase="start", kind="person", time_ms=now,
                              score=90, bbox=None, snapshot=None, household_id=None, clock_unsynced=False)
-            outbox.enqueue_rows(conn, ["webhook"], item, now - 60_000)
+            outbox.enqueue_many(conn, "webhook", [item], now - 60_000)
         head = outbox.head(conn, "webhook")
         assert head is not None
         outbox.mark_dead(conn, int(head.id), now, "HTTP 400: rejected by platform")
