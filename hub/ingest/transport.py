@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
@@ -191,8 +190,7 @@ def main(argv: list[str]) -> int:
     # think its transport crashed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd = int(argv[0])
-    conn = Connection(socket.socket(fileno=fd).detach())
+    conn = Connection(int(argv[0]))
     cfg, client_id, log_level = conn.recv()
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Transport(cfg, client_id, conn).run()

@@ -104,8 +104,10 @@ class TransportProcess:
         with self._reply_cv:
             self._reply_cv.notify_all()
 
-    def kill(self) -> None:
-        """SIGKILL the transport, as a crash would (tests of redelivery)."""
+    def kill(self, *, restart: bool = True) -> None:
+        """SIGKILL the transport, as a crash would (tests of redelivery and restart)."""
+        if not restart:
+            self._stopping.set()
         if self._proc is not None:
             self._proc.kill()
 

@@ -37,7 +37,7 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def rejected(self, reason: str, topic: str, detail: str) -> None:
+    def rejected(self, reason: str, topic: str, detail: str, what: str = "rejected") -> None:
         now = time.monotonic()
         if now - self._last.get(reason, float("-inf")) < self.interval_s:
             self._held[reason] = self._held.get(reason, 0) + 1
@@ -45,7 +45,7 @@ class RateLimitedLog:
         held = self._held.pop(reason, 0)
         self._last[reason] = now
         more = f" (+{held} more since last report)" if held else ""
-        log.warning("rejected %s on %s: %s%s", reason, topic, detail, more)
+        log.warning("%s %s on %s: %s%s", what, reason, topic, detail, more)
 
 
 class IngestWorker:
@@ -89,6 +89,12 @@ class IngestWorker:
         self._writer.join(timeout)
         self.transport.stop(retire=retire, timeout=timeout)
 
+    def kill(self) -> None:
+        """Die as a crashed hub would (tests of redelivery): the writer gives up
+        without acknowledging anything more and the transport is SIGKILLed, not restarted."""
+        self._stopping.set()
+        self.transport.kill(restart=False)
+
     # -- transport reader thread ---------------------------------------------
 
     # QoS 1 messages are bounded by the broker (mqtt.receive_maximum unacked at
@@ -104,8 +110,8 @@ class IngestWorker:
             kept = [m for m in chunk if m.qos > 0]
             if len(kept) < len(chunk):
                 self.metrics.shed.inc(len(chunk) - len(kept))
-                self._rejects.rejected("shed", chunk[0].topic, f"{len(chunk) - len(kept)} QoS 0 messages dropped: "
-                                       f"{self._pending} waiting for the database")
+                self._rejects.rejected("qos0", chunk[0].topic, f"{len(chunk) - len(kept)} dropped: "
+                                       f"{self._pending} messages waiting for the database", what="shed")
             chunk = kept
         if chunk:
             with self._pending_lock:
