@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from hub.db.bulk import insert_new
 from hub.db.dialect import upsert_insert
-from hub.db.schema_ops import events, health_history, health_latest, rejections, snapshots
+from hub.db.schema_ops import events, health_history, health_latest, rejections
 from hub.ingest.validate import Accepted, Rejected
 from protocol.codec import Snapshot
 from protocol.messages import Event, Health
@@ -99,32 +99,22 @@ def _refresh_updates(conn: Connection, items: list[Accepted]) -> None:
     conn.execute(_REFRESH_UPDATE, params)
 
 
+_SNAPSHOT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("device_time_ms", "bigint"),
+    ("received_ms", "bigint"), ("width", "integer"), ("height", "integer"), ("crop", "json"), ("jpeg", "bytea"),
+)
+
+
 def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]:
-    if not items:
-        return []
+    """Store snapshots through the same batch insert as events; returns the new ones."""
     rows = []
     for it in items:
         snap = it.message
         assert isinstance(snap, Snapshot)
-        rows.append(
-            {
-                "device_id": it.device.device_id,
-                "event_id": snap.event_id,
-                "phase": snap.phase,
-                "device_time_ms": snap.time_ms,
-                "received_ms": it.received_ms,
-                "width": snap.width,
-                "height": snap.height,
-                "crop": list(snap.crop) if snap.crop is not None else None,
-                "jpeg": snap.jpeg,
-            }
-        )
-    stmt = (
-        upsert_insert(conn, snapshots)
-        .on_conflict_do_nothing(index_elements=["device_id", "event_id", "phase"])
-        .returning(snapshots.c.device_id, snapshots.c.event_id, snapshots.c.phase)
-    )
-    return _only_new(items, {(r.device_id, r.event_id, r.phase) for r in conn.execute(stmt, rows)})
+        rows.append((it.device.device_id, snap.event_id, snap.phase, snap.time_ms, it.received_ms, snap.width,
+                     snap.height, json.dumps(list(snap.crop)) if snap.crop is not None else None, snap.jpeg))
+    inserted = insert_new(conn, "snapshots", _SNAPSHOT_COLUMNS, rows, _EVENT_KEY, _EVENT_KEY)
+    return _only_new(items, {(r[0], r[1], r[2]) for r in inserted})
 
 
 def store_health(conn: Connection, items: Sequence[Accepted], bucket_ms: int) -> dict[str, int | None]:

@@ -78,12 +78,15 @@ def test_snapshots_are_stored_once(setup) -> None:  # type: ignore[no-untyped-de
     engine, devs, proc, sink = setup
     snap = encode_snapshot(Snapshot(event_id=3, phase="start", time_ms=now_ms(), width=320, height=240,
                                     jpeg=JPEG))
-    proc.process([inbound(snap_topic(devs[0]), snap)])
+    cropped = encode_snapshot(Snapshot(event_id=4, phase="start", time_ms=now_ms(), width=160, height=120,
+                                       crop=(100, 200, 600, 900), jpeg=JPEG))
+    proc.process([inbound(snap_topic(devs[0]), snap), inbound(snap_topic(devs[0]), cropped)])
     proc.process([inbound(snap_topic(devs[0]), snap)])
     with engine.connect() as conn:
-        stored = conn.execute(select(snapshots.c.jpeg)).scalars().all()
-    assert stored == [JPEG]
-    assert len(sink.of_kind("snapshot")) == 1
+        stored = conn.execute(select(snapshots.c.event_id, snapshots.c.jpeg, snapshots.c.crop)
+                              .order_by(snapshots.c.event_id)).all()
+    assert [tuple(r) for r in stored] == [(3, JPEG, None), (4, JPEG, [100, 200, 600, 900])]
+    assert len(sink.of_kind("snapshot")) == 2
 
 
 def test_every_rejection_reason_is_counted(setup, db_url: str) -> None:  # type: ignore[no-untyped-def]
