@@ -69,8 +69,3 @@ def send_command(engine: Engine, client: Publisher, device_id: str, op: str,
         raise CommandError(f"command not queued for publishing (rc={rc})")
     return command.command_id
 
-
-def command_status(engine: Engine, command_id: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(commands).where(commands.c.id == command_id)).mappings().first()
-    return dict(row) if row is not None else None

@@ -39,7 +39,3 @@ class ManualClock:
         with self._lock:
             self._now += round(seconds * 1000)
             return self._now
-
-    def set_ms(self, value: int) -> None:
-        with self._lock:
-            self._now = value

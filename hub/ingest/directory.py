@@ -45,7 +45,6 @@ class Directory:
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceInfo] = {}
         self._households: dict[str, HouseholdInfo] = {}
-        self._groups: dict[str, list[str]] = {}  # group -> active device ids
         self._loaded_at = float("-inf")
 
     def reload(self) -> None:
@@ -59,18 +58,13 @@ class Directory:
             ).all()
         hhs = {r.id: HouseholdInfo(r.id, r.name, r.group_id, r.armed_from, r.armed_to) for r in hh_rows}
         devs: dict[str, DeviceInfo] = {}
-        groups: dict[str, list[str]] = {}
         for r in dev_rows:
             hh = hhs.get(r.household_id)
             if hh is None:
                 continue
-            active = r.status == "active"
-            info = DeviceInfo(r.id, r.household_id, hh.group_id, active, r.health_interval_s or 60)
-            devs[r.id] = info
-            if info.active:
-                groups.setdefault(hh.group_id, []).append(r.id)
+            devs[r.id] = DeviceInfo(r.id, r.household_id, hh.group_id, r.status == "active", r.health_interval_s or 60)
         with self._lock:
-            self._devices, self._households, self._groups = devs, hhs, groups
+            self._devices, self._households = devs, hhs
             self._loaded_at = time.monotonic()
 
     def _fresh(self) -> None:
@@ -88,10 +82,6 @@ class Directory:
     def household(self, household_id: str) -> HouseholdInfo | None:
         self._fresh()
         return self._households.get(household_id)
-
-    def group_devices(self, group_id: str) -> list[str]:
-        self._fresh()
-        return list(self._groups.get(group_id, ()))
 
     def all_devices(self) -> list[DeviceInfo]:
         self._fresh()
