@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -82,17 +82,6 @@ class PipelineStats:
     @property
     def inference_ms_p50(self) -> float | None:
         return statistics.median(self.inference_ms) if self.inference_ms else None
-
-    def as_dict(self) -> dict[str, Any]:
-        p50 = self.inference_ms_p50
-        return {
-            "frames": self.frames,
-            "motion_frames": self.motion_frames,
-            "inference_runs": self.inference_runs,
-            "pir_triggers": self.pir_triggers,
-            "motion_fps": round(self.motion_fps, 2),
-            "inference_ms_p50": None if p50 is None else round(p50, 2),
-        }
 
 
 class VisionPipeline:

@@ -6,8 +6,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 
 import paho.mqtt.client as mqtt
@@ -15,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 
 from hub.config import HubConfig, parse_config
-from hub.db import make_engine, upgrade
+from hub.db import upgrade
 from hub.registry import Registry
 from protocol.ids import make_device_id
 
@@ -70,10 +69,6 @@ def with_client_id(cfg: HubConfig, client_id: str) -> HubConfig:
     return replace(cfg, mqtt=replace(cfg.mqtt, client_id=client_id))
 
 
-def engine_for(db_url: str) -> Engine:
-    return make_engine(db_url)
-
-
 class Peer:
     """A real paho client standing in for a device or a test observer."""
 
@@ -105,16 +100,6 @@ class Peer:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@contextmanager
-def peers(port: int, n: int) -> Iterator[list[Peer]]:
-    made = [Peer(port) for _ in range(n)]
-    try:
-        yield made
-    finally:
-        for p in made:
-            p.close()
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
