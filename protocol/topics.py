@@ -1,7 +1,7 @@
 """MQTT topic builders and the strict topic parser.
 
 Up (device → hub):   xl/v1/<device>/{event,snap,health,state,ack}
-Down (hub → device): xl/v1/<device>/cmd, xl/v1/grp/<group>/alert
+Down (hub → device): xl/v1/<device>/{cmd,rcpt}, xl/v1/grp/<group>/alert
 
 Anything else is rejected: the hub never guesses what an odd topic meant.
 """
@@ -27,11 +27,15 @@ class Channel(StrEnum):
     STATE = "state"
     ACK = "ack"
     CMD = "cmd"
+    RECEIPT = "rcpt"  # the hub's end-to-end receipt: what it has committed
     ALERT = "alert"
 
 
 UPLINK = frozenset({Channel.EVENT, Channel.SNAP, Channel.HEALTH, Channel.STATE, Channel.ACK})
-DEVICE_CHANNELS = UPLINK | {Channel.CMD}
+# Per-device downlink: the broker lets a device subscribe to exactly these of
+# its own, and the hub publish them (provisioning/broker_config.py).
+DOWNLINK = frozenset({Channel.CMD, Channel.RECEIPT})
+DEVICE_CHANNELS = UPLINK | DOWNLINK
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,10 @@ def ack_topic(device: str) -> str:
 
 def cmd_topic(device: str) -> str:
     return device_topic(device, Channel.CMD)
+
+
+def receipt_topic(device: str) -> str:
+    return device_topic(device, Channel.RECEIPT)
 
 
 def alert_topic(group: str) -> str:

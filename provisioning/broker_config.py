@@ -38,7 +38,7 @@ from sqlalchemy import Engine
 
 from hub.registry import Registry
 from protocol.limits import MAX_ANY_PAYLOAD
-from protocol.topics import PREFIX, UPLINK, Channel, alert_topic, cmd_topic, device_topic, uplink_filter
+from protocol.topics import DOWNLINK, PREFIX, UPLINK, Channel, alert_topic, device_topic, uplink_filter
 from provisioning.pki import write_private, write_public
 from provisioning.state import ROLE_HUB, ROLE_MONITOR, State
 from provisioning.templates import render
@@ -70,7 +70,8 @@ def acl_text(state: State, registry: Registry) -> str:
         lines.append(f"user {cn}")
         lines.append(f"topic read {uplink_filter()}")
         if role == ROLE_HUB:
-            lines.append(f"topic write {PREFIX}/+/{Channel.CMD.value}")
+            for channel in sorted(DOWNLINK):
+                lines.append(f"topic write {PREFIX}/+/{channel.value}")
             lines.append(f"topic write {PREFIX}/grp/+/{Channel.ALERT.value}")
         elif role != ROLE_MONITOR:
             raise BrokerError(f"client {cn!r} has unknown role {role!r}")
@@ -79,7 +80,8 @@ def acl_text(state: State, registry: Registry) -> str:
         lines.append(f"user {device_id}")
         for channel in sorted(UPLINK):
             lines.append(f"topic write {device_topic(device_id, channel)}")
-        lines.append(f"topic read {cmd_topic(device_id)}")
+        for channel in sorted(DOWNLINK):
+            lines.append(f"topic read {device_topic(device_id, channel)}")
         lines.append(f"topic read {alert_topic(group)}")
         lines.append("")
     return "\n".join(lines)
