@@ -21,7 +21,9 @@ The item (``hub.forward.items``), explicit so both sides agree on it:
     time_ms         int   event time, ms since epoch UTC (device clock)
     score           int   0..100
     bbox            (x1, y1, x2, y2) permille of the frame, or None
-    snapshot        Snapshot(jpeg bytes, width, height) or None
+    snapshot        Snapshot(jpeg bytes, width, height, crop) or None; crop is
+                    the picture's box in permille of the frame, None for
+                    the whole frame
     household_id    str | None   (webhook context only)
     clock_unsynced  bool
   Idempotency key ``<device>-<event id>-<phase>``.
@@ -35,6 +37,10 @@ Routing (decided by each sink's ``accepts``):
 - ``ViidSink`` (GA/T 1400 视图库): person events that carry their snapshot,
   as PersonObjects. Enqueue a person event once its snapshot has been stored
   (snapshots arrive on their own topic), or it is sent to the webhook only.
+  The snapshot is the person's source image: its type is 10 (人员图) when the
+  device cropped it around the person, 14 (场景图) when it is the whole
+  frame, and the box is moved into that picture's pixels. Devices send one
+  picture per event phase, so the hub never has both a crop and its scene.
 - ``WebhookSink``: alerts (panic included — GA/T 1400 has no panic object)
   and person/panic/tamper events, signed with HMAC-SHA256.
 

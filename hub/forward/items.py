@@ -23,17 +23,27 @@ MAX_ALERT_ID_LEN = 64
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A JPEG and its pixel size (needed to turn permille boxes into pixels)."""
+    """A JPEG, its pixel size, and which part of the camera's frame it shows.
+
+    ``crop`` is the device's crop box in permille of the full frame, or None
+    when the picture is the whole frame. Event boxes are in permille of the
+    full frame, so both the size and the crop are needed to say where the
+    person is in this picture."""
 
     jpeg: bytes
     width: int
     height: int
+    crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.jpeg.startswith(b"\xff\xd8") or len(self.jpeg) > MAX_SNAPSHOT_BYTES:
             raise ValueError("snapshot must be a JPEG (starts with FFD8) of at most 2 MB")
         if not (0 < self.width <= 10_000 and 0 < self.height <= 10_000):
             raise ValueError(f"snapshot size {self.width}x{self.height} is out of range")
+        if self.crop is not None:
+            x1, y1, x2, y2 = self.crop
+            if not (0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000):
+                raise ValueError(f"crop must be a non-empty permille box: {self.crop!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +115,19 @@ ForwardItem = EventItem | AlertItem
 def _snap_to_dict(snap: Snapshot | None) -> dict[str, Any] | None:
     if snap is None:
         return None
-    return {"jpeg": base64.b64encode(snap.jpeg).decode("ascii"), "w": snap.width, "h": snap.height}
+    out: dict[str, Any] = {"jpeg": base64.b64encode(snap.jpeg).decode("ascii"), "w": snap.width, "h": snap.height}
+    if snap.crop is not None:
+        out["c"] = list(snap.crop)
+    return out
 
 
 def _snap_from_dict(obj: dict[str, Any] | None) -> Snapshot | None:
     if obj is None:
         return None
-    return Snapshot(base64.b64decode(obj["jpeg"], validate=True), int(obj["w"]), int(obj["h"]))
+    c = obj.get("c")
+    # Rows queued before the crop was kept have no "c": they read as whole frames, as they were sent.
+    crop = (int(c[0]), int(c[1]), int(c[2]), int(c[3])) if c else None
+    return Snapshot(base64.b64decode(obj["jpeg"], validate=True), int(obj["w"]), int(obj["h"]), crop)
 
 
 def item_to_dict(item: ForwardItem) -> dict[str, Any]:

@@ -97,13 +97,17 @@ class ForwarderPort:
     @staticmethod
     def _snapshot(conn: Connection, p: dict[str, Any]) -> Snapshot | None:
         row = conn.execute(
-            select(snapshots.c.jpeg, snapshots.c.width, snapshots.c.height).where(_same_phase(snapshots, p))
+            select(snapshots.c.jpeg, snapshots.c.width, snapshots.c.height, snapshots.c.crop).where(
+                _same_phase(snapshots, p)
+            )
         ).first()
         if row is None:
             return None
         try:
-            return Snapshot(bytes(row.jpeg), int(row.width), int(row.height))
-        except ValueError as exc:  # forward the event without a picture rather than not at all
+            c = row.crop
+            crop = (int(c[0]), int(c[1]), int(c[2]), int(c[3])) if c else None
+            return Snapshot(bytes(row.jpeg), int(row.width), int(row.height), crop)
+        except (ValueError, TypeError, IndexError) as exc:  # forward the event without a picture rather than not at all
             log.warning("forward: snapshot of %s unusable: %s", _ident(p), exc)
             return None
 

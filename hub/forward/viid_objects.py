@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from hub.forward.items import EventItem
+from hub.forward.items import EventItem, Snapshot
 from protocol.ids import split_event_id
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 TYPE_IMAGE = "02"
 TYPE_PERSON = "01"
-IMAGE_TYPE_PERSON_CROP = "10"
-IMAGE_TYPE_SCENE = "14"
+IMAGE_TYPE_PERSON_CROP = "10"  # 人员图 (GA/T 1400.3 图像类型)
+IMAGE_TYPE_SCENE = "14"  # 场景图
 UNKNOWN = 2  # the Is… flags: 0 no, 1 yes, 2 unknown
 IS_FLAGS = (
     "IsDriver",
@@ -71,24 +71,46 @@ def person_id(source_id: str, serial: int) -> str:
     return f"{source_id}{TYPE_PERSON}{serial % 100_000:05d}"
 
 
-def bbox_pixels(bbox: tuple[int, int, int, int] | None, width: int, height: int) -> tuple[int, int, int, int]:
-    """Permille box to pixel corners inside the image; no box means the whole frame."""
+def box_in_picture(bbox: tuple[int, int, int, int] | None, snap: Snapshot) -> tuple[int, int, int, int]:
+    """The event's box (permille of the camera's frame) in the picture's own pixels.
+
+    The device usually sends a crop around the person, so the frame box has to
+    be moved into the crop before it is scaled to the JPEG's size; scaling the
+    frame box straight to the crop's size put it far off the person. No box
+    means the whole picture."""
     x1, y1, x2, y2 = bbox if bbox is not None else (0, 0, 1000, 1000)
+    cx1, cy1, cx2, cy2 = snap.crop if snap.crop is not None else (0, 0, 1000, 1000)
 
-    def px(permille: int, size: int) -> int:
-        return min(size - 1, permille * size // 1000)
+    def px(permille: int, lo: int, hi: int, size: int) -> int:
+        return min(size - 1, max(0, round((permille - lo) * size / (hi - lo))))
 
-    return px(x1, width), px(y1, height), px(x2, width), px(y2, height)
+    return (
+        px(x1, cx1, cx2, snap.width),
+        px(y1, cy1, cy2, snap.height),
+        px(x2, cx1, cx2, snap.width),
+        px(y2, cy1, cy2, snap.height),
+    )
+
+
+def image_type(snap: Snapshot) -> str:
+    """GA/T 1400 image type of the picture: 10 (人员图) for a crop around the
+    person, 14 (场景图) for the camera's whole frame."""
+    return IMAGE_TYPE_PERSON_CROP if snap.crop is not None else IMAGE_TYPE_SCENE
 
 
 def person_object(item: EventItem, *, event_sort: int) -> dict[str, Any]:
-    """The PersonObject for a person event with its snapshot (the scene image)."""
+    """The PersonObject for a person event with its snapshot.
+
+    The snapshot is the person's source image (its ImageID is the SourceID), so
+    the box is given in that picture's pixels. The hub holds one picture per
+    event phase — the device's crop, or its whole frame when it does not crop —
+    so one SubImageInfoObject is sent, typed as what it is."""
     snap = item.snapshot
     if snap is None:
         raise ValueError("a 视图库 person record needs the snapshot (for pixels and the image)")
     serial = event_serial(item)
     source = image_id(item.device_id, item.time_ms, serial)
-    left, top, right, bottom = bbox_pixels(item.bbox, snap.width, snap.height)
+    left, top, right, bottom = box_in_picture(item.bbox, snap)
     shot = viid_time(item.time_ms)
     person: dict[str, Any] = {
         "PersonID": person_id(source, serial),
@@ -106,11 +128,11 @@ def person_object(item: EventItem, *, event_sort: int) -> dict[str, Any]:
     person["SubImageList"] = {
         "SubImageInfoObject": [
             {
-                "ImageID": source,  # the scene image is the person's source image
+                "ImageID": source,
                 "EventSort": event_sort,
                 "DeviceID": item.device_id,
                 "StoragePath": "",
-                "Type": IMAGE_TYPE_SCENE,
+                "Type": image_type(snap),
                 "FileFormat": "Jpeg",
                 "ShotTime": shot,
                 "Width": snap.width,

@@ -81,7 +81,8 @@ def webhook_body(item: ForwardItem, include_snapshot: bool) -> dict[str, Any]:
     data = item_to_dict(item)
     snap = data.pop("snapshot")
     if snap is not None and include_snapshot:
-        data["snapshot"] = {"jpeg_b64": snap["jpeg"], "width": snap["w"], "height": snap["h"]}
+        # The event's bbox is in permille of the camera's frame; with the crop a receiver can place it in the picture.
+        data["snapshot"] = {"jpeg_b64": snap["jpeg"], "width": snap["w"], "height": snap["h"], "crop": snap.get("c")}
     return {"schema": SCHEMA, "id": item.key, **data}
 
 

@@ -131,14 +131,17 @@ def check_person(person: Any) -> None:
             raise Reject(8, f"Type must be '10' or '14' and FileFormat 'Jpeg': {image['Type']!r}")
         _time14(image["ShotTime"], "ShotTime")
         width, height = _int(image, "Width", 1, 10_000), _int(image, "Height", 1, 10_000)
-        if image["Type"] == "14" and (right >= width or bottom >= height):
-            raise Reject(8, "person box lies outside the scene image")
+        # The box is in the pixels of the person's source image, whichever type it is.
+        if image["ImageID"] == source and (right >= width or bottom >= height):
+            raise Reject(8, "person box lies outside its source image")
         try:
             data = base64.b64decode(image["Data"], validate=True)
         except (binascii.Error, TypeError) as exc:
             raise Reject(8, f"Data is not base64: {exc}") from exc
         if not (data.startswith(b"\xff\xd8") and data.rstrip(b"\x00").endswith(b"\xff\xd9")):
             raise Reject(8, "Data is not a JPEG")
+    if images and not any(i.get("ImageID") == source for i in images):
+        raise Reject(8, "no SubImageInfoObject is the SourceID image the box refers to")
 
 
 def _status(url: str, code: int, text: str, obj_id: str, string_code: bool, now: str) -> dict[str, Any]:

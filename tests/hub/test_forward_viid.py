@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 
-from hub.forward import ManualClock, SinkError, ViidClient, ViidConfig, ViidSink
+from hub.forward import ManualClock, SinkError, Snapshot, ViidClient, ViidConfig, ViidSink
+from hub.forward.items import item_from_json, item_to_json
 from hub.forward.viid_objects import parse_response_statuses, person_object, viid_time
+from hub.forward.webhook import webhook_body
 from tests.hub.mock_viid import CAMERA, GATEWAY, JPEG, PASSWORD, T0, MockViid, Reject, check_person, person
 
 
@@ -113,6 +116,8 @@ def _mutations() -> list[tuple[str, object]]:
         ("base64", lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(Data="@@not base64@@")),
         ("JPEG", lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(Data="iVBORw0KGgo=")),
         ("outside", lambda p: p.update(RightBtmX=640)),
+        ("SourceID image", lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(
+            ImageID=p["SourceID"][:-1] + ("2" if p["SourceID"][-1] == "1" else "1"))),
     ]
 
 
@@ -172,3 +177,30 @@ def test_platform_down_is_a_retryable_error(viid: MockViid, clock: ManualClock) 
     sink.send(person(5))
     assert len(viid.persons) == 1
     sink.close()
+
+
+def test_a_crop_is_a_person_image_with_the_box_moved_into_it(viid: MockViid, clock: ManualClock) -> None:
+    # The crop spans x 200..600 and y 100..900 permille of the frame and was sent as 400x800 pixels,
+    # so the frame box (300, 300, 500, 800) is (100, 200, 300, 700) in the picture.
+    item = dataclasses.replace(person(8), bbox=(300, 300, 500, 800),
+                               snapshot=Snapshot(JPEG, 400, 800, crop=(200, 100, 600, 900)))  # fmt: skip
+    sink = ViidSink(_config(viid), clock)
+    sink.send(item)
+    assert viid.rejections == []
+    got = viid.persons[0]
+    assert (got["LeftTopX"], got["LeftTopY"], got["RightBtmX"], got["RightBtmY"]) == (100, 200, 300, 700)
+    (image,) = got["SubImageList"]["SubImageInfoObject"]
+    assert image["Type"] == "10" and image["ImageID"] == got["SourceID"]
+    sink.close()
+
+
+def test_the_crop_survives_the_outbox_and_reaches_the_webhook() -> None:
+    item = dataclasses.replace(person(9), snapshot=Snapshot(JPEG, 400, 800, crop=(200, 100, 600, 900)))
+    again = item_from_json(item_to_json(item))
+    assert again == item
+    assert webhook_body(again, include_snapshot=True)["snapshot"]["crop"] == [200, 100, 600, 900]
+    # An item queued before crops were kept has no "c" and reads as the whole frame it was treated as.
+    old = item_to_json(item).replace(',"c":[200,100,600,900]', "")
+    assert item_from_json(old).snapshot.crop is None  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="crop"):
+        Snapshot(JPEG, 400, 800, crop=(600, 100, 200, 900))
