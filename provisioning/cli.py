@@ -21,33 +21,43 @@ ROLE = (
 
 EPILOG = (
     "Every command takes --state DIR (the CA and issued material; default $XL_PROVISION_STATE) and "
-    "--db URL (the hub database; default sqlite:///DIR/hub.sqlite3, or postgresql://... for the county hub). "
+    "--db URL (the hub database; default sqlite:///DIR/hub.sqlite3, or postgresql://... for the county hub), "
+    "before the command or after it. "
     "Township codes 01..18 are this network's local allocation for Minqin's towns, not national codes."
 )
 
 
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--state and --db, on the top-level parser and on every command.
+
+    Users of git and docker write options before the command. argparse copies
+    a command's defaults over what the top-level parser found, so the
+    commands' copies default to SUPPRESS: given after the command they win,
+    absent they leave the value given before it. Whether --state was given at
+    all is checked after parsing (``main``), since it may come from either."""
+    env_state = os.environ.get("XL_PROVISION_STATE")
+    state_default = (Path(env_state) if env_state else None) if top else argparse.SUPPRESS
+    parser.add_argument("--state", type=Path, default=state_default, metavar="DIR",
+                        help="provisioning state folder (default $XL_PROVISION_STATE)")  # fmt: skip
+    parser.add_argument("--db", metavar="URL", default=None if top else argparse.SUPPRESS,
+                        help="hub database URL (default: sqlite file in --state)")  # fmt: skip
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    env_state = os.environ.get("XL_PROVISION_STATE")
-    common.add_argument(
-        "--state",
-        type=Path,
-        default=Path(env_state) if env_state else None,
-        required=env_state is None,
-        metavar="DIR",
-        help="provisioning state folder",
-    )
-    common.add_argument("--db", metavar="URL", help="hub database URL (default: sqlite file in --state)")
+    _global_options(common, top=False)
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xl-provision", description=ROLE, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"xl-provision {__version__}")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common()
 
-    ca = sub.add_parser("ca", help="the county CA").add_subparsers(dest="ca_command", metavar="ACTION")
+    ca_parser = sub.add_parser("ca", parents=[common], help="the county CA")
+    ca = ca_parser.add_subparsers(dest="ca_command", metavar="ACTION")
     init = ca.add_parser("init", parents=[common], help="create the CA, broker and hub certificates")
     init.add_argument("--broker-host", required=True, help="hostname devices use for the broker (in the SAN)")
     init.add_argument("--hostname", action="append", default=[], help="extra broker SAN (DNS or IP; repeat)")
@@ -62,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hub: reads uplink, writes cmd and alerts; monitor: reads uplink only")
     client.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
 
-    dev = sub.add_parser("device", help="one device").add_subparsers(dest="device_command", metavar="ACTION")
+    dev_parser = sub.add_parser("device", parents=[common], help="one device")
+    dev = dev_parser.add_subparsers(dest="device_command", metavar="ACTION")
     add = dev.add_parser("add", parents=[common], help="provision one household's device")
     for name in ("township", "village", "household", "group"):
         add.add_argument(f"--{name}", required=True)
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.state is None:
+        parser.error("--state DIR is required (before or after the command), or set XL_PROVISION_STATE")
     from provisioning.batch import CsvError
     from provisioning.broker_config import BrokerError
     from provisioning.commands import UsageError
