@@ -51,6 +51,16 @@ class HealthConfig:
     missed_heartbeats: int = 3
     disk_low_mb: int = 500
     bucket_minutes: int = 10
+    # An armed device must stay away this long before its offline_armed alarm:
+    # an agent restart or a Wi-Fi blip is back within it (see README for the
+    # resulting worst case against the 90 s offline target).
+    offline_grace_s: float = 30.0
+    # A broker-wide disconnect: at least broker_min_devices, and at least
+    # broker_fraction of the devices online, going offline within
+    # broker_window_s. It is one alarm about the broker, not one per house.
+    broker_window_s: float = 10.0
+    broker_fraction: float = 0.5
+    broker_min_devices: int = 10
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,8 @@ PLUGIN_SECTIONS = ("forward", "console")
 _POSITIVE = {
     "mqtt.port", "mqtt.keepalive_s", "mqtt.receive_maximum", "ingest.batch_max", "ingest.batch_ms",
     "ingest.registry_ttl_s", "health.check_interval_s", "health.missed_heartbeats",
-    "health.bucket_minutes", "alerts.ack_timeout_s", "alerts.max_event_age_s", "metrics.port",
+    "health.bucket_minutes", "health.offline_grace_s", "health.broker_window_s", "health.broker_min_devices",
+    "alerts.ack_timeout_s", "alerts.max_event_age_s", "metrics.port",
 }
 
 
@@ -128,6 +139,8 @@ def _typed(value: Any, default: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be positive, got {value!r}")
     if key in ("mqtt.port", "metrics.port") and value > 65535:
         raise ConfigError(f"{key} must be a TCP port 1..65535, got {value!r}")
+    if key == "health.broker_fraction" and not 0 < value <= 1:
+        raise ConfigError(f"{key} must be more than 0 and at most 1, got {value!r}")
     if key == "alerts.person_score_min" and not 0 <= value <= 100:
         raise ConfigError(f"{key} must be 0..100, got {value!r}")
     return value
@@ -172,6 +185,12 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         ZoneInfo(alerts.timezone)
     except Exception:
         raise ConfigError(f"alerts.timezone: unknown time zone {alerts.timezone!r}") from None
+    health = _section(HealthConfig, raw.get("health"), "health")
+    if health.broker_window_s >= health.offline_grace_s:
+        # Otherwise the first houses of a broker restart get their own alarm
+        # before the burst is recognised as the broker's.
+        raise ConfigError(f"health.broker_window_s ({health.broker_window_s:g}) must be shorter than "
+                          f"health.offline_grace_s ({health.offline_grace_s:g})")
     level = raw.get("log_level", "INFO")
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
@@ -179,7 +198,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         database_url=db["url"],
         mqtt=mqtt,
         ingest=_section(IngestConfig, raw.get("ingest"), "ingest"),
-        health=_section(HealthConfig, raw.get("health"), "health"),
+        health=health,
         alerts=alerts,
         metrics=_section(MetricsConfig, raw.get("metrics"), "metrics"),
         log_level=level,

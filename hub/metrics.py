@@ -37,6 +37,8 @@ class HubMetrics:
         self.devices = Gauge("xl_hub_devices", "Active devices by presence", ["state"], registry=r)
         self.open_alerts = Gauge("xl_hub_open_alerts", "十户联防 alerts not yet acknowledged", registry=r)
         self.open_alarms = Gauge("xl_hub_open_alarms", "Operator alarms not yet cleared", registry=r)
+        self.broker_outage = Gauge("xl_hub_broker_outage",
+                                   "1 while a broker-wide disconnect alarm is open, else 0", registry=r)
         self.alerts_raised = Counter("xl_hub_alerts_raised", "Alerts raised by kind", ["kind"], registry=r)
         self.forward_depth = Gauge("xl_hub_forward_queue_depth", "Items waiting for the platform", registry=r)
         self.forward_age = Gauge("xl_hub_forward_oldest_age_seconds", "Age of the oldest waiting item",

@@ -165,6 +165,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "alarm.outbox_dropping": ("队列丢弃事件", "outbox dropping"),
     "alarm.offline_armed": ("布防时离线", "offline while armed"),
     "alarm.tamper": ("布防时遮挡/破坏", "tamper while armed"),
+    "alarm.broker_disconnect": ("MQTT 服务器断连，设备集体离线", "broker-wide disconnect"),
+    "alarm.subject.broker": ("MQTT 服务器（全县）", "MQTT broker (county-wide)"),
     "grp.members_of": ("{g} 的成员", "Members of {g}"),
     "fw.title": ("转发到县综治平台", "Forwarding to the county platform"),
     "fw.dead": ("死信（需人工处理）", "Dead letters (need an operator)"),

@@ -1,5 +1,6 @@
-"""Periodic checks no message triggers: silent devices, unacknowledged alerts,
-and the gauges on /metrics."""
+"""Periodic checks no message triggers: silent devices, offline graces and
+broker-wide outages (``hub.health.offline``), unacknowledged alerts, and the
+gauges on /metrics."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from hub.db.schema import devices
 from hub.db.schema_ops import alarms, alerts
 from hub.forward_port import ForwardSink
 from hub.health.alarms import AlarmBook
+from hub.health.offline import BROKER, BROKER_DISCONNECT, OfflineRules
 from hub.health.presence import expire_silent
-from hub.ingest.batch import apply_offline_alarm
 from hub.ingest.directory import Directory
 from hub.metrics import HubMetrics
 
@@ -37,6 +38,7 @@ class Watcher:
         self.sink = sink
         self.publish = publish
         self.take_confirmed = take_confirmed
+        self.offline = OfflineRules(directory, alerts_engine, config)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="xl-hub-watcher", daemon=True)
 
@@ -58,13 +60,15 @@ class Watcher:
         with self.db.begin() as conn:
             transitions = expire_silent(conn, now_ms, self.config.missed_heartbeats)
             book = AlarmBook(conn, [t.device_id for t in transitions])
-            for t in transitions:
-                apply_offline_alarm(book, self.alerts, self.directory, t)
+            # A hub cut off from the broker sees every heartbeat stop at once:
+            # that too is one broker alarm, not one per house.
+            self.offline.on_transitions(conn, book, transitions)
             if transitions:
                 shown = ", ".join(t.device_id for t in transitions[:10])
                 more = f" and {len(transitions) - 10} more" if len(transitions) > 10 else ""
                 log.warning("%d device(s) offline after %d missed heartbeats: %s%s", len(transitions),
                             self.config.missed_heartbeats, shown, more)
+            self.offline.check(conn, now_ms)
             pubs = self.alerts.expire(conn, now_ms)
             self.alerts.mark_published(conn, self.take_confirmed())
             pubs += self.alerts.unconfirmed(conn, now_ms)
@@ -74,12 +78,16 @@ class Watcher:
             )}
             open_alerts = conn.execute(select(func.count()).where(alerts.c.status == "open")).scalar_one()
             open_alarms = conn.execute(select(func.count()).where(alarms.c.cleared_ms.is_(None))).scalar_one()
+            broker_down = conn.execute(select(func.count()).where(
+                alarms.c.device_id == BROKER, alarms.c.kind == BROKER_DISCONNECT, alarms.c.cleared_ms.is_(None)
+            )).scalar_one()
         self.publish(pubs)
         m = self.metrics
         m.devices.labels("online").set(sum(n for k, n in online.items() if k))
         m.devices.labels("offline").set(sum(n for k, n in online.items() if not k))
         m.open_alerts.set(open_alerts)
         m.open_alarms.set(open_alarms)
+        m.broker_outage.set(1 if broker_down else 0)
         stats = self.sink.queue_stats()
         if stats is not None:
             m.forward_depth.set(stats.depth)

@@ -171,8 +171,12 @@ def test_tamper_and_offline_while_armed_raise_operator_alarms(parts) -> None:  #
 
     watcher = Watcher(engine, proc.directory, proc.alerts, HealthConfig(), HubMetrics(), proc.sink,
                       lambda pubs: None)
-    watcher.check(now_ms() + 3 * 60_000 + 1000)  # three missed 60 s heartbeats
+    expired = now_ms() + 3 * 60_000 + 1000  # three missed 60 s heartbeats
+    watcher.check(expired)
     open_alarm = alarms.c.cleared_ms.is_(None)
+    with engine.connect() as conn:  # offline now, but the alarm waits out health.offline_grace_s
+        assert {r.kind for r in conn.execute(select(alarms).where(open_alarm))} == {"tamper"}
+    watcher.check(expired + int(HealthConfig().offline_grace_s * 1000))
     with engine.connect() as conn:
         open_ = {(r.device_id, r.kind) for r in conn.execute(select(alarms).where(open_alarm))}
     # devs[0] and devs[1] are armed now; devs[2] is not, so its silence is no alarm

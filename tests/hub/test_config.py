@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ def test_defaults_and_overrides() -> None:
     assert cfg.mqtt.port == 1884 and cfg.mqtt.tls is None
     assert cfg.alerts.debounce_minutes == 2.0 and cfg.alerts.person_score_min == 60
     assert cfg.ingest.batch_max == 1000
+    assert (cfg.health.offline_grace_s, cfg.health.broker_window_s) == (30.0, 10.0)
+    assert (cfg.health.broker_fraction, cfg.health.broker_min_devices) == (0.5, 10)
 
 
 @pytest.mark.parametrize(
@@ -28,12 +31,22 @@ def test_defaults_and_overrides() -> None:
         ({"database": {"url": "sqlite://"}, "mqtt": {"share_group": "a/b"}}, "mqtt.share_group"),
         ({"database": {"url": "sqlite://"}, "mqtt": {"tls": {"ca": "/nope"}}}, "mqtt.tls.cert is required"),
         ({"database": {"url": "sqlite://"}, "metrics": {"enabled": "yes"}}, "metrics.enabled must be true"),
+        ({"database": {"url": "sqlite://"}, "health": {"offline_grace_s": 0}},
+         "health.offline_grace_s must be positive"),
+        ({"database": {"url": "sqlite://"}, "health": {"offline_grace_s": "30s"}},
+         "health.offline_grace_s must be a number"),
+        ({"database": {"url": "sqlite://"}, "health": {"broker_fraction": 1.5}},
+         "health.broker_fraction must be more than 0"),
+        ({"database": {"url": "sqlite://"}, "health": {"broker_min_devices": 0}},
+         "health.broker_min_devices must be positive"),
+        ({"database": {"url": "sqlite://"}, "health": {"offline_grace_s": 5}},
+         "health.broker_window_s (10) must be shorter than health.offline_grace_s (5)"),
         ({"database": {"url": "sqlite://"}, "forwarder": {}}, "forwarder is not a known key"),
         ([1, 2], "top level must be a mapping"),
     ],
 )
 def test_errors_name_the_key(raw: object, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(raw)
 
 
