@@ -16,10 +16,11 @@ from protocol.errors import ProtocolError
 from protocol.ids import parse_device_id
 from provisioning import broker_config
 from provisioning.batch import read_rows
+from provisioning.broker_control import ControlError
 from provisioning.enroll import NEW, REISSUED, UNCHANGED, Enroller, Outcome
 from provisioning.pki import CA, SERVER_DAYS, cert_pem, key_pem, new_key, write_private, write_public
 from provisioning.rows import parse_spec
-from provisioning.state import ROLE_HUB, ROLE_MONITOR, Settings, State, issue_client
+from provisioning.state import ADMIN_CN, ROLE_ADMIN, ROLE_HUB, ROLE_MONITOR, Settings, State, issue_client
 from provisioning.verify import COMMISSION_CN, verify
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
@@ -56,8 +57,8 @@ def ca_init(
             raise UsageError(f"{name!r} is not a hostname or IP address")
     if not _CN.match(hub_cn):
         raise UsageError(f"--hub-cn {hub_cn!r} must be 1-32 of A-Z a-z 0-9 _ -")
-    if hub_cn == COMMISSION_CN or hub_cn.isdigit():
-        raise UsageError(f"--hub-cn {hub_cn!r} would collide with the commissioning or a device identity")
+    if hub_cn in (COMMISSION_CN, ADMIN_CN) or hub_cn.isdigit():
+        raise UsageError(f"--hub-cn {hub_cn!r} would collide with the commissioning, admin or a device identity")
     state.ca_dir.mkdir(parents=True, exist_ok=True)
     ca = CA.create()
     write_private(state.ca_key, key_pem(ca.key))
@@ -67,7 +68,7 @@ def ca_init(
     server = ca.issue(server_key.public_key(), broker_host, unit="Broker", days=SERVER_DAYS, server_names=names)
     write_private(state.server_key, key_pem(server_key))
     write_public(state.server_cert, cert_pem(server))
-    clients = {hub_cn: ROLE_HUB, COMMISSION_CN: ROLE_MONITOR}
+    clients = {hub_cn: ROLE_HUB, COMMISSION_CN: ROLE_MONITOR, ADMIN_CN: ROLE_ADMIN}
     for cn in clients:
         issue_client(state, ca, cn)
     # The broker host is also the default NTP server: the county hub runs one.
@@ -102,18 +103,22 @@ def add_client(state: State, engine: Engine, cn: str, role: str, broker_dir: Pat
     return [str(state.client_cert(cn)), str(state.client_key(cn)), acl]
 
 
+def _broker_dir(state: State, broker_dir: Path | None) -> Path | None:
+    return broker_dir or (Path(d) if (d := state.load_settings().broker_dir) else None)
+
+
 def _refresh_broker(state: State, engine: Engine, broker_dir: Path | None, pid: int | None, restart: bool) -> str:
-    out = broker_dir or (Path(d) if (d := state.load_settings().broker_dir) else None)
+    out = _broker_dir(state, broker_dir)
     if out is None:
-        return "no broker folder yet (run broker-config); ACL not written"
-    broker_config.refresh(state, engine, out)
+        return "no broker folder yet (run broker-config); broker not updated"
+    try:
+        done = broker_config.sync(state, engine, out, pid=pid)
+    except ControlError as exc:
+        raise UsageError(f"the registry is updated but the running broker is not: {exc}; "
+                         f"run `xl-provision broker-config --out {out}` once it answers") from None
     if restart:
-        new_pid = broker_config.restart(out, pid)
-        return f"ACL and CRL rewritten in {out}; broker restarted (pid {new_pid})"
-    signalled = broker_config.reload(out, pid)
-    if signalled is None:
-        return f"ACL and CRL rewritten in {out}; no running broker found to reload"
-    return f"ACL and CRL rewritten in {out}; broker pid {signalled} reloaded (SIGHUP)"
+        done += f"; broker restarted (pid {broker_config.restart(out, pid)})"
+    return done
 
 
 def print_outcome(outcome: Outcome, total: int) -> None:
@@ -187,17 +192,15 @@ def revoke(
         state.add_revoked([(serial, device_id, reason)])
     state.write_crl()
     changed = registry.revoke_device(device_id, reason)
+    settings = state.load_settings()
+    if device_id not in settings.pending_session_ends:
+        settings.pending_session_ends.append(device_id)
+        state.save_settings(settings)
     print(
         f"{device_id} {'revoked' if changed else 'was already revoked'}; certificate serial {serial or '?'} "
         "is in the CRL"
     )
     print(_refresh_broker(state, engine, broker_dir, pid, restart))
-    if not restart:
-        # Mosquitto 2.0.11 reloads the CRL on SIGHUP, but open TLS sessions survive it.
-        print(
-            "note: a connection the device already has stays open (with no ACL rights left) until it "
-            "drops; --restart-broker closes it at once"
-        )
     return 0
 
 

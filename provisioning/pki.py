@@ -131,7 +131,7 @@ class CA:
         cn: str,
         *,
         unit: str,
-        days: int,
+        days: float,
         server_names: list[str] | None = None,
     ) -> x509.Certificate:
         """A leaf certificate: client auth, or server auth when ``server_names`` is given."""

@@ -30,7 +30,10 @@ from provisioning.pki import CA, SERVER_DAYS, cert_pem, key_pem, new_key, write_
 # Roles of hub-side client identities, each becoming one ACL block.
 ROLE_HUB = "hub"  # reads every uplink, writes commands and group alerts
 ROLE_MONITOR = "monitor"  # reads every uplink; the commissioning check uses it
-ROLES = (ROLE_HUB, ROLE_MONITOR)
+# Sends dynamic-security control commands to the broker; only xl-provision uses it.
+ROLE_ADMIN = "admin"
+ROLES = (ROLE_HUB, ROLE_MONITOR, ROLE_ADMIN)
+ADMIN_CN = "xl-admin"
 
 
 @dataclass
@@ -41,6 +44,9 @@ class Settings:
     ntp_server: str = ""
     clients: dict[str, str] = field(default_factory=dict)  # cn -> role
     broker_dir: str | None = None
+    # Revoked identities whose broker session is still to be ended (the broker
+    # was not running at the revoke); the next sync with a running broker does it.
+    pending_session_ends: list[str] = field(default_factory=list)
 
     @property
     def broker_url(self) -> str:
@@ -129,6 +135,18 @@ class State:
 
     def ca_pem(self) -> bytes:
         return self.ca_cert.read_bytes()
+
+
+def ensure_admin(state: State) -> str:
+    """The broker admin identity; a state folder made before it existed gets it now."""
+    settings = state.load_settings()
+    for cn, role in settings.clients.items():
+        if role == ROLE_ADMIN:
+            return cn
+    issue_client(state, state.load_ca(), ADMIN_CN)
+    settings.clients[ADMIN_CN] = ROLE_ADMIN
+    state.save_settings(settings)
+    return ADMIN_CN
 
 
 def issue_client(state: State, ca: CA, cn: str) -> None:

@@ -33,11 +33,19 @@ class Client:
             time.sleep(0.02)
         return False
 
-    def subscribe(self, topic: str, qos: int = 1) -> None:
+    def subscribe(self, topic: str, qos: int = 1) -> int:
+        """Subscribe and return the SUBACK reason code (0x87: refused by the broker)."""
         done = threading.Event()
-        self.client.on_subscribe = lambda *_a: done.set()
+        codes: list[int] = []
+
+        def on_subscribe(_c, _u, _mid, reasons, _p):  # type: ignore[no-untyped-def]
+            codes.extend(int(r.value) for r in reasons)
+            done.set()
+
+        self.client.on_subscribe = on_subscribe
         self.client.subscribe(topic, qos)
         assert done.wait(5), f"no SUBACK for {topic}"
+        return codes[0]
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from protocol.topics import alert_topic, cmd_topic, event_topic, shared, uplink_filter
+from protocol.topics import Channel, alert_topic, cmd_topic, event_topic, shared, uplink_filter
+from provisioning import commands
 from provisioning.pki import CA, cert_pem, key_pem, new_key, write_private, write_public
 from tests.provisioning.county import County
 from tests.provisioning.mqtt_clients import can_connect, connect
@@ -25,11 +26,13 @@ def test_device_connects_with_its_certificate(county: tuple[County, Broker]) -> 
 def test_hub_sees_own_topic_but_not_a_forged_one(county: tuple[County, Broker]) -> None:
     c, _ = county
     a, b = c.devices["HA"], c.devices["HB"]
+    if "hub-2" not in c.state.load_settings().clients:
+        commands.add_client(c.state, c.engine, "hub-2", "hub", None)  # a second worker, added to the running broker
     hub = connect(c.port, client_id="hub", **c.identity("hub"))
-    hub_shared = connect(c.port, client_id="hub-2", **c.identity("commission"))
+    hub_shared = connect(c.port, client_id="hub-2", **c.identity("hub-2"))
     assert hub.connected.is_set() and hub_shared.connected.is_set(), (hub.refused, hub_shared.refused)
-    hub.subscribe(uplink_filter())
-    hub_shared.subscribe(shared("hubworkers", uplink_filter()))
+    assert hub.subscribe(uplink_filter(Channel.EVENT)) == 1
+    assert hub_shared.subscribe(shared("hubworkers", uplink_filter(Channel.EVENT))) == 1
     dev_a = connect(c.port, client_id=a.device_id, **a.tls)
     dev_a.publish(event_topic(b.device_id), b'{"v":1,"forged":1}')  # A pretends to be B
     dev_a.publish(event_topic(a.device_id), b'{"v":1}')
@@ -43,13 +46,30 @@ def test_hub_sees_own_topic_but_not_a_forged_one(county: tuple[County, Broker]) 
         client.close()
 
 
+def test_only_hub_identities_may_join_a_share_group(county: tuple[County, Broker]) -> None:
+    c, _ = county
+    monitor = connect(c.port, client_id="commission", **c.identity("commission"))
+    hub = connect(c.port, client_id="hub", **c.identity("hub"))
+    for ch in (Channel.EVENT, Channel.SNAP, Channel.HEALTH, Channel.ACK):
+        assert monitor.subscribe(shared("xlhub", uplink_filter(ch))) == 0x87, ch
+        assert monitor.subscribe(uplink_filter(ch)) == 1, ch  # the control: it may read uplink unshared
+        assert hub.subscribe(shared("xlhub", uplink_filter(ch))) == 1, ch
+    # Neither may read what the hub sends devices, nor the broker's control topic.
+    for topic in (uplink_filter(Channel.CMD), "#", "xl/v1/#", "$CONTROL/dynamic-security/v1/response"):
+        assert monitor.subscribe(topic) == 0x87, topic
+        assert hub.subscribe(topic) == 0x87, topic
+    for client in (monitor, hub):
+        client.close()
+
+
 def test_device_reads_only_its_own_group_alerts_and_cmd(county: tuple[County, Broker]) -> None:
     c, _ = county
     a, b, cc = c.devices["HA"], c.devices["HB"], c.devices["HC"]
     assert a.group == "g1" and cc.group == "g2"
     dev_c = connect(c.port, client_id=cc.device_id, **cc.tls)
+    refused = {alert_topic("g1"), cmd_topic(a.device_id)}
     for topic in (alert_topic("g1"), alert_topic("g2"), cmd_topic(a.device_id), cmd_topic(cc.device_id)):
-        dev_c.subscribe(topic)
+        assert dev_c.subscribe(topic) == (0x87 if topic in refused else 1), topic
     hub = connect(c.port, client_id="hub", **c.identity("hub"))
     for topic in (alert_topic("g1"), cmd_topic(a.device_id), alert_topic("g2"), cmd_topic(cc.device_id)):
         hub.publish(topic, b'{"v":1}')
