@@ -22,6 +22,10 @@ ROLE = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xl-agent", description=ROLE)
     parser.add_argument("--version", action="version", version=f"xl-agent {__version__}")
+    # Accepted before the command too, as in git and docker. Its own dest, because
+    # argparse would overwrite it with the command's default; main() merges the two.
+    parser.add_argument("--config", dest="config_before", type=Path, metavar="FILE",
+                        help="agent YAML config; also accepted after the command")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_runtime_commands(sub)
     add_replay_command(sub)
@@ -33,13 +37,15 @@ def _add_runtime_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     from agent.config import DEFAULT_PATH
 
     run = sub.add_parser("run", help="run the device: camera, detection, outbox, MQTT link, GPIO")
-    run.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config (default {DEFAULT_PATH})")
+    run.add_argument("--config", type=Path, help=f"config (default {DEFAULT_PATH})")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(handler=_run)
     check = sub.add_parser("check", help="installer check: config, certificates, camera, model, broker")
-    check.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config (default {DEFAULT_PATH})")
+    check.add_argument("--config", type=Path, help=f"config (default {DEFAULT_PATH})")
     check.add_argument("--skip", action="append", default=[], choices=["camera", "model", "broker"])
     check.set_defaults(handler=_check)
+    for p in (run, check):
+        p.set_defaults(config_fallback=DEFAULT_PATH)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # Given after the command it wins; else before it; else the command's default (replay has none).
+    if getattr(args, "config", None) is None:
+        args.config = args.config_before or getattr(args, "config_fallback", None)
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args))

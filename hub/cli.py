@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub import __version__
+from hub.cli_options import add_source, add_top_level, check_source
 
 ROLE = (
     "xl-hub runs at the county. It ingests every device's events, snapshots, "
@@ -23,30 +24,26 @@ ROLE = (
 )
 
 
-def _db_args(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="hub YAML config (its database.url is used)")
-    src.add_argument("--db", help="database URL, e.g. sqlite:///var/hub.sqlite3 or postgresql://…")
-
-
 def _list_args(p: argparse.ArgumentParser) -> None:
-    _db_args(p)
+    add_source(p)
     p.add_argument("--json", action="store_true", help="print JSON (one array) instead of a table")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xl-hub", description=ROLE)
     parser.add_argument("--version", action="version", version=f"xl-hub {__version__}")
+    add_top_level(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run ingest, health watcher and alert engine until SIGTERM")
-    run.add_argument("--config", required=True, help="hub YAML config")
+    add_source(run, config_help="hub YAML config", db=False)
     run.add_argument("--retire", action="store_true",
                      help="on stop, end this worker's MQTT session (when removing a worker for good)")
 
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    _db_args(dbsub.add_parser("upgrade", help="apply pending schema migrations"))
+    add_source(db, db=True)
+    add_source(dbsub.add_parser("upgrade", help="apply pending schema migrations"))
 
     dev = sub.add_parser("devices", help="list devices with presence and open alarms")
     _list_args(dev)
@@ -114,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    check_source(parser, args)
     from hub.config import ConfigError
 
     try:

@@ -10,28 +10,26 @@ import argparse
 import getpass
 import sys
 
+from hub.cli_options import add_source
 from hub.console.tables import ROLES
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     con = sub.add_parser("console", help="serve the operators' web console alone (without ingest)")
-    con.add_argument("--config", required=True, help="hub YAML config (database, mqtt, console sections)")
+    add_source(con, config_help="hub YAML config (database, mqtt, console sections)", db=False)
 
     user = sub.add_parser("user", help="console operator accounts")
+    add_source(user)
     usub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     add = usub.add_parser("add", help="create a user, or reset an existing user's password and role")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--password", help="the password (default: read from stdin if piped, else prompt); "
                                         "beware shell history")
-    src = add.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="hub YAML config")
-    src.add_argument("--db", help="database URL")
+    add_source(add)
     dis = usub.add_parser("disable", help="disable a user and end their sessions")
     dis.add_argument("name")
-    src = dis.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="hub YAML config")
-    src.add_argument("--db", help="database URL")
+    add_source(dis)
 
 
 def _password(args: argparse.Namespace) -> str:
