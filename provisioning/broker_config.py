@@ -162,15 +162,10 @@ def generate(
     shutil.copyfile(state.ca_cert, out / "ca.crt")
     shutil.copyfile(state.server_cert, out / "server.crt")
     write_private(out / "server.key", state.server_key.read_bytes())
-    state.write_crl()
-    shutil.copyfile(state.crl_path, out / "crl.pem")
     port = port if port is not None else settings.broker_port
     write_public(out / LISTENER_FILE, (json.dumps({"port": port, "bind": bind}) + "\n").encode())
-    wanted = model(state, Registry(engine))
-    if broker_pid(out) is None:
-        write_dynsec(out, wanted, owner)
-    else:
-        apply(state, out, wanted)
+    # A running broker of this folder keeps its state and is brought in step instead.
+    sync(state, engine, out, owner)
     for path in (out / "server.key", out / "crl.pem", out / "data", out):
         _give(path, ids)
     message_limit = MAX_ANY_PAYLOAD + HEADROOM

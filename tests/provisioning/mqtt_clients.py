@@ -10,6 +10,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 
 @dataclass
@@ -18,6 +20,7 @@ class Client:
     connected: threading.Event = field(default_factory=threading.Event)
     disconnected: threading.Event = field(default_factory=threading.Event)
     refused: str | None = None
+    session_present: bool = False
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,8 +70,10 @@ def connect(
     client_id: str = "",
     timeout: float = 5.0,
     tls: bool = True,
+    session_expiry: int = 0,
 ) -> Client:
-    """Connect and wait until CONNACK success, a refusal or a dropped connection."""
+    """Connect and wait until CONNACK success, a refusal or a dropped connection.
+    With ``session_expiry`` the client resumes its session (clean start off), as a device does."""
     raw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c = Client(raw)
     if tls:
@@ -77,7 +82,8 @@ def connect(
             ctx.load_cert_chain(str(cert), str(key))
         raw.tls_set_context(ctx)
 
-    def on_connect(_c, _u, _f, reason, _p):  # type: ignore[no-untyped-def]
+    def on_connect(_c, _u, flags, reason, _p):  # type: ignore[no-untyped-def]
+        c.session_present = bool(flags.session_present)
         if reason.is_failure:
             c.refused = str(reason)
             c.disconnected.set()
@@ -97,7 +103,9 @@ def connect(
     raw.on_message = on_message
     raw.reconnect_delay_set(30, 60)  # a test client must not silently reconnect
     try:
-        raw.connect("127.0.0.1", port, keepalive=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry
+        raw.connect("127.0.0.1", port, keepalive=30, clean_start=session_expiry == 0, properties=props)
     except (OSError, ssl.SSLError) as exc:
         c.refused = f"{type(exc).__name__}: {exc}"
         c.disconnected.set()

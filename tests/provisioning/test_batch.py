@@ -3,6 +3,7 @@ are reported by row number, re-runs are idempotent, --reissue reissues."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from hub.db import make_engine
 from hub.db.schema import groups, households
 from hub.registry import Registry
+from provisioning import dynsec
 from provisioning.cli import main
 from provisioning.pki import fingerprint, load_cert
 from provisioning.state import State
@@ -135,21 +137,28 @@ def test_missing_bundle_is_reported_not_silently_reissued(tmp_path: Path, capsys
     assert "row 2:" in (err := capsys.readouterr().err) and "--reissue" in err
 
 
-def test_batch_updates_the_acl_of_an_existing_broker_folder(tmp_path: Path) -> None:
+def _broker_model(out: Path) -> dynsec.Model:
+    return dynsec.from_document(json.loads((out / "dynamic-security.json").read_text()))
+
+
+def test_batch_updates_the_broker_model_of_an_existing_broker_folder(tmp_path: Path) -> None:
     state = _init(tmp_path)
     out = tmp_path / "broker"
     assert main(["broker-config", "--state", str(state), "--out", str(out)]) == 0
-    assert "user 6206" not in (out / "acl").read_text()
+    assert not any(name.isdigit() for name in _broker_model(out).clients)
     csv_path = tmp_path / "county.csv"
     csv_path.write_text(HEADER + GOOD[0], encoding="utf-8")
     assert main(["batch", str(csv_path), "--state", str(state), "--quiet"]) == 0
     (device_id,) = (p.name for p in (state / "bundles").iterdir())
-    acl = (out / "acl").read_text()
-    assert f"user {device_id}\n" in acl and "topic read xl/v1/grp/g0101/alert" in acl
-    # The group moves: the ACL follows on a re-run even though no certificate changes.
+    model = _broker_model(out)
+    assert model.clients[device_id] == {dynsec.device_role(device_id)}
+    assert model.roles[dynsec.device_role(device_id)] == dynsec.device_acls(device_id, "g0101")
+    # The group moves: the broker follows on a re-run even though no certificate changes.
     csv_path.write_text(HEADER + GOOD[0].replace("g0101", "g0109"), encoding="utf-8")
     assert main(["batch", str(csv_path), "--state", str(state), "--quiet"]) == 0
-    assert "topic read xl/v1/grp/g0109/alert" in (out / "acl").read_text()
+    acls = _broker_model(out).roles[dynsec.device_role(device_id)]
+    assert (dynsec.SUB_LITERAL, "xl/v1/grp/g0109/alert") in acls
+    assert (dynsec.SUB_LITERAL, "xl/v1/grp/g0101/alert") not in acls
 
 
 def test_bundles_of_a_replaced_ca_are_not_taken_as_done(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

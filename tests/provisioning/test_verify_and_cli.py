@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from protocol.codec import encode
 from protocol.messages import Event, Health, State
 from protocol.topics import event_topic, health_topic, state_topic
+from provisioning import dynsec
 from provisioning.cli import main
 from provisioning.townships import TownshipError, resolve_township
 from tests.provisioning.county import build_county
@@ -140,7 +142,7 @@ def test_ca_init_checks_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "s" / "ca" / "ca.key").exists()
 
 
-def test_ca_client_adds_a_second_hub_identity_with_its_own_acl_block(tmp_path: Path) -> None:
+def test_ca_client_adds_a_second_hub_identity_with_the_hub_role(tmp_path: Path) -> None:
     from provisioning.cli import main as provision
 
     state = tmp_path / "state"
@@ -149,8 +151,9 @@ def test_ca_client_adds_a_second_hub_identity_with_its_own_acl_block(tmp_path: P
     assert provision(["ca", "client", "hub-2", "--state", str(state)]) == 0
     key = state / "ca" / "clients" / "hub-2.key"
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
-    acl = (tmp_path / "broker" / "acl").read_text()
-    block = acl.split("user hub-2\n", 1)[1].split("\n\n", 1)[0]
-    assert "topic read xl/v1/+/+" in block and "topic write xl/v1/grp/+/alert" in block
+    doc = json.loads((tmp_path / "broker" / "dynamic-security.json").read_text())
+    model = dynsec.from_document(doc)
+    assert model.clients["hub-2"] == {dynsec.ROLE_HUB} == model.clients["hub"]
+    assert (dynsec.SEND, "xl/v1/grp/+/alert") in model.roles[dynsec.ROLE_HUB]
     assert provision(["ca", "client", "hub-2", "--state", str(state)]) == 2  # not issued twice
     assert provision(["ca", "client", "12345", "--state", str(state)]) == 2  # would look like a device
