@@ -2,7 +2,7 @@
 but only once it has stayed away for ``health.offline_grace_s``, and not when
 the whole fleet dropped at once because the broker went away.
 
-Everything here is derived from stored state, never from an in-memory timer:
+Every timer here is derived from stored state, never kept in memory:
 a device's ``online`` flag and ``state_changed_ms`` (when it went offline), its
 open alarms, and the ``broker_disconnect`` alarm rows (when a broker-wide
 outage began and ended). A hub restarted during a grace therefore raises the
@@ -11,7 +11,9 @@ pending alarm on its first check, and so does a second hub worker.
 Ingest calls ``on_transitions`` with the presence changes of its batch: a
 device coming back clears its alarm at once, and a burst of devices going
 offline is recognised as the broker's there, in the same transaction as the
-wills, before any of their graces can end. The watcher calls ``check``
+wills, before any of their graces can end (the only memory is of the wills
+seen in the last window, so that one delivered together with its device's
+return still counts). The watcher calls ``check``
 periodically: it ends a broker-wide outage once most devices are back, and
 raises ``offline_armed`` for every armed device whose grace is over — for a
 device caught in a broker-wide outage, counted from the broker's return.
@@ -23,14 +25,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, exists, func, select, update
+from sqlalchemy import Connection, exists, func, select, update
 
 from hub.alerts.engine import AlertEngine
 from hub.config import HealthConfig
 from hub.db.schema import devices
 from hub.db.schema_ops import alarms
 from hub.health.alarms import AlarmBook
-from hub.health.presence import Transition
+from hub.health.presence import Sighting, Transition
 from hub.ingest.directory import Directory
 
 log = logging.getLogger("xl.hub.health")
@@ -57,35 +59,59 @@ class OfflineRules:
         self.window_ms = int(config.broker_window_s * 1000)
         self.fraction = config.broker_fraction
         self.min_devices = config.broker_min_devices
+        self._wills: dict[str, int] = {}  # device → receive time of its last will, for one window
 
     # -- called by ingest (and by the watcher for missed heartbeats) ------------
 
-    def on_transitions(self, conn: Connection, book: AlarmBook, transitions: Sequence[Transition]) -> None:
+    def on_presence(self, conn: Connection, book: AlarmBook, sightings: Sequence[Sighting],
+                    transitions: Sequence[Transition]) -> None:
+        """Ingest: the batch's sightings and the presence changes just written.
+
+        After a broker restart the hub's session can deliver a device's queued
+        will and its new ``online`` in one batch: the device never shows
+        offline, but its will still counts towards a broker-wide disconnect,
+        so the wills are remembered here for one window.
+        """
+        wills = [s.received_ms for s in sightings if not s.online]
+        for s in sightings:
+            if not s.online:
+                self._wills[s.device_id] = s.received_ms
+        self.on_transitions(conn, book, transitions, max(wills, default=None))
+
+    def on_transitions(self, conn: Connection, book: AlarmBook, transitions: Sequence[Transition],
+                       last_will_ms: int | None = None) -> None:
         """Presence changes just written in this transaction."""
         for t in transitions:
             if t.online:
                 book.clear(t.device_id, OFFLINE_ARMED, t.at_ms)
         gone = [t.at_ms for t in transitions if not t.online]
+        if last_will_ms is not None:
+            gone.append(last_will_ms)
         if gone:
             self._detect_broker_wide(conn, max(gone))
 
     def _detect_broker_wide(self, conn: Connection, now_ms: int) -> None:
+        since = now_ms - self.window_ms
+        self._wills = {d: at for d, at in self._wills.items() if since <= at <= now_ms}
         if self._open_outage(conn) is not None:
             return
         active = devices.c.status == "active"
-        recent = and_(active, devices.c.online.is_(False), devices.c.state_changed_ms >= now_ms - self.window_ms)
-        n, first = conn.execute(select(func.count(), func.min(devices.c.state_changed_ms)).where(recent)).one()
+        recent = {r.id: int(r.state_changed_ms) for r in conn.execute(
+            select(devices.c.id, devices.c.state_changed_ms)
+            .where(active, devices.c.online.is_(False), devices.c.state_changed_ms >= since))}
+        n = len(recent.keys() | self._wills.keys())
         if n < self.min_devices:
             return
         online = conn.execute(select(func.count()).where(active, devices.c.online.is_(True))).scalar_one()
-        # Of the devices that were online a window ago (those still online plus
-        # those that have just gone), which share went?
-        if n < self.fraction * (n + online):
+        # Of the devices that were online a window ago (those online now, some
+        # of them back already, plus those that have just gone), which share went?
+        if n < self.fraction * (online + len(recent)):
             return
-        detail = (f"{n} of {n + online} devices went offline within {self.window_ms / 1000:g} s: "
+        first = min([*recent.values(), *self._wills.values()])
+        detail = (f"{n} of {online + len(recent)} devices went offline within {self.window_ms / 1000:g} s: "
                   "the broker restarted or is unreachable")
         conn.execute(alarms.insert().values(device_id=BROKER, kind=BROKER_DISCONNECT, detail=detail,
-                                            raised_ms=int(first)))
+                                            raised_ms=first))
         log.warning("broker-wide disconnect: %s; per-device offline alarms wait for its return", detail)
 
     # -- called by the watcher ----------------------------------------------------
@@ -108,10 +134,13 @@ class OfflineRules:
         outage = self._open_outage(conn)
         if outage is None:
             return
-        since = and_(devices.c.status == "active", devices.c.state_changed_ms >= outage.began_ms)
-        counts = {bool(r[0]): int(r[1]) for r in conn.execute(
-            select(devices.c.online, func.count()).where(since).group_by(devices.c.online))}
-        back, away = counts.get(True, 0), counts.get(False, 0)
+        active = devices.c.status == "active"
+        # Back: heard from since the outage began (a device whose will and
+        # return came in one batch never changed state). Away: went offline since.
+        back = conn.execute(select(func.count()).where(
+            active, devices.c.online.is_(True), devices.c.last_seen_ms >= outage.began_ms)).scalar_one()
+        away = conn.execute(select(func.count()).where(
+            active, devices.c.online.is_(False), devices.c.state_changed_ms >= outage.began_ms)).scalar_one()
         # "Back" needs at least one device through the broker again; then the
         # outage is over once fewer are away than would have made it one.
         if back == 0 or (away >= self.min_devices and away >= self.fraction * (back + away)):

@@ -121,7 +121,8 @@ class BatchProcessor:
         healths = by_channel.get(Channel.HEALTH, [])
         previous_dropped = store_health(conn, healths, self.health.bucket_minutes * 60_000)
 
-        result.transitions = apply_sightings(conn, self._sightings(accepted))
+        sightings = self._sightings(accepted)
+        result.transitions = apply_sightings(conn, sightings)
 
         touched = {it.device.device_id for it in healths} | {t.device_id for t in result.transitions}
         touched |= {it.device.device_id for it in new_events if it.message.kind == "tamper"}  # type: ignore[union-attr]
@@ -132,7 +133,7 @@ class BatchProcessor:
             wanted = health_conditions(h, previous_dropped.get(it.device.device_id), self.health.disk_low_mb)
             previous_dropped[it.device.device_id] = h.outbox_dropped
             book.apply(it.device.device_id, wanted, it.received_ms)
-        self.offline.on_transitions(conn, book, result.transitions)
+        self.offline.on_presence(conn, book, sightings, result.transitions)
 
         for it in new_events:
             ev = it.message

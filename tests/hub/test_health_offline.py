@@ -158,3 +158,18 @@ def test_every_heartbeat_stopping_at_once_is_one_broker_alarm(county) -> None:  
     hub.check(t + 240 * S)
     assert open_alarms(engine) == {(BROKER, BROKER_DISCONNECT)}
     assert hub.watcher.metrics.devices.labels("offline")._value.get() == 12
+
+
+def test_wills_delivered_with_the_returns_in_one_batch_still_count(county) -> None:  # type: ignore[no-untyped-def]
+    """After a restart the broker hands the hub's session the queued wills and the new onlines together."""
+    engine, devs = county
+    t = int(time.time() * 1000)
+    hub = HubParts(engine)
+    hub.state(t, devs, "online")
+    queued = [Inbound(state_topic(d), encode(State(state="offline")), 0, 1, t + 60 * S) for d in devs[:11]]
+    queued += [Inbound(state_topic(d), encode(State(state="online")), 0, 1, t + 60 * S) for d in devs[:11]]
+    hub.proc.process(queued)
+    assert open_alarms(engine) == {(BROKER, BROKER_DISCONNECT)}
+    hub.check(t + 61 * S)  # everyone is back: the outage is over at once
+    hub.check(t + 100 * S)
+    assert open_alarms(engine) == set() and offline_alarms(engine) == []
