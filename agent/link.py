@@ -8,14 +8,19 @@ the agent blocks on the network.
 Each connection attempt builds a fresh paho client. paho keeps its session in
 memory only; after a reconnect it would re-send its own copies of in-flight
 messages while the outbox re-sends them too. With a fresh client the outbox is
-the only source of truth (a message is deleted only on its PUBACK), and the
-broker-side session (``clean_start=False`` + session expiry) still holds the
-subscriptions and queues commands and alerts while the device is away.
+the only source of truth (a message is deleted only on the hub's end-to-end
+receipt, agent/delivery.py), and the broker-side session (``clean_start=False``
++ session expiry) still holds the subscriptions and queues commands, alerts
+and receipts while the device is away.
 
 Reconnect delay is exponential backoff with full jitter, our own loop rather
 than paho's fixed ``reconnect_delay_set``: delay = uniform(0, min(cap,
 base·2^n)), so after a county-wide outage 3,312 devices spread out instead of
-reconnecting in the same second.
+reconnecting in the same second. Two things cut it short: ``wake()`` (a panic,
+or the household acknowledging a neighbour's alert) retries at once and then
+every ``urgent_retry_s`` until the message is with the broker; and a
+connection the broker accepted resets the backoff, unless the one before it
+also died young (then the connection is flapping and the delay keeps growing).
 """
 
 from __future__ import annotations
@@ -35,22 +40,24 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.outbox import Outbox
-from protocol.codec import encode
+from agent.delivery import Deliveries
+from agent.outbox import Message, Outbox, is_urgent
+from protocol.codec import decode_receipt, encode, with_seq
+from protocol.errors import ProtocolError
 from protocol.messages import State
 from protocol.qos import DELIVERY
-from protocol.topics import Channel, alert_topic, cmd_topic, state_topic
+from protocol.receipts import Range, covers
+from protocol.topics import Channel, alert_topic, cmd_topic, parse_topic, receipt_topic, state_topic
 
 log = logging.getLogger(__name__)
 
-STABLE_S = 30.0  # a connection that lasted this long resets the backoff
+STABLE_S = 30.0  # a connection that died younger than this is a flap when the one before it was too
 CONNACK_TIMEOUT_S = 30.0
 # PUBACK reason 0x10: the broker took the message but nobody subscribes to it,
 # so it went nowhere. The hub is the only reader of uplink topics; this happens
 # when its subscriptions are gone, e.g. Mosquitto restarted (it does not restore
 # shared subscriptions from persistence) and the hub has not reconnected yet.
 NO_MATCHING_SUBSCRIBERS = 16
-UNHEARD_RETRY_S = (0.5, 30.0)  # re-send such a message after this, doubling up to the cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,12 @@ class LinkSettings:
     max_inflight: int = 10
     session_expiry: int = 86_400
     backoff_base_s: float = 1.0
-    backoff_cap_s: float = 300.0
+    backoff_cap_s: float = 60.0  # bench/reconnect.py: the cap sets how late a device hears its group's alerts
+    urgent_retry_s: float = 2.0  # reconnect delay (upper bound) while a panic or ack waits to go out
+    receipt_window: int = 50  # kept messages out at once without the hub's receipt
+    receipt_timeout_s: float = 30.0  # no receipt this long after the PUBACK: maybe lost
+    probe_base_s: float = 2.0  # while the hub is silent: one probe, at this delay doubling to the cap
+    probe_cap_s: float = 60.0
     agent_version: str | None = None
     boot: int | None = None
     health_interval_s: int | None = None
@@ -91,17 +103,27 @@ class Link:
         self.outbox = outbox
         self._on_message = on_message
         self._on_status = on_status
+        self._receipt_topic = receipt_topic(settings.device_id)
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
-        self._acked: list[int] = []
+        self._inflight: dict[int, tuple[int, bool]] = {}  # paho mid -> (outbox seq, carries "q")
+        self._acked: list[int] = []  # sent without "q" (memory overflow): deleted on PUBACK
         self._refused: set[int] = set()  # seqs the broker refused; retried on the next connection only
-        self._unheard: dict[int, float] = {}  # seq -> monotonic time to re-send (nobody was subscribed)
-        self._unheard_delay = UNHEARD_RETRY_S[0]
+        self._receipts: list[Range] = []  # from the hub, applied by the pump
+        self._done: collections.deque[int] = collections.deque(maxlen=1024)  # receipted before their PUBACK
+        s = settings
+        self.deliveries = Deliveries(s.receipt_window, s.receipt_timeout_s, (s.probe_base_s, s.probe_cap_s))
         self._volatile: collections.deque[tuple[str, bytes, int, bool]] = collections.deque(maxlen=8)
+        self._wake = threading.Event()
+        self._wakes = 0
+        self._urgent = False  # a panic or ack waits to go out: reconnect now, and retry quickly
+        self._urgent_mids: set[int] = set()  # urgent messages of this connection not yet PUBACKed
+        self._connected_at = 0.0
+        self._last_stable = True  # the first drop after a good connection retries quickly
+        self.sent = 0  # publications of kept messages, re-sends included (tests, health)
         self.connected = False
         self.attempts = 0  # consecutive failed connection attempts
         self.connects = 0
@@ -117,11 +139,24 @@ class Link:
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``offline`` ourselves (a clean disconnect suppresses the will), then stop."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Something urgent is in the outbox (a panic, an ack of a neighbour's
+        alert): skip the reconnect backoff. Any thread may call this."""
+        self._wakes += 1
+        self._urgent = True
+        self._wake.set()
+
+    @property
+    def unreceipted(self) -> int:
+        """Kept messages the broker has and the hub has not receipted yet."""
+        return len(self.deliveries.awaiting)
 
     def publish_volatile(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
         """Health and the like: sent if connected soon, otherwise dropped (never stored)."""
@@ -134,23 +169,31 @@ class Link:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            began = time.monotonic()
+            connects = self.connects
             try:
                 self._session()
             except Exception as exc:  # a bug or a TLS/socket surprise must not end the link
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning("mqtt link: %s", self.last_error)
             self._set_connected(False)
+            if self._urgent_mids:  # urgent messages the broker never confirmed
+                self._urgent = True
+                self._urgent_mids.clear()
             if self._stop.is_set():
                 break
-            if time.monotonic() - began >= STABLE_S and self.connects:
-                self.attempts = 0
-            delay = backoff_delay(
-                self.attempts, self.settings.backoff_base_s, self.settings.backoff_cap_s, self._rng
-            )
+            if self.connects > connects:
+                stable = time.monotonic() - self._connected_at >= STABLE_S
+                if stable or self._last_stable:
+                    self.attempts = 0
+                self._last_stable = stable
+            s = self.settings
+            delay = backoff_delay(self.attempts, s.backoff_base_s, s.backoff_cap_s, self._rng)
+            if self._urgent:
+                delay = min(delay, self._rng.uniform(0.0, s.urgent_retry_s))
             self.attempts += 1
             self.delays = [*self.delays[-19:], delay]
-            self._stop.wait(delay)
+            if self._wake.wait(delay):
+                self._wake.clear()
 
     def _new_client(self) -> mqtt.Client:
         s = self.settings
@@ -184,9 +227,7 @@ class Link:
         s = self.settings
         client = self._client = self._new_client()
         self._inflight.clear()
-        self._acked.clear()
         self._refused.clear()
-        self._unheard.clear()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = s.session_expiry
         client.connect(s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props)
@@ -216,25 +257,51 @@ class Link:
         if self._acked:
             done, self._acked = self._acked, []
             self.outbox.delete(done)
+        if self._receipts:
+            ranges, self._receipts = self._receipts, []
+            self.outbox.delete_ranges(ranges)
+            self._done.extend(self.deliveries.receipted(ranges))
+            # A receipt can beat its own PUBACK: do not start awaiting those.
+            self._done.extend(seq for seq, _ in self._inflight.values() if covers(ranges, seq))
         self.outbox.retry()
         while self._volatile:
             topic, payload, qos, retain = self._volatile.popleft()
             client.publish(topic, payload, qos=qos, retain=retain)
-        if self._unheard:
-            now = time.monotonic()
-            for seq in [q for q, due in self._unheard.items() if due <= now]:
-                del self._unheard[seq]
-        room = self.settings.max_inflight - len(self._inflight)
+        for msg in self.outbox.get(self.deliveries.resend(self.outbox.sizes)):
+            self._send(client, msg)
+        wakes = self._wakes
+        outstanding = len(self._inflight) + len(self.deliveries.awaiting) + len(self._refused)
         # The cheap in-memory count first: no query 10 times a second when idle.
-        if room <= 0 or self.outbox.depth <= len(self._inflight) + len(self._refused) + len(self._unheard):
-            return
-        skip = [*self._inflight.values(), *self._refused, *self._unheard]
-        for msg in self.outbox.pending(room, exclude=skip):
-            info = client.publish(msg.topic, msg.payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self.last_error = f"publish: {mqtt.error_string(info.rc)}"
-                break
-            self._inflight[info.mid] = msg.seq
+        if self.outbox.depth > outstanding:
+            room = min(self.settings.max_inflight - len(self._inflight), self.deliveries.room(len(self._inflight)))
+            skip = [seq for seq, _ in self._inflight.values()]
+            skip += [*self.deliveries.awaiting, *self._refused]
+            # Urgent messages come first and do not wait for room.
+            for msg in self.outbox.pending(max(room, 4), exclude=skip):
+                if room <= 0 and not is_urgent(msg):
+                    break
+                if not self._send(client, msg):
+                    break
+                room -= 1
+        if self._wakes == wakes:
+            self._urgent = False  # whatever was urgent is in flight (or back to urgent if the link drops)
+
+    def _send(self, client: mqtt.Client, msg: Message) -> bool:
+        payload, numbered = msg.payload, False
+        if msg.seq > 0:
+            try:
+                payload, numbered = with_seq(parse_topic(msg.topic).channel, msg.payload, msg.seq), True
+            except ProtocolError as exc:  # not ours to fix here: send it as stored, forget it on PUBACK
+                log.warning("outbox row %d sent without its number: %s", msg.seq, exc)
+        info = client.publish(msg.topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.last_error = f"publish: {mqtt.error_string(info.rc)}"
+            return False
+        self._inflight[info.mid] = (msg.seq, numbered)
+        self.sent += 1
+        if is_urgent(msg):
+            self._urgent_mids.add(info.mid)
+        return True
 
     def _say_offline(self, client: mqtt.Client) -> None:
         info = client.publish(
@@ -259,8 +326,9 @@ class Link:
             return
         s = self.settings
         self.connects += 1
+        self._connected_at = time.monotonic()
         self.last_error = None
-        client.subscribe([(cmd_topic(s.device_id), 1), (alert_topic(s.group), 1)])
+        client.subscribe([(cmd_topic(s.device_id), 1), (alert_topic(s.group), 1), (self._receipt_topic, 1)])
         online = State(
             state="online",
             time_ms=self._now_ms(),
@@ -279,9 +347,11 @@ class Link:
         self._set_connected(False)
 
     def _handle_publish(self, _c: mqtt.Client, _ud: object, mid: int, reason: object, _p: object) -> None:
-        seq = self._inflight.pop(mid, None)
-        if seq is None:
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
             return
+        seq, numbered = entry
+        self._urgent_mids.discard(mid)
         if getattr(reason, "is_failure", False):
             # The broker refused it (e.g. not authorised): keep it and say so; a
             # refused message is an operator problem, not something to drop silently.
@@ -289,17 +359,28 @@ class Link:
             self._refused.add(seq)
             return
         if getattr(reason, "value", 0) == NO_MATCHING_SUBSCRIBERS:
-            # Accepted but delivered to no one: deleting it now would lose it. Keep it
-            # and send it again once the hub has had time to subscribe.
+            # Accepted but delivered to no one (the hub is not subscribed, e.g. just
+            # after a broker restart): certainly lost, and a sign the hub is away.
             self.last_error = "publish reached no subscriber (hub not subscribed)"
-            if not self._unheard:  # a new round of refusals backs off further; one round shares a delay
-                self._unheard_delay = min(UNHEARD_RETRY_S[1], self._unheard_delay * 2)
-            self._unheard[seq] = time.monotonic() + self._unheard_delay
+            if numbered:
+                self.deliveries.nobody_heard(seq)
+            else:
+                self._refused.add(seq)
             return
-        self._unheard_delay = UNHEARD_RETRY_S[0]
-        self._acked.append(seq)
+        if not numbered:
+            self._acked.append(seq)
+        elif seq not in self._done:
+            self.deliveries.broker_took(seq)  # kept until the hub's receipt
 
     def _handle_message(self, _c: mqtt.Client, _ud: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._receipt_topic:
+            try:
+                self._receipts.extend(decode_receipt(bytes(message.payload)).ranges)
+                if self.last_error and "no subscriber" in self.last_error:
+                    self.last_error = None
+            except ProtocolError as exc:
+                log.warning("bad receipt from the hub: %s", exc)
+            return
         if self._on_message is None:
             return
         try:

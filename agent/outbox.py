@@ -1,4 +1,5 @@
-"""The durable outbox: every event, snapshot and ack waits here until PUBACK.
+"""The durable outbox: every event, snapshot and ack waits here until the hub's
+end-to-end receipt says it is committed (agent/delivery.py).
 
 SQLite in WAL mode on the SD card. Durability choice, with power cuts in mind:
 
@@ -7,7 +8,7 @@ SQLite in WAL mode on the SD card. Durability choice, with power cuts in mind:
   one fsync per event; a household camera makes a few events a minute, and a
   panic press must never be the transaction a power cut eats (NORMAL can lose
   the last commits, though it never corrupts).
-* Deletes (after PUBACK) commit with ``synchronous=NORMAL``: losing a delete
+* Deletes (after the receipt) commit with ``synchronous=NORMAL``: losing a delete
   to a power cut only re-sends a message the hub already has, and the hub
   dedups by (device, event id, phase). That halves the fsyncs while draining
   a long backlog after an outage.
@@ -72,6 +73,11 @@ class Message:
     qos: int
     priority: int
     kind: str
+
+
+def is_urgent(m: Message) -> bool:
+    """Sent first, and worth waking the link for: a panic, or an ack."""
+    return m.priority >= PANIC or m.kind == "ack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +223,8 @@ class Outbox:
     # -- draining --------------------------------------------------------
 
     def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[Message]:
-        """The next messages to send: panic first, then strictly by seq.
+        """The next messages to send: urgent first (panics, and acks: a neighbour's
+        response time is taken when the ack arrives), then strictly by seq.
 
         Messages stuck in the memory overflow (the card refused them) are sent
         too, after the stored ones they are newer than; their seq is negative.
@@ -230,46 +237,76 @@ class Outbox:
             # Two index-ordered queries rather than one ORDER BY over the whole
             # table: after a long outage the table has thousands of rows.
             rows: dict[bool, list[Message]] = {}
-            for panic in (True, False):
+            for urgent in (True, False):
                 found = self._db.execute(
                     f"SELECT seq, topic, payload, qos, priority, kind FROM outbox"
-                    f" WHERE priority {'>=' if panic else '<'} ? {not_in} ORDER BY seq LIMIT ?",
+                    f" WHERE {'' if urgent else 'NOT'} (priority >= ? OR kind = 'ack') {not_in}"
+                    f" ORDER BY seq LIMIT ?",
                     (PANIC, *skip, limit),
                 ).fetchall()
-                rows[panic] = [Message(sq, t, bytes(pl), q, pr, k) for sq, t, pl, q, pr, k in found]
+                rows[urgent] = [Message(sq, t, bytes(pl), q, pr, k) for sq, t, pl, q, pr, k in found]
             mem = [
                 Message(p.mem_seq, p.topic, p.payload, p.qos, p.priority, p.kind)
                 for p in self._overflow
                 if p.mem_seq not in skip
             ]
-        mem_panic = [m for m in mem if m.priority >= PANIC]
-        mem_rest = [m for m in mem if m.priority < PANIC]
-        return (rows[True] + mem_panic + rows[False] + mem_rest)[:limit]
+        mem_urgent = [m for m in mem if is_urgent(m)]
+        mem_rest = [m for m in mem if not is_urgent(m)]
+        return (rows[True] + mem_urgent + rows[False] + mem_rest)[:limit]
+
+    def get(self, seqs: Iterable[int]) -> list[Message]:
+        """Stored messages by seq (to send again), in seq order; gone ones are left out."""
+        wanted = [s for s in seqs if s > 0]
+        if not wanted:
+            return []
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT seq, topic, payload, qos, priority, kind FROM outbox WHERE seq IN"
+                f" ({','.join('?' * len(wanted))}) ORDER BY seq",
+                wanted,
+            ).fetchall()
+        return [Message(sq, t, bytes(pl), q, pr, k) for sq, t, pl, q, pr, k in found]
+
+    def sizes(self, seqs: Iterable[int]) -> dict[int, int]:
+        wanted = [s for s in seqs if s > 0]
+        if not wanted:
+            return {}
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT seq, size FROM outbox WHERE seq IN ({','.join('?' * len(wanted))})", wanted
+            ).fetchall()
+        return {int(sq): int(size) for sq, size in found}
+
+    def delete_ranges(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """Forget what the hub's receipt says it has committed (inclusive seq ranges)."""
+        spans = [(lo, hi) for lo, hi in ranges if hi > 0]
+        if spans:
+            self._delete("DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING size", spans)
 
     def delete(self, seqs: Iterable[int]) -> None:
-        """Forget messages the broker acknowledged (PUBACK)."""
+        """Forget messages by seq (those sent without an outbox number, on their PUBACK)."""
         wanted = list(seqs)
-        keys = [(s,) for s in wanted if s > 0]
         with self._lock:
             gone = {s for s in wanted if s < 0}
             if gone:
                 self._overflow = collections.deque(p for p in self._overflow if p.mem_seq not in gone)
                 if not self._overflow:
                     self.error = None
-            if not keys:
-                return
+        keys = [(s,) for s in wanted if s > 0]
+        if keys:
+            self._delete("DELETE FROM outbox WHERE seq = ? RETURNING size", keys)
+
+    def _delete(self, sql: str, params: Sequence[tuple[int, ...]]) -> None:
+        with self._lock:
             try:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 removed = 0
                 freed = 0
-                for (seq,) in keys:
-                    row = self._db.execute(
-                        "DELETE FROM outbox WHERE seq = ? RETURNING size", (seq,)
-                    ).fetchone()
-                    if row is not None:
+                for p in params:
+                    for (size,) in self._db.execute(sql, p).fetchall():
                         removed += 1
-                        freed += row[0]
+                        freed += size
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):

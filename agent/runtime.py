@@ -132,6 +132,7 @@ class Agent:
             now_ms=self.clock.now_ms,
             on_status=lambda up: self.panel.set_link_state("connected" if up else "offline"),
         )
+        self.uplink.on_urgent = self.link.wake
         self.health = HealthReporter(
             HealthSources(
                 outbox=self.outbox,

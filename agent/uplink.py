@@ -8,6 +8,7 @@ never collide and sort in the order things happened on the device).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from agent import outbox as ob
 from agent.clock import Clock
@@ -40,6 +41,8 @@ class Uplink:
         self.outbox = outbox
         self.clock = clock
         self.ids = LockedIds(boot)
+        # Called after a panic or an ack is stored: the link skips its reconnect backoff.
+        self.on_urgent: Callable[[], None] = lambda: None
 
     def next_event_id(self) -> int:
         return self.ids.next()
@@ -60,6 +63,7 @@ class Uplink:
             of=of, ref_id=ref_id, ok=ok, time_ms=self.clock.now_ms(), error=error[:200] if error else None
         )
         self.outbox.put(ack_topic(self.device_id), encode(ack), priority=ob.ACK, kind="ack")
+        self.on_urgent()
         return ack
 
     def panic(self) -> Event:
@@ -73,4 +77,5 @@ class Uplink:
             clock_unsynced=self.clock.unsynced,
         )
         self.event(event)
+        self.on_urgent()
         return event

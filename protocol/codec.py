@@ -17,6 +17,7 @@ comes before any parsing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,8 @@ from protocol import limits
 from protocol.errors import ProtocolError
 from protocol.fields import opt_box, opt_int, req_enum, req_int
 from protocol.ids import EVENT_ID_MAX
-from protocol.messages import EVENT_PHASES, Ack, Alert, Command, Event, Health, JsonMessage, State
+from protocol.messages import EVENT_PHASES, SEQ_MAX, Ack, Alert, Command, Event, Health, JsonMessage, State
+from protocol.receipts import Receipt
 from protocol.topics import Channel
 
 _LIMITS: dict[Channel, int] = {
@@ -36,6 +38,7 @@ _LIMITS: dict[Channel, int] = {
     Channel.CMD: limits.MAX_COMMAND_BYTES,
     Channel.ALERT: limits.MAX_ALERT_BYTES,
     Channel.SNAP: limits.MAX_SNAPSHOT_BYTES,
+    Channel.RECEIPT: limits.MAX_RECEIPT_BYTES,
 }
 _TYPES: dict[Channel, type[JsonMessage]] = {
     Channel.EVENT: Event,
@@ -44,6 +47,7 @@ _TYPES: dict[Channel, type[JsonMessage]] = {
     Channel.ACK: Ack,
     Channel.CMD: Command,
     Channel.ALERT: Alert,
+    Channel.RECEIPT: Receipt,
 }
 _CHANNEL_OF: dict[type, Channel] = {cls: ch for ch, cls in _TYPES.items()}
 
@@ -111,6 +115,12 @@ def decode(channel: Channel | str, payload: bytes) -> JsonMessage:
         raise ProtocolError("bad_field", f"{type(exc).__name__}: {str(exc)[:80]}") from None
 
 
+def decode_receipt(payload: bytes) -> Receipt:
+    msg = decode(Channel.RECEIPT, payload)
+    assert isinstance(msg, Receipt)
+    return msg
+
+
 def decode_event(payload: bytes) -> Event:
     msg = decode(Channel.EVENT, payload)
     assert isinstance(msg, Event)
@@ -171,6 +181,7 @@ class Snapshot:
     height: int
     jpeg: bytes
     crop: tuple[int, int, int, int] | None = None  # permille of the frame, when cropped
+    seq: int | None = None  # "q": the device's outbox number (protocol/receipts.py)
     version: int = limits.SCHEMA_VERSION
 
 
@@ -185,6 +196,8 @@ def encode_snapshot(snap: Snapshot) -> bytes:
     }
     if snap.crop is not None:
         header["c"] = list(snap.crop)
+    if snap.seq is not None:
+        header["q"] = snap.seq
     head = dumps(header)
     _check_jpeg(snap.jpeg)
     data = len(head).to_bytes(2, "big") + head + snap.jpeg
@@ -222,6 +235,7 @@ def decode_snapshot(payload: bytes) -> Snapshot:
         height=h,
         jpeg=jpeg,
         crop=opt_box(header, "c"),
+        seq=opt_int(header, "q", 1, SEQ_MAX),
         version=version,
     )
 
@@ -230,3 +244,44 @@ def _check_jpeg(data: bytes) -> None:
     # SOI at the start and EOI at the end: cheap, and catches truncation.
     if len(data) < 4 or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
         raise ProtocolError("bad_snapshot", "not a complete JPEG (SOI/EOI markers missing)")
+
+
+# -- the outbox number "q" (protocol/receipts.py) ----------------------------------
+
+_KEPT = frozenset({Channel.EVENT, Channel.SNAP, Channel.ACK})  # the channels a device keeps until receipted
+
+
+def with_seq(channel: Channel | str, payload: bytes, seq: int) -> bytes:
+    """``payload`` re-encoded with its outbox number, so the hub's receipt can name it.
+
+    The device stores a message before the outbox has numbered it, so the
+    number is added when the message is sent (the same number every time)."""
+    ch = Channel(channel)
+    if ch not in _KEPT:
+        raise ProtocolError("bad_topic", f"{ch.value!r} messages are not kept, so carry no outbox number")
+    if ch is Channel.SNAP:
+        return encode_snapshot(dataclasses.replace(decode_snapshot(payload), seq=seq))
+    message = decode(ch, payload)
+    assert isinstance(message, Event | Ack)
+    return encode(dataclasses.replace(message, seq=seq))
+
+
+def seq_of(channel: Channel | str, payload: bytes) -> int | None:
+    """Best-effort outbox number of a kept message the hub rejects, so it can
+    still be receipted (a message that can never be stored would otherwise be
+    re-sent for ever)."""
+    try:
+        ch = Channel(channel)
+        if ch not in _KEPT:
+            return None
+        if ch is Channel.SNAP:
+            head_len = int.from_bytes(payload[:2], "big")
+            obj = loads_object(payload[2 : 2 + head_len], limits.MAX_SNAPSHOT_HEADER_BYTES)
+        else:
+            obj = loads_object(payload, _LIMITS[ch])
+    except (ProtocolError, ValueError, TypeError):
+        return None
+    seq = obj.get("q")
+    if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= SEQ_MAX:
+        return seq
+    return None

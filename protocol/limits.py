@@ -22,6 +22,7 @@ MAX_STATE_BYTES: Final = 512
 MAX_ACK_BYTES: Final = 512
 MAX_COMMAND_BYTES: Final = 2048
 MAX_ALERT_BYTES: Final = 1024
+MAX_RECEIPT_BYTES: Final = 512  # MAX_RANGES ranges of 16-digit numbers fit
 MAX_SNAPSHOT_BYTES: Final = 64 * 1024  # a snapshot is ~5–12 KB; this is headroom
 MAX_SNAPSHOT_HEADER_BYTES: Final = 512
 MAX_ANY_PAYLOAD: Final = MAX_SNAPSHOT_BYTES

@@ -26,6 +26,8 @@ from protocol.fields import (
 )
 from protocol.ids import EVENT_ID_MAX, is_device_id
 
+SEQ_MAX = EVENT_ID_MAX  # outbox numbers "q": exact as JSON numbers, like event ids
+
 EVENT_KINDS = frozenset({"motion", "person", "panic", "tamper"})
 EVENT_PHASES = frozenset({"start", "update", "end"})
 CAMERA_STATES = frozenset({"ok", "starting", "error", "off"})
@@ -75,6 +77,7 @@ class Event:
     has_snapshot: bool = False
     duration_s: int | None = None
     clock_unsynced: bool = False
+    seq: int | None = None  # "q": the device's outbox number, echoed in the hub's receipt
     version: int = limits.SCHEMA_VERSION
 
     def to_wire(self) -> dict[str, Any]:
@@ -92,6 +95,7 @@ class Event:
                 "sn": 1 if self.has_snapshot else None,
                 "du": self.duration_s,
                 "u": 1 if self.clock_unsynced else None,
+                "q": self.seq,
             }
         )
 
@@ -110,6 +114,7 @@ class Event:
             has_snapshot=bool(opt_bool(obj, "sn")),
             duration_s=opt_int(obj, "du", 0, 7 * 24 * 3600),
             clock_unsynced=bool(opt_bool(obj, "u")),
+            seq=opt_int(obj, "q", 1, SEQ_MAX),
         )
 
 
@@ -314,6 +319,7 @@ class Ack:
     ok: bool
     time_ms: int
     error: str | None = None
+    seq: int | None = None  # "q", as in Event
     version: int = limits.SCHEMA_VERSION
 
     def to_wire(self) -> dict[str, Any]:
@@ -325,6 +331,7 @@ class Ack:
                 "ok": int(self.ok),
                 "t": self.time_ms,
                 "err": self.error,
+                "q": self.seq,
             }
         )
 
@@ -338,6 +345,7 @@ class Ack:
             ok=bool(ok),
             time_ms=req_int(obj, "t", *T_RANGE),
             error=opt_str(obj, "err", limits.MAX_ERROR_LEN),
+            seq=opt_int(obj, "q", 1, SEQ_MAX),
         )
 
 
@@ -353,6 +361,7 @@ class Alert:
     household: str
     time_ms: int
     text: str | None = None  # short label for a display, e.g. the household name
+    delay_s: int | None = None  # "dl": the event reached the hub this late (a panic held back by an outage)
     version: int = limits.SCHEMA_VERSION
 
     def to_wire(self) -> dict[str, Any]:
@@ -366,6 +375,7 @@ class Alert:
                 "hh": self.household,
                 "t": self.time_ms,
                 "msg": self.text,
+                "dl": self.delay_s,
             }
         )
 
@@ -382,6 +392,7 @@ class Alert:
             household=req_str(obj, "hh", limits.MAX_TEXT_LEN),
             time_ms=req_int(obj, "t", *T_RANGE),
             text=opt_str(obj, "msg", limits.MAX_TEXT_LEN),
+            delay_s=opt_int(obj, "dl", 0, 10 * 365 * 86_400),
         )
 
 

@@ -29,4 +29,7 @@ DELIVERY: dict[Channel, Delivery] = {
     # offline still gets the command or alert when it reconnects.
     Channel.CMD: Delivery(qos=1, retain=False, via_outbox=False),
     Channel.ALERT: Delivery(qos=1, retain=False, via_outbox=False),
+    # QoS 1 so a receipt sent while the device is away waits in its session:
+    # a lost receipt costs the device a re-send of what it covered.
+    Channel.RECEIPT: Delivery(qos=1, retain=False, via_outbox=False),
 }

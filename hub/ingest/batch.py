@@ -20,9 +20,9 @@ from hub.config import HealthConfig
 from hub.db.schema_ops import commands
 from hub.forward_port import ForwardSink
 from hub.health.alarms import AlarmBook, health_conditions
-from hub.health.offline import OfflineRules
 from hub.health.presence import Sighting, Transition, apply_sightings
 from hub.ingest.directory import Directory
+from hub.ingest.receipts import committed_seqs
 from hub.ingest.store import count_rejections, insert_events, insert_snapshots, store_health
 from hub.ingest.validate import Accepted, Inbound, Rejected, validate
 from protocol.codec import Snapshot
@@ -41,6 +41,7 @@ class BatchResult:
     publications: list[Publication] = field(default_factory=list)
     lags_s: list[float] = field(default_factory=list)  # receive − device time of trusted events
     transitions: list[Transition] = field(default_factory=list)
+    receipts: dict[str, list[int]] = field(default_factory=dict)  # device → "q" numbers this commit settled
 
 
 class BatchProcessor:
@@ -51,7 +52,6 @@ class BatchProcessor:
         self.alerts = alerts
         self.sink = sink
         self.health = health
-        self.offline = OfflineRules(directory, alerts, health)
         # device → when this worker last wrote it as online (monotonic s)
         self._seen_written: dict[str, float] = {}
 
@@ -80,8 +80,10 @@ class BatchProcessor:
         """Validate and commit ``batch``; raises only if the database fails (then nothing is acked)."""
         result = BatchResult()
         accepted: list[Accepted] = []
+        verdicts: list[Accepted | Rejected] = []
         for msg in batch:
             verdict = validate(msg, self.directory)
+            verdicts.append(verdict)
             if isinstance(verdict, Rejected):
                 result.rejected.append(verdict)
             else:
@@ -94,6 +96,7 @@ class BatchProcessor:
         except Exception:
             self._seen_written.clear()  # what it remembers writing was rolled back
             raise
+        result.receipts = committed_seqs(batch, verdicts)
         return result
 
     def _write(self, conn: Connection, accepted: list[Accepted], result: BatchResult) -> None:
@@ -121,8 +124,7 @@ class BatchProcessor:
         healths = by_channel.get(Channel.HEALTH, [])
         previous_dropped = store_health(conn, healths, self.health.bucket_minutes * 60_000)
 
-        sightings = self._sightings(accepted)
-        result.transitions = apply_sightings(conn, sightings)
+        result.transitions = apply_sightings(conn, self._sightings(accepted))
 
         touched = {it.device.device_id for it in healths} | {t.device_id for t in result.transitions}
         touched |= {it.device.device_id for it in new_events if it.message.kind == "tamper"}  # type: ignore[union-attr]
@@ -133,7 +135,8 @@ class BatchProcessor:
             wanted = health_conditions(h, previous_dropped.get(it.device.device_id), self.health.disk_low_mb)
             previous_dropped[it.device.device_id] = h.outbox_dropped
             book.apply(it.device.device_id, wanted, it.received_ms)
-        self.offline.on_presence(conn, book, sightings, result.transitions)
+        for t in result.transitions:
+            apply_offline_alarm(book, self.alerts, self.directory, t)
 
         for it in new_events:
             ev = it.message
@@ -155,6 +158,17 @@ class BatchProcessor:
                     result.publications.append(pub)
             else:
                 record_command_result(conn, it)
+
+
+def apply_offline_alarm(book: AlarmBook, alerts: AlertEngine, directory: Directory, t: Transition) -> None:
+    """Rule (c): a device dropping off while its household is armed needs an operator."""
+    if t.online:
+        book.clear(t.device_id, "offline_armed", t.at_ms)
+        return
+    info = directory.device(t.device_id)
+    armed = t.armed_flag is True or (info is not None and alerts.armed_at(info.household_id, t.at_ms))
+    if armed:
+        book.raise_(t.device_id, "offline_armed", "went offline during armed hours", t.at_ms)
 
 
 def record_command_result(conn: Connection, it: Accepted) -> None:

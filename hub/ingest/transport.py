@@ -37,7 +37,7 @@ from hub.ingest.mqtt import connect_properties, make_client, subscriptions
 log = logging.getLogger("xl.hub.transport")
 
 # hub → transport
-ACK = "ack"  # (ACK, [(mid, qos), ...])
+ACK = "ack"  # (ACK, [(mid, qos), ...], [(topic, payload, qos), ...]): PUBACKs, and receipts to publish
 PUBLISH = "pub"  # (PUBLISH, ref, [(topic, payload, qos, track), ...]) → QUEUED
 STOP = "stop"  # (STOP, retire)
 # transport → hub
@@ -161,6 +161,10 @@ class Transport:
                     break
                 tag = request[0]
                 if tag == ACK:
+                    # The batch's receipts (hub/ingest/receipts.py), then its PUBACKs:
+                    # both say the same commit is done, to the device and to the broker.
+                    for topic, payload, qos in request[2]:
+                        self.client.publish(topic, payload, qos=qos)
                     for mid, qos in request[1]:
                         self.client.ack(mid, qos)
                 elif tag == PUBLISH:

@@ -119,13 +119,14 @@ class TransportProcess:
                 raise OSError("the MQTT transport is not running")
             self._conn.send(record)
 
-    def ack(self, batch: Sequence[Inbound]) -> int:
-        """Acknowledge the QoS 1/2 messages of ``batch`` that came in on the current link."""
+    def ack(self, batch: Sequence[Inbound], receipts: Sequence[tuple[str, bytes, int]] = ()) -> int:
+        """Acknowledge the QoS 1/2 messages of ``batch`` that came in on the current link,
+        and publish the batch's end-to-end receipts (on any link: a commit is a commit)."""
         link = self.link
         items = [(m.mid, m.qos) for m in batch if m.qos > 0 and m.link == link]
-        if items:
+        if items or receipts:
             try:
-                self._send((wire.ACK, items))
+                self._send((wire.ACK, items, list(receipts)))
             except OSError:
                 return 0  # the transport died: the broker re-sends these
         return len(items)

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from hub.alerts.engine import Publication
 from hub.config import HubConfig
 from hub.ingest.batch import BatchProcessor, BatchResult
+from hub.ingest.receipts import receipt_publications
 from hub.ingest.transport_proxy import TransportProcess
 from hub.ingest.validate import Inbound
 from hub.metrics import HubMetrics
@@ -157,7 +158,7 @@ class IngestWorker:
             if result is None:  # stopping while the database is down: leave it to redelivery
                 return
             self.publish(result.publications)
-            self.transport.ack(batch)
+            self.transport.ack(batch, receipt_publications(result.receipts))
             self.batches += 1
 
     def _commit(self, batch: list[Inbound]) -> BatchResult | None:

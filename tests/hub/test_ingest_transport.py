@@ -82,8 +82,8 @@ def test_a_batch_from_before_a_restart_is_stored_but_not_acked_on_the_new_link(d
         acked: list[int] = []  # how many messages each ack call sent to the broker
         real_ack = hub.worker.transport.ack
 
-        def counting_ack(batch):  # type: ignore[no-untyped-def]
-            acked.append(real_ack(batch))
+        def counting_ack(batch, receipts=()):  # type: ignore[no-untyped-def]
+            acked.append(real_ack(batch, receipts))
             return acked[-1]
 
         hub.worker.transport.ack = counting_ack  # type: ignore[method-assign]

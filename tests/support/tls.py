@@ -68,8 +68,12 @@ def tls_config(p: Pki) -> str:
 class Hub:
     """A test subscriber (the hub's side) with its own certificate and a persistent session."""
 
-    def __init__(self, p: Pki, broker: Broker, topics: list[str], client_id: str = "hub") -> None:
+    def __init__(self, p: Pki, broker: Broker, topics: list[str], client_id: str = "hub",
+                 receipts: bool = True) -> None:
+        """``receipts``: answer every kept message that carries "q" with a receipt,
+        as the real hub does after its commit (tests of the device side)."""
         self.messages: list[tuple[str, bytes]] = []
+        self.receipts = receipts
         self._cond = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.tls_set(ca_certs=str(p.ca), certfile=str(p.hub_cert), keyfile=str(p.hub_key))
@@ -84,6 +88,15 @@ class Hub:
         self.wait(lambda m: True, timeout=0.2, must=False)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if self.receipts:
+            from protocol.codec import encode, seq_of
+            from protocol.receipts import receipts_for
+            from protocol.topics import parse_topic, receipt_topic
+
+            topic = parse_topic(msg.topic)
+            seq = seq_of(topic.channel, bytes(msg.payload))
+            if seq is not None and topic.device is not None:
+                self.client.publish(receipt_topic(topic.device), encode(receipts_for([seq])[0]), qos=1)
         with self._cond:
             self.messages.append((msg.topic, bytes(msg.payload)))
             self._cond.notify_all()
