@@ -20,6 +20,7 @@ from hub.config import HealthConfig
 from hub.db.schema_ops import commands
 from hub.forward_port import ForwardSink
 from hub.health.alarms import AlarmBook, health_conditions
+from hub.health.offline import OfflineRules
 from hub.health.presence import Sighting, Transition, apply_sightings
 from hub.ingest.directory import Directory
 from hub.ingest.receipts import committed_seqs
@@ -52,6 +53,7 @@ class BatchProcessor:
         self.alerts = alerts
         self.sink = sink
         self.health = health
+        self.offline = OfflineRules(directory, alerts, health)
         # device → when this worker last wrote it as online (monotonic s)
         self._seen_written: dict[str, float] = {}
 
@@ -124,7 +126,8 @@ class BatchProcessor:
         healths = by_channel.get(Channel.HEALTH, [])
         previous_dropped = store_health(conn, healths, self.health.bucket_minutes * 60_000)
 
-        result.transitions = apply_sightings(conn, self._sightings(accepted))
+        sightings = self._sightings(accepted)
+        result.transitions = apply_sightings(conn, sightings)
 
         touched = {it.device.device_id for it in healths} | {t.device_id for t in result.transitions}
         touched |= {it.device.device_id for it in new_events if it.message.kind == "tamper"}  # type: ignore[union-attr]
@@ -135,8 +138,7 @@ class BatchProcessor:
             wanted = health_conditions(h, previous_dropped.get(it.device.device_id), self.health.disk_low_mb)
             previous_dropped[it.device.device_id] = h.outbox_dropped
             book.apply(it.device.device_id, wanted, it.received_ms)
-        for t in result.transitions:
-            apply_offline_alarm(book, self.alerts, self.directory, t)
+        self.offline.on_presence(conn, book, sightings, result.transitions)
 
         for it in new_events:
             ev = it.message
@@ -158,17 +160,6 @@ class BatchProcessor:
                     result.publications.append(pub)
             else:
                 record_command_result(conn, it)
-
-
-def apply_offline_alarm(book: AlarmBook, alerts: AlertEngine, directory: Directory, t: Transition) -> None:
-    """Rule (c): a device dropping off while its household is armed needs an operator."""
-    if t.online:
-        book.clear(t.device_id, "offline_armed", t.at_ms)
-        return
-    info = directory.device(t.device_id)
-    armed = t.armed_flag is True or (info is not None and alerts.armed_at(info.household_id, t.at_ms))
-    if armed:
-        book.raise_(t.device_id, "offline_armed", "went offline during armed hours", t.at_ms)
 
 
 def record_command_result(conn: Connection, it: Accepted) -> None:
