@@ -37,6 +37,9 @@ class DetectConfig:
     score_threshold: float = 0.5  # a detection below this is ignored
     detect_fps: float = 3.0  # at most this many detection runs per second
     track_check_fps: float = 1.0  # re-check a visit whose person stopped moving
+    # Full-frame runs per second after a frame-wide change (a cut, a lamp, the
+    # IR switch, something at the lens) while motion re-learns; 0: none.
+    relearn_fps: float = 3.0
     min_crop: int = 300  # smallest square crop around motion, pixels
     whole_frame_fraction: float = 0.5  # motion bigger than this: detect on the whole frame
 
@@ -125,6 +128,7 @@ _DETECT: dict[str, tuple[Check, str]] = {
     "score_threshold": (_num(0.05, 0.99), "a score 0.05..0.99"),
     "detect_fps": (_num(0.1, 30.0), "detection runs per second 0.1..30"),
     "track_check_fps": (_num(0.0, 30.0), "checks per second 0..30 (0: never)"),
+    "relearn_fps": (_num(0.0, 30.0), "full-frame runs per second after a frame-wide change 0..30 (0: none)"),
     "min_crop": (_num(64, 4096, True), "pixels 64..4096"),
     "whole_frame_fraction": (_num(0.05, 1.0), "a fraction 0.05..1"),
 }

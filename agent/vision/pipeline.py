@@ -5,6 +5,11 @@ there is a reason — motion, a PIR trigger, or a visit whose person stopped
 moving — and never more often than ``detect_fps``. It looks at a square crop
 around the motion (at least the model's input size, so a distant person is
 not shrunk to a few pixels), or at the whole frame when the motion is large.
+
+A frame-wide change (a cut, a lamp switched on, the IR-cut filter, someone
+right at the lens) is a reason too: see ``agent.vision.relearn``. Only the
+detector can start a visit then; motion events stay muted, so a light change
+with nobody in view still ends with no event.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from agent.config_vision import VisionConfig
 from agent.vision.frame import Frame
 from agent.vision.motion import MotionDetector, MotionResult
+from agent.vision.relearn import LookRegions, LookSchedule, merge, whole_and_tiles
 from agent.vision.snapshot import make_snapshot
 from agent.vision.tracker import Box, Clock, DetectionLike, Emitted, MotionTracker, PersonTracker
 from protocol.codec import Snapshot
@@ -63,6 +69,7 @@ class PipelineStats:
     frames: int = 0
     motion_frames: int = 0
     inference_runs: int = 0
+    relearn_runs: int = 0  # of inference_runs: looks after a frame-wide change
     pir_triggers: int = 0
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=512))
     _recent_ts: deque[float] = field(default_factory=lambda: deque(maxlen=64))
@@ -92,6 +99,7 @@ class VisionPipeline:
         ids: EventIdGenerator,
         clock: Clock,
         region_picker: RegionPicker | None = None,
+        look_regions: LookRegions = whole_and_tiles,
     ) -> None:
         self.config = config
         self.detector = detector if config.detect.enabled else None
@@ -109,6 +117,8 @@ class VisionPipeline:
         wants_motion = self.detector is None if auto else bool(config.events.motion_events)
         self.motions = MotionTracker(config.events, ids, clock) if wants_motion else None
         self._last_run = -math.inf
+        self._looks = LookSchedule(config.detect.relearn_fps)
+        self._look_regions = look_regions
         self._rotation = 0
 
     @property
@@ -126,8 +136,9 @@ class VisionPipeline:
             self.stats.pir_triggers += 1
         out: list[Emitted] = []
         if self.persons is not None:
-            region = self._detection_region(frame, result, pir)
-            if region is not False:
+            if self._looks.due(ts, result):
+                out += self._look(frame)
+            elif (region := self._detection_region(frame, result, pir)) is not False:
                 out += self._detect(frame, region)
             out += self.persons.tick(ts)
         if self.motions is not None:
@@ -156,6 +167,8 @@ class VisionPipeline:
             if not result.motion:
                 return None  # a PIR trigger without visible motion: look everywhere
             return self._motion_region(frame, result.boxes)
+        if result.state == "cooldown" and d.relearn_fps > 0 and not self.persons.active:
+            return False  # nothing to re-check: the looks (or their early stop) decide
         if self.persons.active and d.track_check_fps > 0 and since >= 1.0 / d.track_check_fps:
             # The person may simply be standing still: keep checking where they were.
             box = self.persons.last_box
@@ -187,10 +200,30 @@ class VisionPipeline:
         rgb = frame.rgb
         whole = (0, 0, frame.width, frame.height)
         detections = self.detector.detect(rgb, None if region == whole else region)
+        self._count_run()
+        return self.persons.observe(frame.ts, detections, rgb)
+
+    def _look(self, frame: Frame) -> list[Emitted]:
+        """One look after a frame-wide change: every region, one observation."""
+        assert self.detector is not None and self.persons is not None
+        self._last_run = frame.ts
+        rgb = frame.rgb
+        found: list[DetectionLike] = []
+        for region in self._look_regions(frame.width, frame.height):
+            whole = region == (0, 0, frame.width, frame.height)
+            found += self.detector.detect(rgb, None if whole else region)
+            self._count_run()
+            self.stats.relearn_runs += 1
+        detections = merge(found)
+        emitted = self.persons.observe(frame.ts, detections, rgb)
+        self._looks.looked(frame.ts, bool(detections), self.persons.active)
+        return emitted
+
+    def _count_run(self) -> None:
+        assert self.detector is not None
         self.stats.inference_runs += 1
         if self.detector.last_inference_ms is not None:
             self.stats.inference_ms.append(self.detector.last_inference_ms)
-        return self.persons.observe(frame.ts, detections, rgb)
 
     def _snapshot(self, rgb: np.ndarray, box: Box | None, event_id: int, phase: str, time_ms: int) -> Snapshot | None:
         s = self.config.snapshot

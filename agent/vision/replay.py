@@ -147,6 +147,7 @@ def run_replay(
         "size": list(src.size),
         "motion_frames": stats.motion_frames,
         "inference_runs": stats.inference_runs,
+        "relearn_runs": stats.relearn_runs,
         "recalibrations": pipeline.recalibrations,
         "person_events": len(person),
         "motion_events": len(motion),

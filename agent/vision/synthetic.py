@@ -82,6 +82,15 @@ SCENES: dict[str, Scene] = {
         ),
         Scene("light_switch", 20.0, ir_switch_at=8.0, description="IR-cut switch at 8 s, nothing else"),
         Scene(
+            "ir_visitor",
+            18.0,
+            # In view the moment the IR light comes on, and slow: motion is muted
+            # by the switch, so only a look at the whole frame can find them.
+            actors=(Actor("cameraman", 8.0, 16.0, 0.35, 0.6, 0.97, 0.5),),
+            ir_switch_at=8.0,
+            description="IR-cut switch at 8 s just as a person steps into view (8–16 s)",
+        ),
+        Scene(
             "cat",
             15.0,
             actors=(Actor("cat", 2.0, 12.0, 1.2, -0.2, 0.97, 0.35),),
