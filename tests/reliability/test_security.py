@@ -12,29 +12,42 @@ import base64
 import json
 import logging
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from sqlalchemy import func, select
 
 from agent import outbox as ob
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from hub.config import parse_config
+from hub.db.schema_ops import events
 from hub.forward import ManualClock
 from hub.forward.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, webhook_body
 from hub.service import Hub
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Event
-from protocol.topics import alert_topic, cmd_topic, event_topic, shared, snap_topic, uplink_filter
+from protocol.topics import (
+    Channel,
+    alert_topic,
+    cmd_topic,
+    event_topic,
+    receipt_topic,
+    shared,
+    snap_topic,
+    uplink_filter,
+)
 from provisioning.cli import main as provisioning_main
 from tests.hub.fleet import make_fleet
 from tests.hub.mock_viid import GATEWAY, JPEG, MockViid, MockWebhook, person
-from tests.provisioning.county import County
+from tests.provisioning.county import County, build_county
 from tests.provisioning.mqtt_clients import Client, connect
-from tests.reliability.conftest import Rig, wait_for
+from tests.reliability.conftest import Rig, spawn_hub, stop_process, wait_for
 from tests.support.broker import Broker, run_broker
 
 VIID_PASSWORD = "viid-Pa55word-that-must-not-leak"
@@ -52,26 +65,101 @@ def _device(c: County, household: str) -> Client:
     return client
 
 
-def test_a_device_subscribing_to_wildcards_gets_nothing_of_others(county: tuple[County, Broker]) -> None:
+def _attacks(c: County, me: str, victim: str) -> list[str]:
+    """Every subscription a stolen device might try that would read someone else's messages."""
+    hub_group = parse_config({"database": {"url": "sqlite://"}, "mqtt": {"host": "x"}}).mqtt.share_group
+    uplink = [uplink_filter(ch) for ch in (Channel.EVENT, Channel.SNAP, Channel.HEALTH, Channel.ACK, Channel.STATE)]
+    filters = ["#", "+", "+/+/+/+", "xl/#", "xl/+/#", "xl/v1/#", uplink_filter(), *uplink, f"xl/v1/{victim}/#",
+               event_topic(victim), cmd_topic(victim), f"xl/v1/{victim}/rcpt", "xl/v1/+/cmd", "xl/v1/grp/+/alert",
+               "xl/v1/grp/#", alert_topic("g2"), f"xl/v1/{me}/#", f"xl/v1/{me}/+", "$SYS/#", "$SYS/broker/clients/+",
+               "$CONTROL/#", "$CONTROL/dynamic-security/v1/response"]
+    for group in (hub_group, "xlhub", "hub", "snoop", "x"):
+        filters += [shared(group, f) for f in (uplink_filter(), *uplink, event_topic(victim), cmd_topic(me))]
+        filters.append(f"$share/{group}/#")
+    return filters
+
+
+def test_a_device_is_refused_every_subscription_but_its_own(county: tuple[County, Broker]) -> None:
     c, _ = county
     a, b = c.devices["HA"], c.devices["HB"]
     snoop = _device(c, "HA")
-    # Mosquitto grants the SUBACK but filters every delivery through the ACL: nothing arrives.
-    for topic in ("#", uplink_filter(), "xl/v1/+/event", "xl/v1/#", shared("snoop", uplink_filter()),
-                  "xl/v1/grp/+/alert", "xl/v1/+/cmd", "$SYS/#"):
-        snoop.subscribe(topic)
+    refused = {f: snoop.subscribe(f) for f in _attacks(c, a.device_id, b.device_id)}
+    assert {f: code for f, code in refused.items() if code != 0x87} == {}
+    # The control: its own three are granted, so the refusals above are the broker's choice.
+    for topic in (cmd_topic(a.device_id), receipt_topic(a.device_id), alert_topic(a.group)):
+        assert snoop.subscribe(topic) == 1, topic
     hub = connect(c.port, client_id="hub", **c.identity("hub"))
-    hub.subscribe(uplink_filter())
+    hub.subscribe(uplink_filter(Channel.EVENT))
     victim = _device(c, "HB")
     victim.publish(event_topic(b.device_id), b'{"v":1,"private":1}')
     hub.publish(cmd_topic(b.device_id), b'{"v":1,"id":"c-1","op":"arm"}')
     hub.publish(alert_topic("g2"), b'{"v":1,"other group":1}')
     assert hub.wait_topic(event_topic(b.device_id)), hub.topics()  # the control: it was published
     time.sleep(0.5)
-    leaked = [t for t in snoop.topics() if a.device_id not in t and t != alert_topic(a.group)]
-    assert leaked == [], leaked
+    assert snoop.topics() == [], snoop.topics()
     for client in (snoop, hub, victim):
         client.close()
+
+
+def test_a_stolen_certificate_cannot_take_a_share_of_the_hubs_messages(tmp_path: Path) -> None:
+    """The attack: a device joins the hub's share group, takes its turn in the round
+    robin, and the broker drops each message whose turn it was (PUBACK success to the
+    publisher). Against a real `xl-hub run`, with the attacker trying all the time."""
+    c = build_county(tmp_path)
+    thief_dev, victim = c.devices["HA"], c.devices["HB"]
+    config = tmp_path / "hub.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": {"url": c.state.default_db_url()},
+        "mqtt": {"host": "127.0.0.1", "port": c.port, "client_id": "hub",
+                 "tls": {k: str(v) for k, v in c.identity("hub").items()}},
+        "ingest": {"batch_ms": 5}, "metrics": {"enabled": False}, "log_level": "INFO",
+    }))
+    stored = lambda: _stored_events(c, victim.device_id)  # noqa: E731
+    with run_broker(c.conf(), port=c.port):
+        hub = spawn_hub(config, tmp_path / "hub.log")
+        try:
+            sender = _device(c, "HB")
+            deadline = time.monotonic() + 30
+            while stored() == 0:  # until the hub has subscribed (a publish before that reaches nobody)
+                assert time.monotonic() < deadline, (tmp_path / "hub.log").read_text()[-2000:]
+                sender.publish(event_topic(victim.device_id), encode(_event(0)))
+                time.sleep(0.3)
+            attacks = _attacks(c, thief_dev.device_id, victim.device_id)
+            stop = threading.Event()
+            granted: list[str] = []
+
+            def attack() -> None:
+                while not stop.is_set():  # connected, then parked with its session, then back
+                    thief = connect(c.port, client_id=thief_dev.device_id, session_expiry=7 * 24 * 3600,
+                                    **thief_dev.tls)
+                    granted.extend(f for f in attacks if thief.subscribe(f) != 0x87)
+                    thief.close()
+
+            attacker = threading.Thread(target=attack)
+            attacker.start()
+            for i in range(1, 41):
+                sender.publish(event_topic(victim.device_id), encode(_event(i)))
+                time.sleep(0.02)
+            wait_for(lambda: stored() == 41, 20, "all 40 events stored")
+            stop.set()
+            attacker.join(30)
+            assert granted == []
+            time.sleep(0.5)
+            assert stored() == 41
+            sender.close()
+        finally:
+            stop_process(hub)
+    c.engine.dispose()
+
+
+def _event(seq: int) -> Event:
+    return Event(event_id=(1 << 32) + seq, kind="motion", phase="start", time_ms=int(time.time() * 1000), score=60)
+
+
+def _stored_events(c: County, device_id: str) -> int:
+    with c.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(events).where(events.c.device_id == device_id))
+                   .scalar_one())
 
 
 def test_a_device_cannot_raise_an_alert_even_in_its_own_group(county: tuple[County, Broker]) -> None:
