@@ -125,6 +125,25 @@ def test_listings_as_table_and_json(db_url: str, capsys) -> None:  # type: ignor
     engine.dispose()
 
 
+def test_alarms_lists_the_broker_alarm(db_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    from protocol.messages import State
+    from protocol.topics import state_topic
+
+    engine = make_engine(db_url)
+    devs = make_fleet(engine, groups=1, per_group=3)["g000"]
+    sink = MemoryForwardSink()
+    d = Directory(engine)
+    proc = BatchProcessor(engine, d, AlertEngine(d, AlertConfig(), sink), sink, HealthConfig(broker_min_devices=3))
+    t = now_ms()
+    proc.process([Inbound(state_topic(x), encode(State(state="online")), 1, 1, t) for x in devs])
+    proc.process([Inbound(state_topic(x), encode(State(state="offline")), 1, 1, t + 1000) for x in devs])
+    assert main(["alarms", "--db", db_url, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["device"], r["kind"]) for r in rows] == [("broker", "broker_disconnect")]
+    assert rows[0]["detail"].startswith("3 of 3 devices went offline within 10 s")
+    engine.dispose()
+
+
 def test_db_upgrade_and_unready_schema(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     assert main(["events", "--db", url]) == 1

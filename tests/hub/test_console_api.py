@@ -156,3 +156,16 @@ def test_user_cli(county: County, capsys: pytest.CaptureFixture[str]) -> None:
     assert row.role == "operator" and verify_password("s3cret-pass", row.password_hash)
     cl = client(county)
     assert login(cl, "zhang.san", "s3cret-pass") == 303
+
+
+def test_the_broker_alarm_shows_with_its_text_and_no_device_link(county: County) -> None:
+    with county.engine.begin() as conn:
+        conn.execute(alarms.insert().values(device_id="broker", kind="broker_disconnect", raised_ms=1,
+                                            detail="12 of 12 devices went offline within 10 s"))
+    cl = client(county)
+    assert login(cl, "viewer1") == 303
+    page = cl.get("/alerts").text
+    assert "MQTT 服务器（全县）" in page and "MQTT 服务器断连，设备集体离线" in page
+    assert "12 of 12 devices went offline" in page and 'href="/devices/broker"' not in page
+    english = cl.get("/lang", params={"to": "en", "next": "/alerts"}).text
+    assert "MQTT broker (county-wide)" in english and "broker-wide disconnect" in english
