@@ -89,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    bc = sub.add_parser("broker-config", parents=[common], help="Mosquitto 2.0 TLS/ACL config for the hub")
+    bc = sub.add_parser("broker-config", parents=[common],
+                        help="Mosquitto 2.0 TLS + dynamic-security config for the hub (brings a running one in step)")
     bc.add_argument("--out", type=Path, required=True, metavar="DIR")
     bc.add_argument("--port", type=int, help="TLS listener port (default: the CA's broker port, 8883)")
     bc.add_argument("--bind", help="listen address (default: all)")
     bc.add_argument("--owner", default="mosquitto", help="user the broker runs as (owns key, data; root only)")
+    bc.add_argument("--dynsec-plugin", type=Path, metavar="PATH",
+                    help="mosquitto_dynamic_security.so (default: found under /usr/lib)")
 
     rv = sub.add_parser("revoke", parents=[common], help="revoke a lost or stolen device")
     rv.add_argument("device", metavar="DEVICE")
@@ -165,7 +168,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 state, engine, args.csv, reissue=args.reissue, broker_dir=args.broker_dir, quiet=args.quiet
             )
         if args.command == "broker-config":
-            conf = broker_config.generate(state, engine, args.out, port=args.port, bind=args.bind, owner=args.owner)
+            conf = broker_config.generate(state, engine, args.out, port=args.port, bind=args.bind, owner=args.owner,
+                                          plugin=args.dynsec_plugin)
             print(conf)
             return 0
         if args.command == "revoke":
