@@ -68,18 +68,25 @@ class AlertEngine:
             kind = "person"
         else:
             return None
-        # An event that sat in a device's outbox through an outage is history:
+        # A person event that sat in a device's outbox through an outage is history:
         # it goes to the platform as an event, but neighbours are not woken for it.
+        # A panic is not: someone pressed it during a 4G outage and may still need
+        # help, so it alerts, marked with how late it is.
         age_ms = item.received_ms - item.time_ms
+        delay_s = None
         if age_ms > self.config.max_event_age_s * 1000:
-            log.info("not alerting on %s event %s of %s: %d s old", kind, ev.event_id,
-                     item.device.device_id, age_ms // 1000)
-            return None
+            if kind != "panic":
+                log.info("not alerting on %s event %s of %s: %d s old", kind, ev.event_id,
+                         item.device.device_id, age_ms // 1000)
+                return None
+            delay_s = age_ms // 1000
+            log.warning("panic %s of %s reached the hub %d s late: alerting, marked delayed", ev.event_id,
+                        item.device.device_id, delay_s)
         return self.raise_alert(conn, kind, item.device.device_id, item.device.household_id,
-                                item.device.group_id, item.received_ms, ev.event_id)
+                                item.device.group_id, item.received_ms, ev.event_id, delay_s)
 
     def raise_alert(self, conn: Connection, kind: str, origin: str, household_id: str, group_id: str,
-                    now_ms: int, event_id: int | None = None) -> Publication | None:
+                    now_ms: int, event_id: int | None = None, delay_s: int | None = None) -> Publication | None:
         since = now_ms - int(self.config.debounce_minutes * 60_000)
         recent = conn.execute(
             select(alerts.c.id).where(
@@ -94,7 +101,7 @@ class AlertEngine:
         conn.execute(
             alerts.insert().values(
                 id=alert_id, kind=kind, origin_device=origin, household_id=household_id, group_id=group_id,
-                event_id=event_id, raised_ms=now_ms, status="open",
+                event_id=event_id, raised_ms=now_ms, status="open", delay_s=delay_s,
             )
         )
         hh = self.directory.household(household_id)
@@ -102,11 +109,12 @@ class AlertEngine:
         self.sink.enqueue(conn, "alert", {
             "alert_id": alert_id, "kind": kind, "origin_device": origin, "household_id": household_id,
             "household_name": name, "group_id": group_id, "event_id": event_id, "raised_ms": now_ms,
+            "delay_s": delay_s,
         })
         log.warning("%s alert %s raised for household %s (group %s)", kind, alert_id, household_id, group_id)
         return Publication(group_id, Alert(
             alert_id=alert_id, phase="raise", kind=kind, origin=origin, household=household_id[:64],
-            time_ms=now_ms, text=(name or None) and name[: limits.MAX_TEXT_LEN],
+            time_ms=now_ms, text=(name or None) and name[: limits.MAX_TEXT_LEN], delay_s=delay_s,
         ))
 
     # -- delivery to the group ----------------------------------------------
@@ -136,7 +144,7 @@ class AlertEngine:
             out.append(Publication(row.group_id, Alert(
                 alert_id=row.id, phase="raise", kind=row.kind, origin=row.origin_device,
                 household=row.household_id[:64], time_ms=row.raised_ms,
-                text=(name or None) and name[: limits.MAX_TEXT_LEN],
+                text=(name or None) and name[: limits.MAX_TEXT_LEN], delay_s=row.delay_s,
             )))
         return out
 

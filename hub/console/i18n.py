@@ -157,6 +157,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "al.acked_ok": ("已确认", "Acknowledged"),
     "al.cleared": ("已恢复", "cleared"),
     "al.none": ("没有告警", "No alerts"),
+    "al.delayed": ("延迟到达 {age}", "arrived {age} late"),
     "alarm.camera_error": ("摄像头故障", "camera error"),
     "alarm.disk_low": ("存储空间不足", "disk low"),
     "alarm.under_voltage": ("电压不足", "under-voltage"),

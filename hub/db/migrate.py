@@ -56,7 +56,15 @@ MIGRATIONS: list[Migration] = [
     ),
     (3, "events: drop the unused (household, time) index (ingest write cost)", lambda conn: conn.exec_driver_sql(
         "DROP INDEX IF EXISTS ix_events_household_time")),
+    (4, "alerts: delay_s, how late the event behind an alert reached the hub", lambda conn: _add_column(
+        conn, "alerts", "delay_s", "INTEGER")),
 ]
+
+
+def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    # Migration 2 creates tables from the current schema, so a new database already has it.
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def register(version: int, description: str, run: Callable[[Connection], None]) -> None:

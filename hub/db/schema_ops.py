@@ -113,6 +113,9 @@ alerts = Table(
     Column("first_ack_ms", BigInteger, nullable=True),
     Column("first_ack_device", String(20), nullable=True),
     Column("response_ms", BigInteger, nullable=True),
+    # Seconds between the event and the hub receiving it, when it came late
+    # (a panic held in an outbox through an outage still alerts, marked so).
+    Column("delay_s", Integer, nullable=True),
     Index("ix_alerts_household_kind", "household_id", "kind", "raised_ms"),
     Index("ix_alerts_status", "status"),
 )

@@ -216,3 +216,26 @@ def test_a_raise_the_broker_never_confirmed_is_sent_again(parts) -> None:  # typ
     with engine.begin() as conn:
         alert_engine.mark_published(conn, [(pub.alert.alert_id, now_ms())])
         assert alert_engine.unconfirmed(conn, later) == []
+
+
+def test_a_late_panic_still_alerts_marked_delayed_but_a_late_person_does_not(parts) -> None:  # type: ignore[no-untyped-def]
+    """A panic pressed during a 4G outage arrives after alerts.max_event_age_s
+    (300 s): it still wakes the neighbours, with its age on the alert, the
+    alerts row (console) and the platform payload. A late person event keeps
+    today's rule and only goes to storage and the platform."""
+    engine, devs, proc, _ = parts
+    set_armed(engine, "HH00000", hhmm(-1), hhmm(1))
+    ten_min_ago = now_ms() - 600_000
+    late_person = encode(Event(event_id=1, kind="person", phase="start", time_ms=ten_min_ago, score=95))
+    assert proc.process([msg(event_topic(devs[0]), late_person)]).publications == []
+    late_panic = encode(Event(event_id=2, kind="panic", phase="start", time_ms=ten_min_ago, score=100))
+    pubs = proc.process([msg(event_topic(devs[0]), late_panic)]).publications
+    assert [p.alert.kind for p in pubs] == ["panic"]
+    delay = pubs[0].alert.delay_s
+    assert delay is not None and 599 <= delay <= 610
+    wire = decode_alert(encode(pubs[0].alert))
+    assert wire.delay_s == delay  # the neighbours' devices get it too
+    with engine.connect() as conn:
+        assert conn.execute(select(alerts.c.delay_s).where(alerts.c.kind == "panic")).scalar_one() == delay
+    fresh = proc.process([msg(event_topic(devs[1]), event(3, "panic"))]).publications
+    assert fresh and fresh[0].alert.delay_s is None
