@@ -181,6 +181,10 @@ class Snapshot:
     height: int
     jpeg: bytes
     crop: tuple[int, int, int, int] | None = None  # permille of the frame, when cropped
+    # "b": the person's box in permille of the frame this picture was taken from.
+    # The event's own box is the visit's at the moment it was sent, which may be
+    # another frame; this one locates the person in this picture.
+    box: tuple[int, int, int, int] | None = None
     seq: int | None = None  # "q": the device's outbox number (protocol/receipts.py)
     version: int = limits.SCHEMA_VERSION
 
@@ -196,6 +200,8 @@ def encode_snapshot(snap: Snapshot) -> bytes:
     }
     if snap.crop is not None:
         header["c"] = list(snap.crop)
+    if snap.box is not None:
+        header["b"] = list(snap.box)
     if snap.seq is not None:
         header["q"] = snap.seq
     head = dumps(header)
@@ -235,6 +241,7 @@ def decode_snapshot(payload: bytes) -> Snapshot:
         height=h,
         jpeg=jpeg,
         crop=opt_box(header, "c"),
+        box=opt_box(header, "b"),
         seq=opt_int(header, "q", 1, SEQ_MAX),
         version=version,
     )

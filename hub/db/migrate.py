@@ -58,6 +58,8 @@ MIGRATIONS: list[Migration] = [
         "DROP INDEX IF EXISTS ix_events_household_time")),
     (4, "alerts: delay_s, how late the event behind an alert reached the hub", lambda conn: _add_column(
         conn, "alerts", "delay_s", "INTEGER")),
+    (5, "snapshots: box, where the person is in the frame the picture was taken from", lambda conn: _add_column(
+        conn, "snapshots", "box", "JSON")),
 ]
 
 

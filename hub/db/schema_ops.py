@@ -63,6 +63,7 @@ snapshots = Table(
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("crop", JSON, nullable=True),
+    Column("box", JSON, nullable=True),  # the person in the picture's frame (permille), from the device
     Column("jpeg", LargeBinary, nullable=False),
     UniqueConstraint("device_id", "event_id", "phase", name="uq_snapshot_phase"),
 )

@@ -34,16 +34,20 @@ class Snapshot:
     width: int
     height: int
     crop: tuple[int, int, int, int] | None = None
+    # The person in the frame the picture was taken from (permille of the full
+    # frame), when the device sent it; the event's box may come from another frame.
+    box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.jpeg.startswith(b"\xff\xd8") or len(self.jpeg) > MAX_SNAPSHOT_BYTES:
             raise ValueError("snapshot must be a JPEG (starts with FFD8) of at most 2 MB")
         if not (0 < self.width <= 10_000 and 0 < self.height <= 10_000):
             raise ValueError(f"snapshot size {self.width}x{self.height} is out of range")
-        if self.crop is not None:
-            x1, y1, x2, y2 = self.crop
-            if not (0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000):
-                raise ValueError(f"crop must be a non-empty permille box: {self.crop!r}")
+        for name, box in (("crop", self.crop), ("box", self.box)):
+            if box is not None:
+                x1, y1, x2, y2 = box
+                if not (0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000):
+                    raise ValueError(f"{name} must be a non-empty permille box: {box!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +122,22 @@ def _snap_to_dict(snap: Snapshot | None) -> dict[str, Any] | None:
     out: dict[str, Any] = {"jpeg": base64.b64encode(snap.jpeg).decode("ascii"), "w": snap.width, "h": snap.height}
     if snap.crop is not None:
         out["c"] = list(snap.crop)
+    if snap.box is not None:
+        out["b"] = list(snap.box)
     return out
 
 
 def _snap_from_dict(obj: dict[str, Any] | None) -> Snapshot | None:
     if obj is None:
         return None
-    c = obj.get("c")
     # Rows queued before the crop was kept have no "c": they read as whole frames, as they were sent.
-    crop = (int(c[0]), int(c[1]), int(c[2]), int(c[3])) if c else None
-    return Snapshot(base64.b64decode(obj["jpeg"], validate=True), int(obj["w"]), int(obj["h"]), crop)
+    return Snapshot(base64.b64decode(obj["jpeg"], validate=True), int(obj["w"]), int(obj["h"]),
+                    box_of(obj.get("c")), box_of(obj.get("b")))
+
+
+def box_of(value: Any) -> tuple[int, int, int, int] | None:
+    """A stored permille box (a JSON list), or None."""
+    return (int(value[0]), int(value[1]), int(value[2]), int(value[3])) if value else None
 
 
 def item_to_dict(item: ForwardItem) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import NoResultFound
 
 from hub.db.schema_ops import alerts, events, snapshots
 from hub.forward.forwarder import Forwarder
-from hub.forward.items import AlertItem, EventItem, ForwardItem, Snapshot
+from hub.forward.items import AlertItem, EventItem, ForwardItem, Snapshot, box_of
 from hub.forward_port import QueueStats
 
 log = logging.getLogger("hub.forward.port")
@@ -97,16 +97,14 @@ class ForwarderPort:
     @staticmethod
     def _snapshot(conn: Connection, p: dict[str, Any]) -> Snapshot | None:
         row = conn.execute(
-            select(snapshots.c.jpeg, snapshots.c.width, snapshots.c.height, snapshots.c.crop).where(
+            select(snapshots.c.jpeg, snapshots.c.width, snapshots.c.height, snapshots.c.crop, snapshots.c.box).where(
                 _same_phase(snapshots, p)
             )
         ).first()
         if row is None:
             return None
         try:
-            c = row.crop
-            crop = (int(c[0]), int(c[1]), int(c[2]), int(c[3])) if c else None
-            return Snapshot(bytes(row.jpeg), int(row.width), int(row.height), crop)
+            return Snapshot(bytes(row.jpeg), int(row.width), int(row.height), box_of(row.crop), box_of(row.box))
         except (ValueError, TypeError, IndexError) as exc:  # forward the event without a picture rather than not at all
             log.warning("forward: snapshot of %s unusable: %s", _ident(p), exc)
             return None

@@ -110,7 +110,10 @@ def person_object(item: EventItem, *, event_sort: int) -> dict[str, Any]:
         raise ValueError("a 视图库 person record needs the snapshot (for pixels and the image)")
     serial = event_serial(item)
     source = image_id(item.device_id, item.time_ms, serial)
-    left, top, right, bottom = box_in_picture(item.bbox, snap)
+    # The device's box for this very picture when it sent one: the event's box
+    # is the visit's when the event was sent, and the person may have moved since
+    # the best frame, which the picture shows.
+    left, top, right, bottom = box_in_picture(snap.box or item.bbox, snap)
     shot = viid_time(item.time_ms)
     person: dict[str, Any] = {
         "PersonID": person_id(source, serial),

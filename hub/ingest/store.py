@@ -101,8 +101,13 @@ def _refresh_updates(conn: Connection, items: list[Accepted]) -> None:
 
 _SNAPSHOT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("device_time_ms", "bigint"),
-    ("received_ms", "bigint"), ("width", "integer"), ("height", "integer"), ("crop", "json"), ("jpeg", "bytea"),
+    ("received_ms", "bigint"), ("width", "integer"), ("height", "integer"), ("crop", "json"), ("box", "json"),
+    ("jpeg", "bytea"),
 )
+
+
+def _json_box(box: tuple[int, int, int, int] | None) -> str | None:
+    return json.dumps(list(box)) if box is not None else None
 
 
 def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]:
@@ -112,7 +117,7 @@ def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accept
         snap = it.message
         assert isinstance(snap, Snapshot)
         rows.append((it.device.device_id, snap.event_id, snap.phase, snap.time_ms, it.received_ms, snap.width,
-                     snap.height, json.dumps(list(snap.crop)) if snap.crop is not None else None, snap.jpeg))
+                     snap.height, _json_box(snap.crop), _json_box(snap.box), snap.jpeg))
     inserted = insert_new(conn, "snapshots", _SNAPSHOT_COLUMNS, rows, _EVENT_KEY, _EVENT_KEY)
     return _only_new(items, {(r[0], r[1], r[2]) for r in inserted})
 

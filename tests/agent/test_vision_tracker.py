@@ -15,6 +15,7 @@ import pytest
 from agent.config_vision import DetectConfig, EventsConfig, VisionConfig
 from agent.vision.motion import MotionResult
 from agent.vision.pipeline import VisionPipeline, replay_clock
+from agent.vision.snapshot import make_snapshot
 from agent.vision.synthetic import SyntheticSource
 from agent.vision.tracker import MotionTracker, PersonTracker, permille
 from protocol import codec
@@ -216,3 +217,24 @@ def test_motion_events_when_detection_is_off() -> None:
     assert [(e.event.kind, e.event.phase) for e in events] == [("motion", "start"), ("motion", "end")]
     assert 3.0 <= events[0].ts <= 4.5 and events[1].event.duration_s is not None
     assert pipe.stats.inference_runs == 0
+
+
+def test_the_snapshot_carries_the_box_of_its_own_frame_when_the_person_has_moved_on() -> None:
+    """The event's box is where the person is now; the picture is the visit's best
+    frame, from earlier. The snapshot must say where the person is in *its* frame
+    (header "b"), or the platform gets a box that misses them (issue 13.3)."""
+    def snap(rgb: np.ndarray, box: tuple[float, float, float, float] | None, event_id: int, phase: str,
+             time_ms: int) -> codec.Snapshot:
+        return make_snapshot(rgb, event_id=event_id, phase=phase, time_ms=time_ms, box=box)
+
+    rgb = np.zeros((360, 640, 3), np.uint8)
+    rgb[:, :, 1] = np.linspace(0, 255, 640, dtype=np.uint8)  # something to encode, cheaply
+    t = PersonTracker(EventsConfig(update_min_s=0.0), EventIdGenerator(0), replay_clock(0), 0.5, snap)
+    best, later = (0.10, 0.30, 0.25, 0.90), (0.60, 0.30, 0.75, 0.90)
+    out = t.observe(0.0, [Det(0.97, best)], rgb) + t.observe(0.3, [Det(0.7, later)], rgb)
+    (start,) = [e for e in out if e.event.phase == "start"]
+    assert start.snapshot is not None
+    assert start.event.bbox == permille(later)  # the event says where the person is now
+    assert start.snapshot.box == permille(best)  # the picture says where they were in it
+    decoded = codec.decode_snapshot(codec.encode_snapshot(start.snapshot))
+    assert decoded.box == permille(best)

@@ -102,14 +102,16 @@ def rig(db_url: str) -> Iterator[tuple[Engine, str, BatchProcessor, Forwarder, M
         engine.dispose()
 
 
-def forward_one(rig: Any, placed: Placed, *, crop: bool) -> dict[str, Any]:
-    """Send one person event with its snapshot through ingest and forwarding; the PersonObject received."""
+def forward_one(rig: Any, placed: Placed, *, crop: bool,
+                event_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+    """Send one person event with its snapshot through ingest and forwarding; the PersonObject received.
+    ``event_box`` is the event's own box when it is not the picture's (a visit's union over a walk)."""
     _engine, camera, proc, fwd, viid = rig
     t = int(time.time() * 1000)
     event_id = (1 << 32) + 17
     snap = make_snapshot(placed.rgb, event_id=event_id, phase="start", time_ms=t, box=placed.box, crop=crop)
     assert (snap.crop is not None) == crop  # the agent did (or did not) crop, as the case means
-    bbox = tuple(round(v * 1000) for v in placed.box)
+    bbox = event_box or tuple(round(v * 1000) for v in placed.box)
     event = Event(event_id=event_id, kind="person", phase="start", time_ms=t, score=90, bbox=bbox,  # type: ignore[arg-type]
                   count=1, has_snapshot=True)  # fmt: skip
     now = int(time.time() * 1000)
@@ -151,3 +153,18 @@ def test_a_whole_frame_is_sent_as_the_scene_with_the_box_in_its_pixels(rig: Any,
     assert simplejpeg.decode_jpeg_header(jpeg)[:2] == (360, 640)  # the agent shrank 1280x720 to 640 wide
     sent = (got["LeftTopX"], got["LeftTopY"], got["RightBtmX"], got["RightBtmY"])
     assert iou(sent, person_in(jpeg)) >= 0.7
+
+
+def test_the_box_is_the_pictures_own_when_the_person_moved_after_the_best_frame(rig: Any) -> None:
+    """The event's box is where the person is when the event is sent (the
+    tracker's current detections), while the picture is the visit's best frame,
+    maybe taken seconds earlier: the PersonObject must use the box the device
+    measured in that picture's frame, not the event's."""
+    placed = scene(*PLACES["centre"])
+    x1, y1, x2, y2 = (round(v * 1000) for v in placed.box)
+    moved_on = (x1 + 350, y1, x2 + 350, y2)  # a body width or two to the right by the time of sending
+    got = forward_one(rig, placed, crop=True, event_box=moved_on)
+    (image,) = got["SubImageList"]["SubImageInfoObject"]
+    jpeg = base64.b64decode(image["Data"])
+    sent = (got["LeftTopX"], got["LeftTopY"], got["RightBtmX"], got["RightBtmY"])
+    assert iou(sent, person_in(jpeg)) >= 0.7, f"box {sent} vs person at {person_in(jpeg)}"
