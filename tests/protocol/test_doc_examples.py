@@ -36,4 +36,4 @@ def test_example_round_trips(channel: str, text: str) -> None:
 
 def test_document_covers_every_channel() -> None:
     channels = {c for c, _ in examples()}
-    assert channels >= {"event", "snap-header", "health", "state", "cmd", "ack", "alert"}
+    assert channels >= {"event", "snap-header", "health", "state", "cmd", "ack", "alert", "rcpt"}

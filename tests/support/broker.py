@@ -59,8 +59,16 @@ class Broker:
                 self.process.kill()
                 self.process.wait(5)
 
-    def start_again(self) -> None:
-        """Restart on the same port and config (for outage tests)."""
+    def kill_hard(self) -> None:
+        """SIGKILL, as a crash or power cut would: nothing since the last autosave is kept."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def start_again(self, *, hard: bool = False) -> None:
+        """Restart on the same port and config (for outage tests); ``hard``: SIGKILL first."""
+        if hard:
+            self.kill_hard()
         self.stop()
         self.process = _spawn(self.config, self.workdir)
         wait_port(self.port)
