@@ -39,6 +39,10 @@ class CountingProxy:
         """Drop every connection and refuse new ones until ``restore``."""
         lst, self._listener = self._listener, None
         if lst is not None:
+            # shutdown() first: close() alone does not wake the thread blocked in
+            # accept(), and the kernel would keep accepting for it.
+            with contextlib.suppress(OSError):
+                lst.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 lst.close()
         with self._lock:
@@ -62,6 +66,9 @@ class CountingProxy:
             try:
                 client, _ = lst.accept()
             except OSError:
+                return
+            if self._listener is not lst:  # cut meanwhile
+                client.close()
                 return
             try:
                 upstream = socket.create_connection((self.host, self.target_port), timeout=5)
