@@ -50,7 +50,7 @@ class BrokerConfig:
     max_inflight: int = 10
     session_expiry: int = 86_400
     backoff_base_s: float = 1.0
-    backoff_cap_s: float = 60.0  # bench/reconnect.py: how late a device hears its group's alerts
+    backoff_cap_s: float = 60.0  # also how late a disconnected device hears its group's alerts
 
 
 @dataclass(frozen=True, slots=True)

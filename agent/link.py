@@ -73,7 +73,7 @@ class LinkSettings:
     max_inflight: int = 10
     session_expiry: int = 86_400
     backoff_base_s: float = 1.0
-    backoff_cap_s: float = 60.0  # bench/reconnect.py: the cap sets how late a device hears its group's alerts
+    backoff_cap_s: float = 60.0  # also how late a disconnected device hears its group's alerts
     urgent_retry_s: float = 2.0  # reconnect delay (upper bound) while a panic or ack waits to go out
     receipt_window: int = 50  # kept messages out at once without the hub's receipt
     receipt_timeout_s: float = 30.0  # no receipt this long after the PUBACK: maybe lost
