@@ -110,6 +110,7 @@ class Link:
         self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, tuple[int, bool]] = {}  # paho mid -> (outbox seq, carries "q")
+        self._clean = False  # this connection starts a clean session (a new outbox)
         self._acked: list[int] = []  # sent without "q" (memory overflow): deleted on PUBACK
         self._refused: set[int] = set()  # seqs the broker refused; retried on the next connection only
         self._receipts: list[Range] = []  # from the hub, applied by the pump
@@ -230,7 +231,10 @@ class Link:
         self._refused.clear()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = s.session_expiry
-        client.connect(s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props)
+        # A new outbox numbers its rows from 1 again: start a clean session once, so no
+        # receipt or command queued for the device's old life is delivered to it.
+        self._clean = self.outbox.numbering_is_new()
+        client.connect(s.host, s.port, keepalive=s.keepalive, clean_start=self._clean, properties=props)
         connack_by = time.monotonic() + CONNACK_TIMEOUT_S
         try:
             while not self._stop.is_set():
@@ -325,6 +329,9 @@ class Link:
             client.disconnect()
             return
         s = self.settings
+        if self._clean:
+            self.outbox.numbering_announced()
+            self._clean = False
         self.connects += 1
         self._connected_at = time.monotonic()
         self.last_error = None

@@ -108,7 +108,12 @@ class Outbox:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        new = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone() is None
         self._db.executescript(_SCHEMA)
+        if new:
+            # Row numbers ("q") start again at 1 in a new outbox (a reflashed SD card), so a
+            # receipt the broker still holds for the old one would free the wrong rows.
+            self._db.execute("INSERT OR REPLACE INTO counters VALUES ('numbering_new', 1)")
         self._rows, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM outbox"
         ).fetchone()
@@ -340,6 +345,16 @@ class Outbox:
             except sqlite3.Error:
                 value = 0
             return int(value) + self._overflow_dropped
+
+    def numbering_is_new(self) -> bool:
+        """True until the link has once connected with a clean session for this outbox."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'numbering_new'").fetchone()
+        return bool(row and row[0])
+
+    def numbering_announced(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM counters WHERE name = 'numbering_new'")
 
     @property
     def last_boot(self) -> int:

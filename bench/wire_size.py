@@ -11,6 +11,7 @@ documentation shows it.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -24,8 +25,9 @@ from paho.mqtt.properties import Properties
 
 from bench.frigate_event import FRIGATE_TOPIC, frigate_event_payload
 from protocol import Event, Health, Snapshot, encode, encode_snapshot, make_event_id
+from protocol.receipts import receipts_for
 from protocol.sizing import publish_packet_size
-from protocol.topics import event_topic, health_topic, snap_topic
+from protocol.topics import event_topic, health_topic, receipt_topic, snap_topic
 from tests.support.broker import run_broker
 
 DEVICE = "62062101011198000123"
@@ -79,8 +81,9 @@ def measure(port: int, messages: list[tuple[str, bytes, int]]) -> list[int]:
 
 
 def typical_messages() -> dict[str, tuple[str, bytes, int]]:
+    # As the agent sends it: with its outbox number "q", here a year of kept messages.
     event = Event(event_id=make_event_id(3, 41), kind="person", phase="start", time_ms=1764138000123,
-                  score=87, bbox=(112, 204, 331, 912), count=1, has_snapshot=True)
+                  score=87, bbox=(112, 204, 331, 912), count=1, has_snapshot=True, seq=36_500)
     health = Health(time_ms=1764138060000, uptime_s=86400, agent_version="0.1.0", boot=3, interval_s=60,
                     cpu_temp_c=51.2, throttled=0, load1=0.42, mem_avail_mb=612, mem_total_mb=906,
                     disk_free_mb=11234, camera="ok", camera_fps=10.0, motion_fps=10.0,
@@ -91,6 +94,9 @@ def typical_messages() -> dict[str, tuple[str, bytes, int]]:
                                            jpeg=b"\xff\xd8\xff\xd9"))[:-4]
     return {
         "event": (event_topic(DEVICE), encode(event), 1),
+        "event_without_q": (event_topic(DEVICE), encode(dataclasses.replace(event, seq=None)), 1),
+        # The hub's answer to a batch: one range of this device's numbers.
+        "receipt": (receipt_topic(DEVICE), encode(receipts_for(range(36_481, 36_501))[0]), 1),
         "health": (health_topic(DEVICE), encode(health), 0),
         "snapshot_header": (snap_topic(DEVICE), header_only, 1),
         "frigate": (FRIGATE_TOPIC, frigate_event_payload(), 0),
@@ -109,6 +115,8 @@ def run() -> dict[str, Any]:
     figures = {
         "event_wire_bytes": measured["event"],
         "event_payload_bytes": len(msgs["event"][1]),
+        "event_without_q_wire_bytes": measured["event_without_q"],
+        "receipt_wire_bytes": measured["receipt"],
         "health_wire_bytes": measured["health"],
         "snapshot_header_wire_bytes": computed["snapshot_header"],
         "frigate_event_bytes": measured["frigate"],
@@ -121,6 +129,9 @@ def run() -> dict[str, Any]:
         [
             ("event_wire_bytes", figures["event_wire_bytes"], "typical person start event (target <= 160)"),
             ("event_payload_bytes", figures["event_payload_bytes"], "its JSON payload alone"),
+            ("event_without_q_wire_bytes", figures["event_without_q_wire_bytes"],
+             "the same event without its outbox number (an old agent)"),
+            ("receipt_wire_bytes", figures["receipt_wire_bytes"], "the hub's receipt for a batch (downlink)"),
             ("health_wire_bytes", figures["health_wire_bytes"], "a full heartbeat"),
             ("snapshot_header_wire_bytes", figures["snapshot_header_wire_bytes"],
              "snapshot PUBLISH without the JPEG bytes"),

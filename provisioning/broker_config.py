@@ -47,12 +47,14 @@ from provisioning.state import ROLE_ADMIN, State, ensure_admin
 from provisioning.templates import render
 
 HEADROOM = 4096  # topic, MQTT 5 properties and fixed header around the largest payload
-# Per-client queue while a client's persistent session is offline. It must
-# hold everything devices send while the *hub* is down or restarting: the
-# broker PUBACKs each device message, the device then deletes it from its
-# outbox, so a message dropped here would be lost for good. 3,312 devices at
-# county load send ~60 messages/s: 2,000,000 messages is about nine hours of
-# hub outage, and max_queued_bytes caps the memory it may take.
+# Per-client queue while a client's persistent session is offline: what
+# devices send while the *hub* is down or restarting. It is not the only copy
+# (a device keeps each message until the hub's receipt, protocol/receipts.py),
+# so a message dropped here is only re-sent; but each drop costs the device a
+# re-send on a metered link. A device has at most 50 messages out without a
+# receipt, so the county needs about 166,000 (older agents, which send no
+# outbox number, still rely on this queue alone); 2,000,000 is headroom that
+# costs nothing until used, and max_queued_bytes caps the memory.
 MAX_QUEUED = 2_000_000
 MAX_QUEUED_BYTES = 1024 * 1024 * 1024
 MAX_INFLIGHT = 20

@@ -14,7 +14,8 @@ from agent.link import Link, LinkSettings, backoff_delay
 from agent.outbox import Outbox
 from protocol.codec import decode_state, encode
 from protocol.messages import Command, Event
-from protocol.topics import cmd_topic, event_topic, state_topic
+from protocol.receipts import receipts_for
+from protocol.topics import cmd_topic, event_topic, receipt_topic, state_topic
 from tests.support.broker import Broker, run_broker
 from tests.support.tls import DEVICE, GROUP, Hub, Pki, make_pki, tls_config
 
@@ -222,3 +223,39 @@ def test_kill_9_during_drain_loses_nothing(tls: tuple[Pki, Broker], tmp_path: Pa
             child.kill()
         hub.close()
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_new_outbox_is_not_freed_by_receipts_queued_for_the_old_one(
+    tls: tuple[Pki, Broker], tmp_path: Path
+) -> None:
+    """A reflashed SD card starts a new outbox whose rows are numbered from 1 again.
+    A receipt the broker still holds in the device's session (sent to its old life
+    while it was away) must not free the new rows, which the hub has never seen."""
+    p, broker = tls
+    old = Outbox(tmp_path / "old.sqlite3")
+    link = Link(settings(p, broker, session_expiry=3600), old)
+    link.start()
+    deadline = time.monotonic() + 10
+    while not link.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert link.connected
+    link.stop()  # its session, with the receipt subscription, stays at the broker
+    hub = Hub(p, broker, [], receipts=False)
+    hub.client.publish(receipt_topic(DEVICE), encode(receipts_for(range(1, 11))[0]), qos=1).wait_for_publish(5)
+    new = Outbox(tmp_path / "new.sqlite3")
+    assert new.numbering_is_new()
+    for i in range(5):
+        new.put(event_topic(DEVICE), event_bytes(i), priority=ob.PERSON, kind="event")
+    link = Link(settings(p, broker, session_expiry=3600), new)
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not link.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.connected
+        time.sleep(1.5)  # a queued receipt would have been delivered by now
+        assert new.depth == 5, "a receipt for the old outbox freed rows the hub never stored"
+        assert not new.numbering_is_new()  # once only: later connections resume the session
+    finally:
+        link.stop()
+        hub.close()
