@@ -108,7 +108,8 @@ _ROUND = [0]
 
 def publish_events(port: int, devices: list[str], n: int) -> None:
     """``n`` event phases as visits send them: start then end, half of the
-    visits a person (forwarded to the platform), half motion only."""
+    visits a person (forwarded to the platform), half motion only; each with
+    its outbox number, so the drain includes the hub's receipts."""
     c = publisher(port)
     infos = []
     t = now_ms()
@@ -121,7 +122,9 @@ def publish_events(port: int, devices: list[str], n: int) -> None:
         payload = encode(Event(event_id=(_ROUND[0] << 32) | visit, kind="person" if person else "motion",
                                phase="end" if end else "start", time_ms=t, score=45 if person else 30,
                                bbox=(250, 100, 500, 900) if person else None, zone="gate",
-                               duration_s=12 if end else None))
+                               duration_s=12 if end else None,
+                               # An outbox number, as today's agent sends: the hub then receipts each batch.
+                               seq=_ROUND[0] * n + i + 1))
         infos.append(c.publish(event_topic(dev), payload, qos=1))
     for info in infos:
         info.wait_for_publish(60)
