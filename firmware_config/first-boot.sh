@@ -49,10 +49,23 @@ if ! grep -q '^# --- xueliang begin' "$BOOTCFG"; then
     cat "$SRC/system/config.txt" >> "$BOOTCFG"
 fi
 
-# picamera2 and libcamera come from apt; the venv sees them through
-# --system-site-packages (pip cannot build libcamera).
+# picamera2 and libcamera come from apt (Pi OS has them preinstalled); the venv
+# sees them through --system-site-packages (pip cannot build libcamera).
+pkgs=""
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs="python3-venv"
 if ! python3 -c 'import picamera2' >/dev/null 2>&1; then
-    apt-get install -y --no-install-recommends python3-picamera2 python3-venv
+    if apt-cache show python3-picamera2 >/dev/null 2>&1; then
+        pkgs="$pkgs python3-picamera2"
+    else
+        # Not Raspberry Pi OS (no archive.raspberrypi.com in apt's sources): install the
+        # agent anyway, so it comes up, reports its health and can be fixed remotely;
+        # `xl-agent check` fails its camera line until the package is there.
+        echo "first-boot: WARNING: python3-picamera2 is not in this system's apt sources; the camera will not work until it is installed" >&2
+    fi
+fi
+if [ -n "$pkgs" ]; then
+    # A freshly written image may have no package lists yet.
+    apt-get install -y --no-install-recommends $pkgs || { apt-get update && apt-get install -y --no-install-recommends $pkgs; }
 fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv --system-site-packages "$VENV"
@@ -63,12 +76,23 @@ else
     "$VENV/bin/pip" install "@{pip_requirement}"
 fi
 
-systemctl daemon-reload
-systemctl restart systemd-journald systemd-timesyncd || true
+# /run/systemd/system exists only while systemd runs as PID 1; without it (a
+# chroot or an image being prepared) systemctl can only do its offline work.
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl restart systemd-journald systemd-timesyncd || true
+fi
 systemctl enable xueliang-agent.service
 
 # The boot partition is FAT (no permissions): do not leave the key readable there.
 rm -f "$SRC/tls/device.key"
 touch "$DONE"
-echo "first-boot: done; rebooting to enable the camera and the hardware watchdog"
-systemctl reboot
+if [ "${XL_FIRST_BOOT_NO_REBOOT:-}" = 1 ]; then
+    # Run from firstrun.sh (xl-provision sd-card): systemd reboots once that exits.
+    echo "first-boot: done; the reboot enables the camera and the hardware watchdog"
+elif [ ! -d /run/systemd/system ]; then
+    echo "first-boot: done; not running under systemd, so not rebooting"
+else
+    echo "first-boot: done; rebooting to enable the camera and the hardware watchdog"
+    systemctl reboot
+fi

@@ -6,8 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioning import __version__
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from provisioning.state import State
 
 ROLE = (
     "xl-provision is for the county office and the installers who commission "
@@ -109,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("device", metavar="DEVICE")
     vf.add_argument("--broker", metavar="HOST:PORT", help="default: the CA's broker host and port")
     vf.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (default 180)")
+
+    sd = sub.add_parser("sd-card", parents=[common],
+                        help="put a device's bundle on a Raspberry Pi OS card or image (or list a village's cards)")
+    sd.add_argument("device", metavar="DEVICE", nargs="?", help="the device to write (omit with --village)")
+    sd.add_argument("--image", required=True, metavar="IMG",
+                    help="the card (/dev/sdX) or a Raspberry Pi OS image file, already written by Imager")
+    sd.add_argument("--wheels", type=Path, required=True, metavar="DIR",
+                    help="aarch64 wheels from tools/pi-wheels.sh (the Pi installs offline)")
+    sd.add_argument("--village", help="print one sd-card command per device of this village, in order")
+    sd.add_argument("--township", metavar="NN", help="with --village: its township code, if the name repeats")
+    sd.add_argument("--labels", type=Path, metavar="SHEET.pdf|png",
+                    help="with --village: also write its A4 label sheet (3 x 8), in the same order")
+
+    lb = sub.add_parser("labels", parents=[common], help="a village's A4 label sheet (3 x 8 labels), PDF or PNG")
+    lb.add_argument("--village", required=True)
+    lb.add_argument("--township", metavar="NN")
+    lb.add_argument("--out", type=Path, required=True, metavar="SHEET.pdf|png")
     return parser
 
 
@@ -184,10 +207,34 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
         if args.command == "verify":
             return commands.run_verify(state, engine, args.device, args.broker, args.timeout)
+        if args.command in ("sd-card", "labels"):
+            return _cards(args, parser, state, engine)
     finally:
         engine.dispose()
     parser.print_help()
     return 2
+
+
+def _cards(args: argparse.Namespace, parser: argparse.ArgumentParser, state: State, engine: Engine) -> int:
+    from provisioning import cards
+    from provisioning.label_sheet import LabelSheetError, write_sheet
+    from provisioning.sdcard import SdCardError
+
+    try:
+        if args.command == "labels":
+            found = cards.village_cards(engine, args.village, args.township)
+            for path in write_sheet(cards.labels_for(state, found), args.village, args.out):
+                print(path)
+            return 0
+        if args.village:
+            return cards.village_plan(state, engine, args.village, args.township, args.image, args.wheels,
+                                      args.labels)
+        if not args.device:
+            parser.error("sd-card needs a DEVICE or --village")
+        return cards.sd_card(state, args.device, Path(args.image), args.wheels)
+    except (cards.CardsError, SdCardError, LabelSheetError) as exc:
+        print(f"xl-provision: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
