@@ -13,14 +13,10 @@ receipt, agent/delivery.py), and the broker-side session (``clean_start=False``
 + session expiry) still holds the subscriptions and queues commands, alerts
 and receipts while the device is away.
 
-Reconnect delay is exponential backoff with full jitter, our own loop rather
-than paho's fixed ``reconnect_delay_set``: delay = uniform(0, min(cap,
-base·2^n)), so after a county-wide outage 3,312 devices spread out instead of
-reconnecting in the same second. Two things cut it short: ``wake()`` (a panic,
-or the household acknowledging a neighbour's alert) retries at once and then
-every ``urgent_retry_s`` until the message is with the broker; and a
-connection the broker accepted resets the backoff, unless the one before it
-also died young (then the connection is flapping and the delay keeps growing).
+Reconnect delay is exponential backoff with full jitter (agent/reconnect.py
+says when it starts over, and why). ``wake()`` cuts it short: a panic, or the
+household acknowledging a neighbour's alert, retries at once and then every
+``urgent_retry_s`` until the message is with the broker.
 """
 
 from __future__ import annotations
@@ -42,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 from agent.delivery import Deliveries
 from agent.outbox import Message, Outbox, is_urgent
+from agent.reconnect import Reconnect
 from protocol.codec import decode_receipt, encode, with_seq
 from protocol.errors import ProtocolError
 from protocol.messages import State
@@ -51,7 +48,6 @@ from protocol.topics import Channel, alert_topic, cmd_topic, parse_topic, receip
 
 log = logging.getLogger(__name__)
 
-STABLE_S = 30.0  # a connection that died younger than this is a flap when the one before it was too
 CONNACK_TIMEOUT_S = 30.0
 # PUBACK reason 0x10: the broker took the message but nobody subscribes to it,
 # so it went nowhere. The hub is the only reader of uplink topics; this happens
@@ -84,11 +80,6 @@ class LinkSettings:
     health_interval_s: int | None = None
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base·2^attempt)]."""
-    return rng.uniform(0.0, min(cap, base * (2 ** min(attempt, 32))))
-
-
 class Link:
     def __init__(
         self,
@@ -106,6 +97,7 @@ class Link:
         self._receipt_topic = receipt_topic(settings.device_id)
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._rng = rng or random.Random()
+        self.reconnect = Reconnect(settings.backoff_base_s, settings.backoff_cap_s, self._rng)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
@@ -123,10 +115,8 @@ class Link:
         self._urgent = False  # a panic or ack waits to go out: reconnect now, and retry quickly
         self._urgent_mids: set[int] = set()  # urgent messages of this connection not yet PUBACKed
         self._connected_at = 0.0
-        self._last_stable = True  # the first drop after a good connection retries quickly
         self.sent = 0  # publications of kept messages, re-sends included (tests, health)
         self.connected = False
-        self.attempts = 0  # consecutive failed connection attempts
         self.connects = 0
         self.last_error: str | None = None
         self.delays: list[float] = []  # recent backoff delays, for health and tests
@@ -153,6 +143,11 @@ class Link:
         self._wakes += 1
         self._urgent = True
         self._wake.set()
+
+    @property
+    def attempts(self) -> int:
+        """Connection attempts since the backoff last started over."""
+        return self.reconnect.attempts
 
     @property
     def unreceipted(self) -> int:
@@ -183,15 +178,10 @@ class Link:
             if self._stop.is_set():
                 break
             if self.connects > connects:
-                stable = time.monotonic() - self._connected_at >= STABLE_S
-                if stable or self._last_stable:
-                    self.attempts = 0
-                self._last_stable = stable
-            s = self.settings
-            delay = backoff_delay(self.attempts, s.backoff_base_s, s.backoff_cap_s, self._rng)
+                self.reconnect.connection_ended(time.monotonic() - self._connected_at)
+            delay = self.reconnect.next_delay()
             if self._urgent:
-                delay = min(delay, self._rng.uniform(0.0, s.urgent_retry_s))
-            self.attempts += 1
+                delay = min(delay, self._rng.uniform(0.0, self.settings.urgent_retry_s))
             self.delays = [*self.delays[-19:], delay]
             if self._wake.wait(delay):
                 self._wake.clear()

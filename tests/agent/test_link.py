@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent import outbox as ob
-from agent.link import Link, LinkSettings, backoff_delay
+from agent.link import Link, LinkSettings
+from agent.reconnect import backoff_delay
 from agent.outbox import Outbox
 from protocol.codec import decode_state, encode
 from protocol.messages import Command, Event
