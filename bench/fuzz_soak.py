@@ -32,10 +32,10 @@ from agent.schedule import Arming
 from agent.uplink import Uplink
 from hub.alerts.engine import AlertEngine
 from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import MemoryForwardSink
 from hub.db import make_engine
-from hub.forward_port import MemoryForwardSink
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
 from protocol.topics import Channel
 from tests.hub.fleet import make_fleet
 from tests.reliability import targets

@@ -151,7 +151,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "forget-session":
         from hub.config import load_config
-        from hub.ingest.mqtt import forget_session
+        from hub.mqtt.client import forget_session
 
         cfg = load_config(args.config)
         forget_session(cfg.mqtt, args.client_id)

@@ -1,5 +1,6 @@
 """Commands to devices (arm, disarm, schedule, snapshot, …), recorded so that
-the device's ack (``of="cmd"``, stored by ingest) can be matched to them."""
+the device's ack (``of="cmd"``, which ingest hands to ``record_result``) can be
+matched to them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, update
 
+from hub.db.dialect import upsert_insert
 from hub.db.schema import devices
 from hub.db.schema_ops import commands
 from protocol.codec import encode
-from protocol.messages import Command
+from protocol.messages import Ack, Command
 from protocol.qos import DELIVERY
 from protocol.topics import Channel, cmd_topic
 
@@ -69,3 +71,16 @@ def send_command(engine: Engine, client: Publisher, device_id: str, op: str,
         raise CommandError(f"command not queued for publishing (rc={rc})")
     return command.command_id
 
+
+
+def record_result(conn: Connection, device_id: str, ack: Ack, received_ms: int) -> None:
+    """Store a device's result for one of its commands (ingest, in the batch's transaction)."""
+    values = {"ack_ms": received_ms, "ok": ack.ok, "error": ack.error}
+    done = conn.execute(
+        update(commands).where(commands.c.id == ack.ref_id, commands.c.device_id == device_id).values(**values)
+    ).rowcount
+    if not done:
+        # A result for a command this database never sent (another hub, or an
+        # operator's tool): kept, so it is visible rather than lost.
+        ins = upsert_insert(conn, commands).on_conflict_do_nothing(index_elements=["id"])
+        conn.execute(ins.values(id=ack.ref_id, device_id=device_id, **values))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from hub.ingest.validate import ALL_REASONS
+from hub.core.inbound import ALL_REASONS
 from protocol.topics import UPLINK
 
 

@@ -16,12 +16,12 @@ from sqlalchemy import Engine
 
 from hub.alerts.engine import AlertEngine
 from hub.config import ConfigError, HubConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import ForwardSink, MemoryForwardSink
 from hub.db import current_version, make_engine
 from hub.db.migrate import MIGRATIONS, _load_room_migrations
-from hub.forward_port import ForwardSink, MemoryForwardSink
 from hub.health.watcher import Watcher
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
 from hub.ingest.worker import IngestWorker
 from hub.metrics import HubMetrics
 

@@ -23,11 +23,12 @@ from sqlalchemy import Connection, Row, select, update
 
 from hub.alerts.armed import is_armed
 from hub.config import AlertConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import ForwardSink
+from hub.core.inbound import Accepted
+from hub.core.items import AlertItem
 from hub.db.dialect import upsert_insert
 from hub.db.schema_ops import alert_acks, alerts
-from hub.forward_port import ForwardSink
-from hub.ingest.directory import Directory
-from hub.ingest.validate import Accepted
 from protocol import limits
 from protocol.messages import Ack, Alert, Event
 
@@ -106,11 +107,9 @@ class AlertEngine:
         )
         hh = self.directory.household(household_id)
         name = hh.name if hh is not None else None
-        self.sink.enqueue(conn, "alert", {
-            "alert_id": alert_id, "kind": kind, "origin_device": origin, "household_id": household_id,
-            "household_name": name, "group_id": group_id, "event_id": event_id, "raised_ms": now_ms,
-            "delay_s": delay_s,
-        })
+        self.sink.hand_over(conn, [AlertItem(alert_id=alert_id, phase="raise", kind=kind, origin=origin,
+                                             household_id=household_id, time_ms=now_ms, group_id=group_id,
+                                             text=name)])
         log.warning("%s alert %s raised for household %s (group %s)", kind, alert_id, household_id, group_id)
         return Publication(group_id, Alert(
             alert_id=alert_id, phase="raise", kind=kind, origin=origin, household=household_id[:64],
@@ -199,11 +198,10 @@ class AlertEngine:
 
     def _cleared(self, conn: Connection, row: Row[Any], now_ms: int, reason: str,
                  response_ms: int | None) -> Publication:
-        self.sink.enqueue(conn, "alert_clear", {
-            "alert_id": row.id, "kind": row.kind, "household_id": row.household_id,
-            "group_id": row.group_id, "closed_ms": now_ms, "close_reason": reason,
-            "response_ms": response_ms,
-        })
+        self.sink.hand_over(conn, [AlertItem(alert_id=row.id, phase="clear", kind=row.kind, origin=row.origin_device,
+                                             household_id=row.household_id, time_ms=now_ms,
+                                             group_id=row.group_id, close_reason=reason,
+                                             response_ms=response_ms)])
         return Publication(row.group_id, Alert(
             alert_id=row.id, phase="clear", kind=row.kind, origin=row.origin_device,
             household=row.household_id[:64], time_ms=now_ms,

@@ -104,7 +104,7 @@ def run_standalone(config: HubConfig) -> int:
 
     from hub.db import current_version, make_engine
     from hub.db.migrate import MIGRATIONS, _load_room_migrations
-    from hub.ingest.mqtt import make_client
+    from hub.mqtt.client import make_client
 
     settings = parse_settings(config.plugins.get("console") or {})
     if settings is None:

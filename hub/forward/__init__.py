@@ -11,7 +11,10 @@ Use from the rest of the hub::
     fwd.start()  ...  fwd.stop()            # background delivery, one thread per sink
     fwd.stats()  # {sink: SinkStats(depth, oldest_age_s, dead, ...)} for /metrics
 
-The item (``hub.forward.items``), explicit so both sides agree on it:
+A ``Forwarder`` is also the hub's ``hub.core.forwarding.ForwardSink``: ingest
+and the alert engine call ``hand_over(conn, items)`` in their transactions.
+
+The item (``hub.core.items``, shared with ingest), explicit so both sides agree on it:
 
 ``EventItem`` — one phase of one visit, as the device reported it:
     device_id       str   20-digit camera ID
@@ -50,9 +53,9 @@ rejected as malformed) becomes a dead letter: ``dead_letters()``,
 ``retry_dead(ids)``.
 """
 
+from hub.core.items import AlertItem, EventItem, ForwardItem, Snapshot
 from hub.forward.clock import Clock, ManualClock, SystemClock
 from hub.forward.forwarder import Forwarder, RetryPolicy
-from hub.forward.items import AlertItem, EventItem, ForwardItem, Snapshot
 from hub.forward.outbox import DeadLetter, SinkStats
 from hub.forward.sink import Sink, SinkError
 from hub.forward.tables import forward_outbox  # importing registers migration 100

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from hub.core.forwarding import QueueStats
+from hub.core.items import ForwardItem, item_from_json
 from hub.forward import outbox
 from hub.forward.clock import Clock, SystemClock
-from hub.forward.items import ForwardItem, item_from_json
 from hub.forward.outbox import DeadLetter, SinkStats
 from hub.forward.sink import Sink, SinkError
 
@@ -109,6 +110,20 @@ class Forwarder:
             if wanted:
                 queued[name] = outbox.enqueue_many(conn, name, wanted, now_ms)
         return queued
+
+    # -- the hub's ForwardSink port (hub.core.forwarding) ------------------------
+
+    def hand_over(self, conn: Connection, items: Sequence[ForwardItem]) -> None:
+        """What ingest and the alert engine call: ``enqueue_many``, nothing caught.
+
+        A failure here (a sink not set up, the database) rolls back the batch
+        with it and nothing is acknowledged, so the device sends again."""
+        self.enqueue_many(conn, items)
+
+    def queue_stats(self) -> QueueStats | None:
+        stats = self.stats().values()
+        return QueueStats(depth=sum(s.depth for s in stats),
+                          oldest_age_s=max((s.oldest_age_s for s in stats), default=0.0))
 
     # -- delivery --------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from hub.core.items import EventItem, ForwardItem, item_to_json
 from hub.db.bulk import insert_new
-from hub.forward.items import EventItem, ForwardItem, item_to_json
 from hub.forward.tables import (
     STATE_DEAD,
     STATE_DONE,

@@ -32,7 +32,6 @@ from sqlalchemy import Engine
 
 from hub.config import ConfigError
 from hub.forward.forwarder import Forwarder, RetryPolicy
-from hub.forward.port_adapter import ForwarderPort
 from hub.forward.sink import Sink
 from hub.forward.viid import ViidConfig, ViidSink
 from hub.forward.webhook import WebhookConfig, WebhookSink
@@ -118,7 +117,7 @@ def build_sinks(section: dict[str, Any]) -> list[Sink]:
     return sinks
 
 
-def create(engine: Engine, section: dict[str, Any]) -> tuple[ForwarderPort, list[Forwarder]]:
+def create(engine: Engine, section: dict[str, Any]) -> tuple[Forwarder, list[Forwarder]]:
     """The hub's plug-in entry point (see hub.service.PLUGIN_ENTRY_POINTS)."""
     section = _keys(section or {}, "forward", _TOP)
     policy = RetryPolicy(
@@ -127,4 +126,4 @@ def create(engine: Engine, section: dict[str, Any]) -> tuple[ForwarderPort, list
         dead_after_s=_number(section, "forward", "dead_after_h", 72.0) * 3600.0,
     )
     forwarder = Forwarder(engine, build_sinks(section), policy=policy)
-    return ForwarderPort(forwarder), [forwarder]
+    return forwarder, [forwarder]  # the hub's ForwardSink, and an Extension to start and stop

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from hub.forward.items import ForwardItem
+from hub.core.items import ForwardItem
 
 
 class SinkError(Exception):

@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 
+from hub.core.items import EventItem, ForwardItem
 from hub.forward.clock import Clock, SystemClock
 from hub.forward.digest import DigestChallenge, authorization_header
-from hub.forward.items import EventItem, ForwardItem
 from hub.forward.sink import SinkError
 from hub.forward.viid_objects import (
     ResponseStatus,

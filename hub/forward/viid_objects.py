@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from hub.forward.items import EventItem, Snapshot
+from hub.core.items import EventItem, Snapshot
 from protocol.ids import split_event_id
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")

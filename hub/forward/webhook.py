@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
+from hub.core.items import EventItem, ForwardItem, item_to_dict
 from hub.forward.clock import Clock, SystemClock
-from hub.forward.items import EventItem, ForwardItem, item_to_dict
 from hub.forward.sink import SinkError
 
 log = logging.getLogger("hub.forward.webhook")

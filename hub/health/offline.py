@@ -29,11 +29,11 @@ from sqlalchemy import Connection, exists, func, select, update
 
 from hub.alerts.engine import AlertEngine
 from hub.config import HealthConfig
+from hub.core.directory import Directory
 from hub.db.schema import devices
 from hub.db.schema_ops import alarms
 from hub.health.alarms import AlarmBook
 from hub.health.presence import Sighting, Transition
-from hub.ingest.directory import Directory
 
 log = logging.getLogger("xl.hub.health")
 

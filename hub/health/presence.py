@@ -4,13 +4,17 @@ a device sends, and from missed heartbeats (``missed`` × the device's interval)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select, update
 
+from hub.core.inbound import Accepted
 from hub.db.schema import devices
+from protocol.messages import Health, State
+from protocol.topics import Channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,53 @@ class Transition:
     online: bool
     at_ms: int
     armed_flag: bool | None  # what the device last reported, None if never
+
+
+class SightingFilter:
+    """Which of a batch's messages are worth a presence write.
+
+    A state or a heartbeat always is (it says online/offline, interval,
+    version, armed). An event or ack only says "this device is alive":
+    writing last_seen for every one of them would be a row update per message
+    during a burst, and a few seconds of precision is plenty against an
+    offline timeout of 3 × 60 s.
+    """
+
+    SEEN_REFRESH_S = 5.0
+
+    def __init__(self) -> None:
+        self._seen_written: dict[str, float] = {}  # device → when this worker last wrote it as online (monotonic s)
+
+    def sightings(self, accepted: Sequence[Accepted]) -> list[Sighting]:
+        now = time.monotonic()
+        out = []
+        for it in accepted:
+            dev = it.device.device_id
+            informative = it.channel in (Channel.STATE, Channel.HEALTH)
+            if not informative and now - self._seen_written.get(dev, float("-inf")) < self.SEEN_REFRESH_S:
+                continue
+            sighting = _sighting(it)
+            if sighting.online:
+                self._seen_written[dev] = now
+            else:
+                self._seen_written.pop(dev, None)
+            out.append(sighting)
+        return out
+
+    def forget(self) -> None:
+        """The transaction rolled back, and with it what this remembers writing."""
+        self._seen_written.clear()
+
+
+def _sighting(it: Accepted) -> Sighting:
+    msg = it.message
+    if isinstance(msg, State):
+        return Sighting(it.device.device_id, it.received_ms, msg.state == "online", msg.interval_s,
+                        msg.agent_version)
+    if isinstance(msg, Health):
+        return Sighting(it.device.device_id, it.received_ms, True, msg.interval_s, msg.agent_version,
+                        msg.armed)
+    return Sighting(it.device.device_id, it.received_ms, True)
 
 
 def apply_sightings(conn: Connection, sightings: Sequence[Sighting]) -> list[Transition]:

@@ -13,13 +13,13 @@ from sqlalchemy import Engine, func, select
 
 from hub.alerts.engine import AlertEngine, Publication
 from hub.config import HealthConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import ForwardSink
 from hub.db.schema import devices
 from hub.db.schema_ops import alarms, alerts
-from hub.forward_port import ForwardSink
 from hub.health.alarms import AlarmBook
 from hub.health.offline import BROKER, BROKER_DISCONNECT, OfflineRules
 from hub.health.presence import expire_silent
-from hub.ingest.directory import Directory
 from hub.metrics import HubMetrics
 
 log = logging.getLogger("xl.hub.health")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from hub.ingest.validate import Accepted, Inbound, Rejected
+from hub.core.inbound import Accepted, Inbound, Rejected
 from protocol.codec import encode, seq_of
 from protocol.errors import ProtocolError
 from protocol.qos import DELIVERY

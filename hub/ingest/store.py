@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from hub.core.inbound import Accepted, Rejected
 from hub.db.bulk import insert_new
 from hub.db.dialect import upsert_insert
 from hub.db.schema_ops import events, health_history, health_latest, rejections
-from hub.ingest.validate import Accepted, Rejected
 from protocol.codec import Snapshot
 from protocol.messages import Event, Health
 

@@ -7,50 +7,15 @@ through the protocol codec, which checks the size before parsing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from hub.ingest.directory import DeviceInfo, Directory
+from hub.core.directory import Directory
+from hub.core.inbound import Accepted, Inbound, Rejected
+from hub.core.items import EventItem, Snapshot
 from protocol import limits
-from protocol.codec import Snapshot, decode, decode_snapshot
-from protocol.errors import REASONS, ProtocolError
+from protocol.codec import Snapshot as WireSnapshot
+from protocol.codec import decode, decode_snapshot
+from protocol.errors import ProtocolError
 from protocol.messages import Ack, Event, Health, State
 from protocol.topics import UPLINK, Channel, parse_topic
-
-# Reasons the hub adds to the protocol's own, each a time series on the dashboard.
-HUB_REASONS = frozenset({"unknown_device", "revoked_device", "wrong_channel", "decode_error"})
-ALL_REASONS = REASONS | HUB_REASONS
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """What the MQTT thread hands to the writer: nothing decoded yet."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_ms: int
-    retained: bool = False
-    link: int = 0  # which connection of the MQTT transport it came in on (acks go back on that one only)
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    device: DeviceInfo
-    channel: Channel
-    message: Event | Health | State | Ack | Snapshot
-    received_ms: int
-    time_ms: int  # the time the hub believes (device time if trusted, else receive time)
-    device_time_ms: int | None
-    time_trusted: bool
-    retained: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    reason: str
-    detail: str
-    topic: str
 
 
 def device_time_trusted(device_ms: int, received_ms: int, unsynced: bool = False) -> bool:
@@ -75,7 +40,7 @@ def validate(msg: Inbound, directory: Directory) -> Accepted | Rejected:
         return Rejected("revoked_device", f"device {topic.device} is revoked", msg.topic)
     try:
         if topic.channel is Channel.SNAP:
-            message: Event | Health | State | Ack | Snapshot = decode_snapshot(msg.payload)
+            message: Event | Health | State | Ack | WireSnapshot = decode_snapshot(msg.payload)
         else:
             decoded = decode(topic.channel, msg.payload)
             assert isinstance(decoded, Event | Health | State | Ack)
@@ -90,13 +55,32 @@ def validate(msg: Inbound, directory: Directory) -> Accepted | Rejected:
     if isinstance(message, Health) and message.clock == "unsynced":
         unsynced = True
     trusted = device_ms is not None and device_time_trusted(device_ms, msg.received_ms, unsynced)
+    time_ms = device_ms if trusted and device_ms is not None else msg.received_ms
+    forward: EventItem | Snapshot | None = None
+    try:
+        if isinstance(message, Event):
+            forward = _event_item(message, device.device_id, device.household_id, time_ms, trusted)
+        elif isinstance(message, WireSnapshot):
+            forward = Snapshot(message.jpeg, message.width, message.height, message.crop, message.box)
+    except ValueError as exc:
+        # The wire contract let it through but the platform items refuse it (an
+        # empty crop box, say). Refused here, counted, rather than stored and
+        # then failing the transaction that hands it over.
+        reason = "bad_snapshot" if isinstance(message, WireSnapshot) else "bad_field"
+        return Rejected(reason, f"not forwardable: {str(exc)[:100]}", msg.topic)
     return Accepted(
         device=device,
         channel=topic.channel,
         message=message,
         received_ms=msg.received_ms,
-        time_ms=device_ms if trusted and device_ms is not None else msg.received_ms,
+        time_ms=time_ms,
         device_time_ms=device_ms,
         time_trusted=trusted,
         retained=msg.retained,
+        forward=forward,
     )
+
+
+def _event_item(ev: Event, device_id: str, household_id: str, time_ms: int, trusted: bool) -> EventItem:
+    return EventItem(device_id=device_id, event_id=ev.event_id, phase=ev.phase, kind=ev.kind, time_ms=time_ms,
+                     score=ev.score, bbox=ev.bbox, household_id=household_id, clock_unsynced=not trusted)

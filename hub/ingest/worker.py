@@ -1,4 +1,4 @@
-"""An ingest worker: the MQTT transport process (hub/ingest/transport.py)
+"""An ingest worker: the MQTT transport process (hub/mqtt/transport.py)
 hands over raw messages, the writer thread commits them in batches and only
 then has the transport acknowledge them to the broker.
 
@@ -18,11 +18,11 @@ import paho.mqtt.client as mqtt
 
 from hub.alerts.engine import Publication
 from hub.config import HubConfig
+from hub.core.inbound import Inbound
 from hub.ingest.batch import BatchProcessor, BatchResult
 from hub.ingest.receipts import receipt_publications
-from hub.ingest.transport_proxy import TransportProcess
-from hub.ingest.validate import Inbound
 from hub.metrics import HubMetrics
+from hub.mqtt.transport_proxy import TransportProcess
 from protocol.codec import encode
 from protocol.qos import DELIVERY
 from protocol.topics import Channel, alert_topic

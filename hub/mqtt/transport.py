@@ -10,8 +10,8 @@ which message ids to acknowledge. Nothing is decoded here and nothing is
 acknowledged until the hub says the commit is done, so a crash of either
 process leaves every unsaved message with the broker.
 
-Started by ``hub.ingest.transport_proxy.TransportProcess`` as
-``python -m hub.ingest.transport <fd>``; the first thing on the socket is the
+Started by ``hub.mqtt.transport_proxy.TransportProcess`` as
+``python -m hub.mqtt.transport <fd>``; the first thing on the socket is the
 configuration. If the hub process dies, the socket closes and this process
 disconnects without acknowledging anything more, then exits.
 """
@@ -32,7 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub.config import MqttConfig
-from hub.ingest.mqtt import connect_properties, make_client, subscriptions
+from hub.mqtt.client import connect_properties, make_client, subscriptions
 
 log = logging.getLogger("xl.hub.transport")
 

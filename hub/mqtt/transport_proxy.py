@@ -1,4 +1,4 @@
-"""The hub's side of the MQTT transport process (``hub/ingest/transport.py``).
+"""The hub's side of the MQTT transport process (``hub/mqtt/transport.py``).
 
 Starts the process, restarts it if it dies, turns its chunks of raw messages
 into ``Inbound`` lists, and carries acknowledgements and publications to it.
@@ -26,9 +26,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from hub.config import MqttConfig
-from hub.ingest import transport as wire
-from hub.ingest.mqtt import make_client
-from hub.ingest.validate import Inbound
+from hub.core.inbound import Inbound
+from hub.mqtt import transport as wire
+from hub.mqtt.client import make_client
 
 log = logging.getLogger("xl.hub.ingest")
 
@@ -75,7 +75,7 @@ class TransportProcess:
         # The child must import this very checkout, also when the hub runs from
         # a source tree that is not installed.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen([sys.executable, "-m", "hub.ingest.transport", str(theirs.fileno())],
+        proc = subprocess.Popen([sys.executable, "-m", "hub.mqtt.transport", str(theirs.fileno())],
                                 pass_fds=(theirs.fileno(),), env=env, close_fds=True)
         theirs.close()
         conn = Connection(ours.detach())

@@ -18,13 +18,13 @@ from hub.config import AlertConfig, HealthConfig
 from hub.console.app import ConsoleContext, ConsoleSettings
 from hub.console.auth import Throttle, add_user
 from hub.console.server import ConsoleServer
+from hub.core.directory import Directory
+from hub.core.forwarding import MemoryForwardSink
+from hub.core.inbound import Inbound
+from hub.core.items import EventItem
 from hub.db import upgrade
 from hub.forward import outbox
-from hub.forward.items import EventItem
-from hub.forward_port import MemoryForwardSink
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
-from hub.ingest.validate import Inbound
 from hub.registry import Registry
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.ids import make_device_id

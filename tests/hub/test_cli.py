@@ -19,12 +19,12 @@ from hub.alerts.engine import AlertEngine
 from hub.cli import main, print_rows
 from hub.commands import CommandError, send_command
 from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import MemoryForwardSink
+from hub.core.inbound import Inbound
 from hub.db import make_engine
 from hub.db.schema_ops import commands, events
-from hub.forward_port import MemoryForwardSink
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
-from hub.ingest.validate import Inbound
 from hub.service import Hub
 from protocol.codec import decode_command, encode
 from protocol.messages import Ack, Event, Health

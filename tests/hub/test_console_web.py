@@ -19,7 +19,7 @@ from hub.console.server import MqttPublisher
 from hub.console.tables import console_alarm_acks
 from hub.db import make_engine
 from hub.db.schema_ops import alarms, commands
-from hub.ingest.mqtt import make_client
+from hub.mqtt.client import make_client
 from protocol.topics import cmd_topic
 from tests.hub.console_fixtures import PASSWORD, County, make_users, seed_county, serve_console
 from tests.hub.fleet import Peer, wait_until

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from hub.core.items import item_from_json, item_to_json
 from hub.forward import ManualClock, SinkError, Snapshot, ViidClient, ViidConfig, ViidSink
-from hub.forward.items import item_from_json, item_to_json
 from hub.forward.viid_objects import parse_response_statuses, person_object, viid_time
 from hub.forward.webhook import webhook_body
 from tests.hub.mock_viid import CAMERA, GATEWAY, JPEG, PASSWORD, T0, MockViid, Reject, check_person, person

@@ -26,12 +26,11 @@ from agent.vision.snapshot import make_snapshot
 from agent.vision.sprites import paste, sprite_at_height
 from hub.alerts.engine import AlertEngine
 from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.inbound import Inbound
 from hub.db import make_engine
 from hub.forward import Forwarder, ManualClock, ViidConfig, ViidSink
-from hub.forward.port_adapter import ForwarderPort
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
-from hub.ingest.validate import Inbound
 from protocol.codec import encode, encode_snapshot
 from protocol.messages import Event
 from protocol.topics import event_topic, snap_topic
@@ -91,9 +90,8 @@ def rig(db_url: str) -> Iterator[tuple[Engine, str, BatchProcessor, Forwarder, M
     viid.start()
     sink = ViidSink(ViidConfig(f"http://127.0.0.1:{viid.port}", GATEWAY, PASSWORD, timeout_s=3), clock)
     fwd = Forwarder(engine, [sink], clock, rng=random.Random(4))
-    port = ForwarderPort(fwd)
     directory = Directory(engine, ttl_s=60)
-    proc = BatchProcessor(engine, directory, AlertEngine(directory, AlertConfig(), port), port, HealthConfig())
+    proc = BatchProcessor(engine, directory, AlertEngine(directory, AlertConfig(), fwd), fwd, HealthConfig())
     try:
         yield engine, camera, proc, fwd, viid
     finally:

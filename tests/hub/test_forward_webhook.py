@@ -5,17 +5,28 @@ import hmac
 import json
 import logging
 import random
+import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
+from hub.alerts.engine import AlertEngine
+from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.inbound import Inbound
 from hub.db import make_engine, upgrade
-from hub.db.schema_ops import alerts, events, snapshots
-from hub.forward import Forwarder, ManualClock, SinkError, WebhookConfig, WebhookSink, verify_signature
-from hub.forward.port_adapter import ForwarderPort
+from hub.db.schema_ops import events
+from hub.forward import Forwarder, ManualClock, SinkError, WebhookConfig, WebhookSink, outbox, verify_signature
+from hub.forward.tables import forward_sinks
 from hub.forward.webhook import sign, webhook_body
-from tests.hub.mock_viid import CAMERA, JPEG, T0, MockWebhook, panic, person
+from hub.ingest.batch import BatchProcessor, BatchResult
+from protocol.codec import Snapshot as WireSnapshot
+from protocol.codec import encode, encode_snapshot
+from protocol.messages import Ack, Event
+from protocol.topics import ack_topic, event_topic, snap_topic
+from tests.hub.fleet import make_fleet
+from tests.hub.mock_viid import JPEG, T0, MockWebhook, panic, person
 
 SECRET = b"another-shared-secret-32-bytes!!"
 
@@ -106,38 +117,46 @@ class _Viidish:
         return None
 
 
-def test_port_adapter_queues_in_the_ingest_transaction(engine: Engine, clock: ManualClock, hook: MockWebhook) -> None:
+def test_ingest_hands_typed_items_to_the_forwarder_in_its_transaction(db_url: str, clock: ManualClock,
+                                                                    hook: MockWebhook) -> None:
+    engine = make_engine(db_url)
+    camera, neighbour = make_fleet(engine, groups=1, per_group=2)["g000"]
     viid = _Viidish()
     fwd = Forwarder(engine, [viid, WebhookSink(WebhookConfig(_url(hook), SECRET), clock)], clock,
                     rng=random.Random(3))  # fmt: skip
-    port = ForwarderPort(fwd)
-    ev = {"device_id": CAMERA, "event_id": 5, "phase": "start", "kind": "person", "score": 90,
-          "bbox": [100, 100, 300, 900], "zone": None, "count": 1, "has_snapshot": True, "duration_s": None,
-          "time_ms": T0, "time_trusted": True, "device_time_ms": T0, "received_ms": T0,
-          "household_id": "HH0001"}  # fmt: skip
-    with engine.begin() as conn:  # the event arrives first; its picture is not stored yet
-        conn.execute(events.insert().values(**ev))
-        port.enqueue(conn, "event", {**ev, "group_id": "g0101"})
-    snap = {"device_id": CAMERA, "event_id": 5, "phase": "start", "time_ms": T0, "width": 640, "height": 480}
+    directory = Directory(engine, ttl_s=60)
+    proc = BatchProcessor(engine, directory, AlertEngine(directory, AlertConfig(), fwd), fwd, HealthConfig())
+    t = int(time.time() * 1000)
+
+    def batch(topic: str, payload: bytes, at_ms: int = t) -> BatchResult:
+        return proc.process([Inbound(topic, payload, 1, 1, at_ms)])
+
+    # The event arrives first, its picture in the next batch; then a panic and a neighbour's ack.
+    batch(event_topic(camera), encode(Event(event_id=5, kind="person", phase="start", time_ms=t, score=90,
+                                            bbox=(100, 100, 300, 900), has_snapshot=True)))
+    batch(snap_topic(camera), encode_snapshot(WireSnapshot(event_id=5, phase="start", time_ms=t, width=640,
+                                                           height=480, jpeg=JPEG)))
+    [raised] = batch(event_topic(camera), encode(Event(event_id=6, kind="panic", phase="start", time_ms=t,
+                                                       score=100))).publications
+    alert_id = raised.alert.alert_id
+    batch(ack_topic(neighbour), encode(Ack(of="alert", ref_id=alert_id, ok=True, time_ms=t)), t + 9000)
+    stats = fwd.queue_stats()
+    assert stats is not None and stats.depth == 5  # 视图库: the person with its picture; webhook: four
+
+    # Nothing is swallowed: a hand-over that fails fails the batch, and the event is not stored either.
     with engine.begin() as conn:
-        conn.execute(snapshots.insert().values(device_id=CAMERA, event_id=5, phase="start", device_time_ms=T0,
-                                               received_ms=T0, width=640, height=480, jpeg=JPEG))  # fmt: skip
-        port.enqueue(conn, "snapshot", {**snap, "size": len(JPEG)})
-    with engine.begin() as conn:
-        conn.execute(alerts.insert().values(id="AL1", kind="panic", origin_device=CAMERA, household_id="HH0001",
-                                            group_id="g0101", raised_ms=T0, status="open"))  # fmt: skip
-        port.enqueue(conn, "alert", {"alert_id": "AL1", "kind": "panic", "origin_device": CAMERA,
-                                     "household_id": "HH0001", "household_name": "张家", "group_id": "g0101",
-                                     "event_id": None, "raised_ms": T0})  # fmt: skip
-        port.enqueue(conn, "alert_clear", {"alert_id": "AL1", "kind": "panic", "household_id": "HH0001",
-                                           "group_id": "g0101", "closed_ms": T0 + 9000, "close_reason": "ack",
-                                           "response_ms": 9000})  # fmt: skip
-        port.enqueue(conn, "event", {**ev, "bbox": [5, 5, 1]})  # malformed: logged and skipped, never raises
-    stats = port.queue_stats()
-    assert stats is not None and stats.depth == 4
+        conn.execute(forward_sinks.delete())
+    with pytest.raises(LookupError):
+        batch(event_topic(camera), encode(Event(event_id=7, kind="person", phase="start", time_ms=t, score=90)))
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(events.c.event_id == 7)).scalar_one() == 0
+    outbox.ensure_sinks(engine, list(fwd.sinks))
+
     fwd.run_once()
-    assert viid.sent == [f"{CAMERA}-5-start"]
-    assert [b["id"] for b in hook.bodies] == [f"{CAMERA}-5-start", "alert-AL1-raise", "alert-AL1-clear"]
+    assert viid.sent == [f"{camera}-5-start"]
+    assert [b["id"] for b in hook.bodies] == [f"{camera}-5-start", f"{camera}-6-start", f"alert-{alert_id}-raise",
+                                              f"alert-{alert_id}-clear"]  # fmt: skip
     assert "snapshot" not in hook.bodies[0]  # the webhook got the event before its picture existed
-    assert hook.bodies[2]["response_ms"] == 9000 and hook.bodies[2]["origin"] == CAMERA
+    assert hook.bodies[3]["response_ms"] == 9000 and hook.bodies[3]["origin"] == camera
     fwd.stop()
+    engine.dispose()

@@ -11,14 +11,14 @@ from sqlalchemy import Engine, select
 
 from hub.alerts.engine import AlertEngine
 from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import MemoryForwardSink
+from hub.core.inbound import Inbound
 from hub.db import make_engine
 from hub.db.schema_ops import alarms
-from hub.forward_port import MemoryForwardSink
 from hub.health.offline import BROKER, BROKER_DISCONNECT, OFFLINE_ARMED
 from hub.health.watcher import Watcher
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
-from hub.ingest.validate import Inbound
 from hub.metrics import HubMetrics
 from protocol.codec import encode
 from protocol.messages import Health, State

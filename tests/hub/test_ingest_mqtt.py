@@ -202,7 +202,7 @@ def test_a_retired_workers_session_takes_a_share_until_forgotten(tmp_path) -> No
             time.sleep(1.0)
             assert count(engine) < 10  # the broker queued a share for the dead session
 
-            from hub.ingest.mqtt import forget_session
+            from hub.mqtt.client import forget_session
 
             forget_session(with_client_id(base, "hub-retired").mqtt)
             for i in range(10, 20):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.core.inbound import Inbound
 from hub.db import make_engine
-from hub.ingest.validate import Inbound
 from hub.service import Hub
 from protocol.topics import event_topic
 from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until, with_client_id

@@ -23,8 +23,8 @@ from agent import config as agent_config
 from agent.commands import Commands
 from hub.config import ConfigError as HubConfigError
 from hub.config import parse_config
+from hub.core.inbound import ALL_REASONS, Inbound
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.validate import ALL_REASONS, Inbound
 from protocol.codec import decode, decode_snapshot
 from protocol.errors import REASONS, ProtocolError
 from protocol.topics import Channel

@@ -28,11 +28,11 @@ from agent.uplink import Uplink
 from hub.alerts.engine import AlertEngine
 from hub.cli import main as hub_main
 from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.forwarding import MemoryForwardSink
 from hub.db import make_engine
 from hub.db.schema_ops import events, rejections
-from hub.forward_port import MemoryForwardSink
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
 from protocol import limits
 from protocol.codec import encode
 from protocol.messages import Event, Health

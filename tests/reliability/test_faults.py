@@ -30,12 +30,11 @@ from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from hub.alerts.engine import AlertEngine
 from hub.config import AlertConfig, HealthConfig
+from hub.core.directory import Directory
+from hub.core.inbound import Inbound
 from hub.db.schema_ops import alarms, health_latest
 from hub.forward import Forwarder, ManualClock, ViidConfig, ViidSink, WebhookConfig, WebhookSink
-from hub.forward.port_adapter import ForwarderPort
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.directory import Directory
-from hub.ingest.validate import Inbound
 from hub.service import Hub
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Event
@@ -206,12 +205,11 @@ def test_platform_down_for_a_simulated_hour_then_everything_in_order(rig: Rig) -
         ViidSink(ViidConfig(f"http://127.0.0.1:{viid.port}", GATEWAY, PASSWORD, timeout_s=3), clock),
         WebhookSink(WebhookConfig(hook_url, secret, event_kinds=frozenset({"person"})), clock),
     ], clock, rng=random.Random(9))
-    port = ForwarderPort(fwd)
     directory = Directory(rig.engine, ttl_s=60)
     # Armed hours that never match, so only the events themselves are forwarded (no alerts).
-    alerts = AlertEngine(directory, AlertConfig(), port)
+    alerts = AlertEngine(directory, AlertConfig(), fwd)
     alerts.armed_at = lambda *_a: False  # type: ignore[method-assign]
-    proc = BatchProcessor(rig.engine, directory, alerts, port, HealthConfig())
+    proc = BatchProcessor(rig.engine, directory, alerts, fwd, HealthConfig())
     ledger = Ledger()
     order: list[str] = []
     try:
