@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     add_source(db, db=True)
-    add_source(dbsub.add_parser("upgrade", help="apply pending schema migrations"))
+    add_source(dbsub.add_parser("upgrade", help="apply pending schema migrations (every room's branch)"))
+    add_source(dbsub.add_parser("status", help="each room's migration branch: where the database is, "
+                                               "what is pending (exit 1 unless at every head)"))
 
     dev = sub.add_parser("devices", help="list devices with presence and open alarms")
     _list_args(dev)
@@ -160,17 +162,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     engine = _engine(args)
     try:
         if args.command == "db":
-            from hub.db import current_version, upgrade
+            from hub.db.cli import db_command
 
-            applied = upgrade(engine)
-            print(f"applied migrations {applied}" if applied else "already up to date",
-                  f"(schema version {current_version(engine)})")
-            return 0
-        from hub.db import current_version
-        from hub.db.migrate import MIGRATIONS
+            return db_command(engine, args.db_command)
+        from hub.db import schema_problem
 
-        if current_version(engine) < max(v for v, _, _ in MIGRATIONS):
-            print("xl-hub: database schema is not up to date: run `xl-hub db upgrade` first", file=sys.stderr)
+        problem = schema_problem(engine)
+        if problem is not None:
+            print(f"xl-hub: {problem}", file=sys.stderr)
             return 1
         if args.command == "devices":
             rows = reports.list_devices(engine, offline_only=args.offline, status=args.status)

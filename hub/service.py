@@ -18,8 +18,7 @@ from hub.alerts.engine import AlertEngine
 from hub.config import ConfigError, HubConfig
 from hub.core.directory import Directory
 from hub.core.forwarding import ForwardSink, MemoryForwardSink
-from hub.db import current_version, make_engine
-from hub.db.migrate import MIGRATIONS, _load_room_migrations
+from hub.db import make_engine, schema_problem
 from hub.health.watcher import Watcher
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.worker import IngestWorker
@@ -86,12 +85,10 @@ class Hub:
         self._stop_metrics: object = None
 
     def check_schema(self) -> None:
-        _load_room_migrations()
-        want = max(v for v, _, _ in MIGRATIONS)
-        have = current_version(self.engine)
-        if have < want:
-            raise SchemaNotReady(f"database is at schema version {have}, this hub needs {want}: "
-                                 "run `xl-hub db upgrade --config FILE` first")
+        """Refuse a database that is not at every migration head (every room's branch)."""
+        problem = schema_problem(self.engine, upgrade_command="xl-hub db upgrade --config FILE")
+        if problem is not None:
+            raise SchemaNotReady(problem)
 
     def start(self) -> None:
         self.check_schema()

@@ -56,14 +56,15 @@ def dispatch(args: argparse.Namespace) -> int:
         return run_standalone(cfg)
 
     from hub.console import auth
-    from hub.db import make_engine
-    from hub.db.migrate import applied_versions
+    from hub.db import make_engine, schema_problem
 
     url = args.db if args.db else load_config(args.config).database_url
     engine = make_engine(url)
     try:
-        if 200 not in applied_versions(engine):
-            print("xl-hub: the console tables are missing: run `xl-hub db upgrade` first", file=sys.stderr)
+        # Accounts need only the console's own tables, not every room at its head.
+        problem = schema_problem(engine, branches=("console",))
+        if problem is not None:
+            print(f"xl-hub: {problem}", file=sys.stderr)
             return 1
         if args.user_command == "add":
             try:

@@ -102,17 +102,16 @@ def run_standalone(config: HubConfig) -> int:
     """``xl-hub console``: the console alone, with its own MQTT client for commands."""
     import signal
 
-    from hub.db import current_version, make_engine
-    from hub.db.migrate import MIGRATIONS, _load_room_migrations
+    from hub.db import make_engine, schema_problem
     from hub.mqtt.client import make_client
 
     settings = parse_settings(config.plugins.get("console") or {})
     if settings is None:
         raise ConfigError("console.enabled is false")
     engine = make_engine(config.database_url)
-    _load_room_migrations()
-    if current_version(engine) < max(v for v, _, _ in MIGRATIONS):
-        log.error("database schema is not up to date: run `xl-hub db upgrade` first")
+    problem = schema_problem(engine)
+    if problem is not None:
+        log.error("%s", problem)
         return 1
     # A client id of its own: sharing the hub's would make the broker kick one of them off.
     client = make_client(config.mqtt, f"{config.mqtt.client_id}-console"[:64])

@@ -1,4 +1,4 @@
-"""The console's own tables (migration 200): operator accounts, sessions,
+"""The console's own tables (the ``console`` migration branch): operator accounts, sessions,
 login throttling, alarm acknowledgements and an audit trail.
 
 Kept apart from the hub's tables so the console can be removed or replaced
@@ -7,9 +7,7 @@ without touching ingest. Times are integer ms since the epoch, as elsewhere.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Connection, Index, Integer, MetaData, String, Table
-
-from hub.db import migrate
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -78,11 +76,3 @@ console_audit = Table(
 )
 
 CONSOLE_TABLES = (console_users, console_sessions, console_login_failures, console_alarm_acks, console_audit)
-
-
-def _create_v200(conn: Connection) -> None:
-    for table in CONSOLE_TABLES:
-        table.create(conn, checkfirst=True)
-
-
-migrate.register(200, "console: users, sessions, login throttling, alarm acks, audit", _create_v200)

@@ -1,6 +1,6 @@
 """Hub storage: SQLAlchemy 2 Core on SQLite (default) or PostgreSQL (by URL)."""
 
 from hub.db.engine import make_engine
-from hub.db.migrate import current_version, upgrade
+from hub.db.migrate import schema_problem, status, upgrade
 
-__all__ = ["current_version", "make_engine", "upgrade"]
+__all__ = ["make_engine", "schema_problem", "status", "upgrade"]

@@ -1,4 +1,4 @@
-"""Forward outbox tables and their migrations (versions 100–119 belong to forwarding).
+"""Forward outbox tables (their migrations: the ``forward`` branch, hub/forward/migrations).
 
 ``forward_sinks`` holds one row per sink with the next sequence number. Taking
 that number in the ingest transaction row-locks the counter until commit, so
@@ -20,7 +20,6 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
-    Connection,
     Index,
     Integer,
     MetaData,
@@ -29,8 +28,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-
-from hub.db import migrate
 
 metadata = MetaData()
 
@@ -82,11 +79,3 @@ forward_outbox = Table(
 )
 
 FORWARD_TABLES = (forward_sinks, forward_leases, forward_outbox)
-
-
-def _create_v100(conn: Connection) -> None:
-    for table in FORWARD_TABLES:
-        table.create(conn, checkfirst=True)
-
-
-migrate.register(100, "forward: outbox, per-sink sequence counters, sender leases", _create_v100)

@@ -1,0 +1,1 @@
+"""Alembic's environment for the hub database (``env.py``); the hub room's revisions are in ``versions/``."""
