@@ -48,7 +48,7 @@ __all__ = ["BranchStatus", "MigrationError", "Status", "alembic_config", "schema
 _HUB = Path(__file__).resolve().parents[1]
 _ENV_DIR = _HUB / "db" / "migrations"
 # Branch label -> the folder of that room's revisions. A room whose folder is
-# absent (not installed) has no branch; see the README on removing the console.
+# absent has no branch here, and a database that has it shows its revision as unknown.
 ROOMS: dict[str, Path] = {
     "hub": _ENV_DIR / "versions",
     "forward": _HUB / "forward" / "migrations",
