@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hub.console import auth, forwarding, ops, views
-from hub.console.app import Admin, AnyUser, Operator, ctx_of
+from hub.console.context import Admin, AnyUser, Operator, ctx_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,7 +67,7 @@ def revoke(request: Request, device_id: str, user: Admin) -> Response:
 
 @router.post("/alarms/{alarm_id}/ack")
 def ack_alarm(request: Request, alarm_id: int, user: Operator, back: str = Form("/alerts")) -> Response:
-    from hub.console.app import safe_next
+    from hub.console.context import safe_next
 
     ctx = ctx_of(request)
     with ctx.engine.begin() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from hub.console import fleet, views
-from hub.console.app import Viewer, ctx_of
+from hub.console.context import Viewer, ctx_of
 
 router = APIRouter(prefix="/api", tags=["console"])
 

@@ -7,36 +7,33 @@ outside the hub (county intranets are closed), so there is no Swagger UI, only
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import Engine
+from hub.console.context import (
+    ConsoleContext,
+    Forbidden,
+    NotLoggedIn,
+    ctx_of,
+    translator,
+)
+from hub.console.i18n import fmt_duration, fmt_time
 
 from hub import __version__
 from hub.console import auth
-from hub.console.i18n import LANG_COOKIE, Translator, fmt_duration, fmt_time
 
 HERE = Path(__file__).parent
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_FIELD = "csrf"
-CSRF_HEADER = "x-csrf-token"
 
 # Strict: no inline script or style anywhere, so an injected string can at worst be text.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-
-
-class CommandPublisher(Protocol):
-    def send(self, device_id: str, op: str, args: dict[str, Any] | None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -47,75 +44,6 @@ class ConsoleSettings:
     secure_cookie: bool = False  # set true behind TLS (a reverse proxy)
     refresh_s: int = 5
     throttle: auth.Throttle = field(default_factory=auth.Throttle)
-
-
-@dataclass
-class ConsoleContext:
-    engine: Engine
-    settings: ConsoleSettings
-    publisher: CommandPublisher | None = None
-
-
-class NotLoggedIn(Exception):
-    pass
-
-
-class Forbidden(Exception):
-    def __init__(self, key: str = "err.forbidden") -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def ctx_of(request: Request) -> ConsoleContext:
-    return request.app.state.console  # type: ignore[no-any-return]
-
-
-def translator(request: Request) -> Translator:
-    return Translator(request.cookies.get(LANG_COOKIE, "zh"))
-
-
-def current_user(request: Request) -> auth.User:
-    user = getattr(request.state, "user", None)
-    if user is None:
-        user = auth.session_user(ctx_of(request).engine, request.cookies.get(auth.SESSION_COOKIE))
-        if user is None:
-            raise NotLoggedIn()
-        request.state.user = user
-    return user  # type: ignore[no-any-return]
-
-
-async def check_csrf(request: Request, user: Annotated[auth.User, Depends(current_user)]) -> auth.User:
-    """Every unsafe request must carry the session's token (form field or header)."""
-    if request.method in SAFE_METHODS:
-        return user
-    sent = request.headers.get(CSRF_HEADER)
-    if sent is None and "form" in request.headers.get("content-type", ""):
-        sent = (await request.form()).get(CSRF_FIELD)  # type: ignore[assignment]
-    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), user.csrf.encode()):
-        raise Forbidden("err.csrf")
-    return user
-
-
-def require(role: str) -> Callable[..., Any]:
-    def dep(user: Annotated[auth.User, Depends(check_csrf)]) -> auth.User:
-        if not user.can(role):
-            raise Forbidden()
-        return user
-
-    return dep
-
-
-Viewer = Annotated[auth.User, Depends(current_user)]
-Operator = Annotated[auth.User, Depends(require("operator"))]
-Admin = Annotated[auth.User, Depends(require("admin"))]
-AnyUser = Annotated[auth.User, Depends(require("viewer"))]  # any role, CSRF checked (for POSTs)
-
-
-def safe_next(target: str | None) -> str:
-    """Only local paths, so ``?next=`` cannot send an operator to another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 class Renderer:
@@ -189,6 +117,3 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
 
     return app
 
-
-def new_login_token() -> str:
-    return secrets.token_urlsafe(24)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub.console import auth, views
-from hub.console.app import Viewer, ctx_of, new_login_token, safe_next, translator
+from hub.console.context import Viewer, ctx_of, new_login_token, safe_next, translator
 from hub.console.i18n import LANG_COOKIE, LANGS
 from hub.console.tables import ROLES
 
