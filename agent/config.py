@@ -3,93 +3,192 @@
 Every problem names its dotted key, the value found and what was expected, and
 all problems are reported together: an installer at a doorstep fixes the file
 once instead of once per run. Certificate files are checked in agent.certs.
+
+Each section is a frozen dataclass whose ``Annotated`` fields are its schema
+(see xlconfig); the default on a field is the only one, and the commented
+example configs are generated from these classes (agent/config_example.py).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
+from pydantic import AfterValidator, Field
 
-from protocol.errors import ProtocolError
+from agent.config_vision import VisionConfig, VisionFile
+from agent.household_sim import SimulateConfig
 from protocol.ids import parse_device_id, parse_group_id
+from xlconfig import SECTION, ConfigError, Expect, Float, Int, NonEmptyPath, Str, problem, read_yaml, validate
+
+__all__ = ["AgentConfig", "ConfigError", "load", "parse"]  # and the sections below
 
 DEFAULT_PATH = Path("/etc/xueliang/agent.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/xueliang")
-_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
-T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    def __init__(self, problems: list[str], source: str = "config") -> None:
-        super().__init__(f"{source}: " + "; ".join(problems))
-        self.problems = problems
+def _device_id(text: str) -> str:
+    return str(parse_device_id(text))
+
+
+def _mqtts(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 8883
+    except ValueError:
+        port = 0
+    if parts.scheme != "mqtts" or not parts.hostname or not 0 < port < 65536 or parts.path not in ("", "/"):
+        raise ValueError("not an mqtts:// URL")
+    return url
+
+
+def _source(text: str) -> str:
+    if text == "picamera2" or (text.startswith("synthetic:") and len(text) > len("synthetic:")):
+        return text
+    if "/" in text or "." in text:  # a file path
+        return text
+    raise ValueError("not a camera source")
+
+
+def _hhmm(text: str) -> str:
+    h, _, m = text.partition(":")
+    if not (len(h) == len(m) == 2 and h.isdigit() and m.isdigit() and int(h) < 24 and int(m) < 60):
+        raise ValueError("not HH:MM")
+    return text
+
+
+def _timezone(name: str) -> str:
+    from agent.schedule import zone  # its fallback for a Pi without tzdata is the one to agree with
+
+    zone(name)  # ValueError when unknown
+    return name
+
+
+_PIN = Field(ge=0, le=27)
+_PIN_EXPECT = Expect("a BCM pin number 0..27")
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    id: str
-    group: str
-    household: str
+    id: Annotated[Str, AfterValidator(_device_id), Expect("a 20-digit device ID (GB/T 28181), quoted"),
+                  Field(description="20-digit national device code; the certificate's CN (quoted: YAML would "
+                                    "read it as a number).")]
+    group: Annotated[Str, AfterValidator(parse_group_id), Expect("a group id of [A-Za-z0-9_-], 1-32 chars"),
+                     Field(description="联防组: the households this one alerts and is alerted by.")]
+    household: Annotated[Str, Field(min_length=1, max_length=64, description="Household id from the county "
+                                    "register."), Expect("a household id, 1-64 chars")]
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    host: str
-    port: int
-    ca: Path
-    cert: Path
-    key: Path
-    keepalive: int = 45  # the broker declares a silent device dead after 1.5x: ~68 s, under the 90 s target
-    max_inflight: int = 10
-    session_expiry: int = 86_400
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 60.0  # also how late a disconnected device hears its group's alerts
+    url: Annotated[Str, AfterValidator(_mqtts),
+                   Expect("mqtts://host:port (TLS only; the device never talks to the hub in clear)"),
+                   Field(description="The county broker. TLS only; the username and client id come from the "
+                                     "certificate.")]
+    ca: Annotated[NonEmptyPath, Field(description="The county CA certificate.")]
+    cert: Annotated[NonEmptyPath, Field(description="This device's client certificate (its expiry is checked "
+                                                    "at start).")]
+    key: Annotated[NonEmptyPath, Field(description="This device's private key: mode 0600, or the agent "
+                                                   "refuses it.")]
+    keepalive: Annotated[Int, Field(ge=10, le=1200, description="Seconds; the broker declares a silent device "
+                                    "offline after 1.5x this: ~68 s, under the 90 s target.")] = 45
+    max_inflight: Annotated[Int, Field(ge=1, le=100, description="Unacknowledged QoS 1 messages at once "
+                                                                 "(bounds data on a slow link).")] = 10
+    session_expiry: Annotated[Int, Field(ge=0, le=30 * 86_400, description="Seconds the broker keeps commands "
+                                         "and alerts queued while the device is offline.")] = 86_400
+    backoff_base_s: Annotated[Float, Field(ge=0.01, le=60, description="Reconnect delay: random in "
+                                           "[0, min(cap, base*2^n)] seconds.")] = 1.0
+    backoff_cap_s: Annotated[Float, Field(ge=0.1, le=3600, description="Seconds; also how late a disconnected "
+                                          "device hears its group's alerts.")] = 60.0
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 8883
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxConfig:
-    path: Path
-    max_rows: int = 20_000
-    max_bytes: int = 64 * 1024 * 1024
+    path: Annotated[NonEmptyPath | None, Field(description="Events wait here until the hub has them (unset: "
+                                                           "outbox.sqlite3 in state_dir).")] = None
+    max_rows: Annotated[Int, Field(ge=10, le=10_000_000, description="When full: motion is dropped before "
+                                                                     "person; panic never.")] = 20_000
+    max_bytes: Annotated[Int, Field(ge=64 * 1024, le=1 << 40, description="Bytes of the SD card at most "
+                                                                          "(64 MB).")] = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSection:
+    interval_s: Annotated[Int, Field(ge=5, le=3600, description="Seconds between heartbeats; the hub marks the "
+                                                                "device offline after 3x this.")] = 60
 
 
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
-    source: str = "picamera2"  # picamera2 | synthetic:<scene>[?opts] | a file path
-    width: int = 1280
-    height: int = 720
-    fps: float = 10.0
-    lores_width: int = 320
-    lores_height: int = 180
+    source: Annotated[Str, AfterValidator(_source), Expect("picamera2, synthetic:<scene> or a file path"),
+                      Field(description="picamera2, synthetic:<scene>[?opts] (demo and tests) or a video "
+                                        "file.")] = "picamera2"
+    width: Annotated[Int, Field(ge=64, le=4096, description="Main stream (detection, snapshots), "
+                                                            "pixels.")] = 1280
+    height: Annotated[Int, Field(ge=48, le=4096, description="Pixels.")] = 720
+    fps: Annotated[Float, Field(ge=0.5, le=60, description="Frames per second.")] = 10.0
+    lores_width: Annotated[Int, Field(ge=32, le=1280, description="Motion stream, pixels.")] = 320
+    lores_height: Annotated[Int, Field(ge=24, le=960, description="Pixels.")] = 180
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleConfig:
-    armed_from: str = "21:00"
-    armed_to: str = "06:00"
-    timezone: str = "Asia/Shanghai"
+    armed_from: Annotated[Str, AfterValidator(_hhmm), Expect('"HH:MM" (local time)'),
+                          Field(alias="from", description="Armed hours start, local time; from > to spans "
+                                                          "midnight. The hub can change them.")] = "21:00"
+    armed_to: Annotated[Str, AfterValidator(_hhmm), Expect('"HH:MM" (local time)'),
+                        Field(alias="to", description="Armed hours end.")] = "06:00"
+    timezone: Annotated[Str, AfterValidator(_timezone), Expect("an IANA zone such as Asia/Shanghai"),
+                        Field(description="IANA time zone of the armed hours.")] = "Asia/Shanghai"
 
 
 @dataclass(frozen=True, slots=True)
 class GpioConfig:
-    pir: int | None = None
-    led: int | None = None
-    buzzer: int | None = None
-    button: int | None = None
-    pin_factory: str | None = None  # None: gpiozero's own choice
-    hold_s: float = 2.0  # a press this long is a panic
-    buzzer_max_s: float = 600.0  # stop the noise after this; the LED keeps alerting
+    pir: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="PIR sensor (BCM pin): triggers detection, "
+                                                                    "corroborates it.")] = None
+    led: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="Status LED.")] = None
+    buzzer: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="Buzzer for 十户联防 alerts.")] = None
+    button: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="Household button (to ground): press = "
+                                                                       "acknowledge, hold = panic.")] = None
+    pin_factory: Annotated[Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None,
+                           Field(description="gpiozero pin factory; unset: gpiozero's own choice.")] = None
+    hold_s: Annotated[Float, Field(ge=0.1, le=30, description="Seconds; a press this long is a panic.")] = 2.0
+    buzzer_max_s: Annotated[Float, Field(ge=1, le=86_400, description="Seconds; the buzzer stops after this, "
+                                                                      "the LED keeps alerting.")] = 600.0
 
     @property
     def any(self) -> bool:
         return any(p is not None for p in (self.pir, self.led, self.buzzer, self.button))
+
+
+@dataclass(frozen=True)
+class AgentFile:
+    """The file as written: the sections above, in the order the example config lists them."""
+
+    device: Annotated[DeviceConfig, Field(description="Must match the certificate: re-provision, do not edit.")]
+    broker: BrokerConfig
+    outbox: Annotated[OutboxConfig, SECTION] = field(default_factory=OutboxConfig)
+    health: Annotated[HealthSection, SECTION] = field(default_factory=HealthSection)
+    camera: Annotated[CameraConfig, SECTION] = field(default_factory=CameraConfig)
+    vision: Annotated[VisionFile, SECTION] = field(default_factory=VisionFile)
+    schedule: Annotated[ScheduleConfig, SECTION] = field(default_factory=ScheduleConfig)
+    gpio: Annotated[GpioConfig, SECTION,
+                    Field(description="Leave a pin out if the part is not fitted.")] = field(default_factory=GpioConfig)
+    state_dir: Annotated[NonEmptyPath, Field(description="Boot counter and arming state.")] = DEFAULT_STATE_DIR
+    simulate: Annotated[SimulateConfig | None, Field(description="A simulated household: demo and tests only, "
+                                                                 "with gpio.pin_factory: mock.")] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,300 +200,56 @@ class AgentConfig:
     schedule: ScheduleConfig
     gpio: GpioConfig
     state_dir: Path
-    health_interval_s: int = 60
-    vision: Any = None  # agent.config_vision.VisionConfig, the vision engineer's section
-    simulate: Any = None  # agent.household_sim.SimulateConfig: demo/test only, mock pins
+    health_interval_s: int
+    vision: VisionConfig
+    simulate: SimulateConfig | None = None  # demo/test only, mock pins
     path: Path | None = None  # where it was read from, for `reload`
 
 
-class _Reader:
-    """Collects problems instead of stopping at the first one."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, key: str, value: object, expected: str) -> None:
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        self.problems.append(f"{key}: found {shown}, expected {expected}")
-
-    def section(self, doc: Mapping[str, Any], key: str, known: set[str]) -> dict[str, Any]:
-        value = doc.get(key, {})
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            self.fail(key, value, "a mapping")
-            return {}
-        for extra in sorted(set(value) - known):
-            self.fail(f"{key}.{extra}", value[extra], f"one of the known keys ({', '.join(sorted(known))})")
-        return value
-
-    def get(
-        self,
-        sec: Mapping[str, Any],
-        path: str,
-        kind: Callable[[Any], T | None],
-        expected: str,
-        default: T | None = None,
-        required: bool = False,
-    ) -> T | None:
-        name = path.rsplit(".", 1)[-1]
-        if name not in sec or sec[name] is None:
-            if required:
-                self.fail(path, None, f"{expected} (required)")
-            return default
-        raw = sec[name]
-        try:
-            value = kind(raw)
-        except (TypeError, ValueError, ProtocolError):
-            value = None
-        if value is None:
-            self.fail(path, raw, expected)
-            return default
-        return value
-
-
-def _int_in(lo: int, hi: int) -> Callable[[Any], int | None]:
-    def check(v: Any) -> int | None:
-        return v if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi else None
-
-    return check
-
-
-def _float_in(lo: float, hi: float) -> Callable[[Any], float | None]:
-    def check(v: Any) -> float | None:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
-        return float(v) if ok else None
-
-    return check
-
-
-def _text(max_len: int) -> Callable[[Any], str | None]:
-    return lambda v: v if isinstance(v, str) and 0 < len(v) <= max_len else None
-
-
-def _path(v: Any) -> Path | None:
-    return Path(v) if isinstance(v, str) and v else None
-
-
-def _hhmm(v: Any) -> str | None:
-    return v if isinstance(v, str) and _HHMM.fullmatch(v) else None
-
-
-def _device_id(v: Any) -> str | None:
-    return str(parse_device_id(v))
-
-
-def _group(v: Any) -> str | None:
-    return parse_group_id(v)
-
-
-def _broker_url(r: _Reader, sec: Mapping[str, Any]) -> tuple[str, int]:
-    url = sec.get("url")
-    if not isinstance(url, str):
-        r.fail("broker.url", url, "mqtts://host:port (required)")
-        return "", 0
-    parts = urlsplit(url)
-    try:
-        port = parts.port or 8883
-    except ValueError:
-        port = 0
-    if parts.scheme != "mqtts" or not parts.hostname or not 0 < port < 65536 or parts.path not in ("", "/"):
-        r.fail("broker.url", url, "mqtts://host:port (TLS only; the device never talks to the hub in clear)")
-        return "", 0
-    return parts.hostname, port
-
-
-def _source(v: Any) -> str | None:
-    if not isinstance(v, str) or not v:
-        return None
-    if v == "picamera2" or (v.startswith("synthetic:") and len(v) > len("synthetic:")):
-        return v
-    return v if "/" in v or "." in v else None  # a file path
+def _cross_checks(f: AgentFile) -> list[str]:
+    """Rules between keys, which no single field's schema can say."""
+    problems = []
+    seen: dict[int, str] = {}
+    for name in ("pir", "led", "buzzer", "button"):
+        number = getattr(f.gpio, name)
+        if number is not None and number in seen:
+            problems.append(problem(f"gpio.{name}", number, f"a pin not already used by gpio.{seen[number]}"))
+        elif number is not None:
+            seen[number] = name
+    if f.simulate is not None and (f.gpio.pin_factory != "mock" or f.gpio.button is None):
+        problems.append(problem("simulate", dataclasses.asdict(f.simulate),
+                                "only with gpio.pin_factory: mock and a gpio.button (demo and tests)"))
+    return problems
 
 
 def parse(doc: Any, source: str = "config") -> AgentConfig:
     """Validate a decoded YAML document; raise ConfigError listing every problem."""
-    r = _Reader()
-    if not isinstance(doc, dict):
-        raise ConfigError([f"(top level): found {type(doc).__name__}, expected a mapping"], source)
-    top = {"device", "broker", "outbox", "health", "camera", "vision", "schedule", "gpio", "state_dir", "simulate"}
-    for extra in sorted(set(doc) - top):
-        r.fail(extra, doc[extra], f"one of the known sections ({', '.join(sorted(top))})")
-
-    state_dir = r.get(doc, "state_dir", _path, "a directory path", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR
-
-    d = r.section(doc, "device", {"id", "group", "household"})
-    device = DeviceConfig(
-        id=r.get(d, "device.id", _device_id, "a 20-digit device ID (GB/T 28181)", "", required=True) or "",
-        group=r.get(d, "device.group", _group, "a group id of [A-Za-z0-9_-], 1-32 chars", "", required=True)
-        or "",
-        household=r.get(d, "device.household", _text(64), "a household id, 1-64 chars", "", required=True)
-        or "",
-    )
-
-    b = r.section(
-        doc,
-        "broker",
-        {
-            "url",
-            "ca",
-            "cert",
-            "key",
-            "keepalive",
-            "max_inflight",
-            "session_expiry",
-            "backoff_base_s",
-            "backoff_cap_s",
-        },
-    )
-    host, port = _broker_url(r, b)
-    broker = BrokerConfig(
-        host=host,
-        port=port,
-        ca=r.get(b, "broker.ca", _path, "the county CA certificate path", Path(), required=True) or Path(),
-        cert=r.get(b, "broker.cert", _path, "the device certificate path", Path(), required=True) or Path(),
-        key=r.get(b, "broker.key", _path, "the device private key path", Path(), required=True) or Path(),
-        keepalive=r.get(b, "broker.keepalive", _int_in(10, 1200), "seconds, 10..1200", 45) or 45,
-        max_inflight=r.get(b, "broker.max_inflight", _int_in(1, 100), "an integer 1..100", 10) or 10,
-        session_expiry=r.get(
-            b, "broker.session_expiry", _int_in(0, 30 * 86_400), "seconds, 0..2592000", 86_400
-        )
-        or 0,
-        backoff_base_s=r.get(b, "broker.backoff_base_s", _float_in(0.01, 60), "seconds, 0.01..60", 1.0)
-        or 1.0,
-        backoff_cap_s=r.get(b, "broker.backoff_cap_s", _float_in(0.1, 3600), "seconds, 0.1..3600", 60.0)
-        or 60.0,
-    )
-
-    o = r.section(doc, "outbox", {"path", "max_rows", "max_bytes"})
-    outbox = OutboxConfig(
-        path=r.get(o, "outbox.path", _path, "a file path", state_dir / "outbox.sqlite3")
-        or state_dir / "outbox.sqlite3",
-        max_rows=r.get(o, "outbox.max_rows", _int_in(10, 10_000_000), "an integer 10..10000000", 20_000)
-        or 20_000,
-        max_bytes=r.get(o, "outbox.max_bytes", _int_in(64 * 1024, 1 << 40), "bytes, at least 65536", 64 << 20)
-        or 64 << 20,
-    )
-
-    h = r.section(doc, "health", {"interval_s"})
-    interval = r.get(h, "health.interval_s", _int_in(5, 3600), "seconds, 5..3600", 60) or 60
-
-    c = r.section(doc, "camera", {"source", "width", "height", "fps", "lores_width", "lores_height"})
-    camera = CameraConfig(
-        source=r.get(c, "camera.source", _source, "picamera2, synthetic:<scene> or a file path", "picamera2")
-        or "picamera2",
-        width=r.get(c, "camera.width", _int_in(64, 4096), "pixels, 64..4096", 1280) or 1280,
-        height=r.get(c, "camera.height", _int_in(48, 4096), "pixels, 48..4096", 720) or 720,
-        fps=r.get(c, "camera.fps", _float_in(0.5, 60), "frames per second, 0.5..60", 10.0) or 10.0,
-        lores_width=r.get(c, "camera.lores_width", _int_in(32, 1280), "pixels, 32..1280", 320) or 320,
-        lores_height=r.get(c, "camera.lores_height", _int_in(24, 960), "pixels, 24..960", 180) or 180,
-    )
-
-    vision = _vision(r, doc.get("vision"), source)
-
-    s = r.section(doc, "schedule", {"from", "to", "timezone"})
-    schedule = ScheduleConfig(
-        armed_from=r.get(s, "schedule.from", _hhmm, '"HH:MM" (local time)', "21:00") or "21:00",
-        armed_to=r.get(s, "schedule.to", _hhmm, '"HH:MM" (local time)', "06:00") or "06:00",
-        timezone=r.get(
-            s, "schedule.timezone", _timezone, "an IANA zone such as Asia/Shanghai", "Asia/Shanghai"
-        )
-        or "Asia/Shanghai",
-    )
-
-    g = r.section(doc, "gpio", {"pir", "led", "buzzer", "button", "pin_factory", "hold_s", "buzzer_max_s"})
-    pin = _int_in(0, 27)
-    gpio = GpioConfig(
-        pir=r.get(g, "gpio.pir", pin, "a BCM pin number 0..27"),
-        led=r.get(g, "gpio.led", pin, "a BCM pin number 0..27"),
-        buzzer=r.get(g, "gpio.buzzer", pin, "a BCM pin number 0..27"),
-        button=r.get(g, "gpio.button", pin, "a BCM pin number 0..27"),
-        pin_factory=r.get(
-            g,
-            "gpio.pin_factory",
-            lambda v: v if v in PIN_FACTORIES else None,
-            f"one of {', '.join(PIN_FACTORIES)}",
-        ),
-        hold_s=r.get(g, "gpio.hold_s", _float_in(0.1, 30), "seconds, 0.1..30", 2.0) or 2.0,
-        buzzer_max_s=r.get(g, "gpio.buzzer_max_s", _float_in(1, 86_400), "seconds, 1..86400", 600.0) or 600.0,
-    )
-    pins = [
-        (k, v)
-        for k, v in (("pir", gpio.pir), ("led", gpio.led), ("buzzer", gpio.buzzer), ("button", gpio.button))
-        if v is not None
-    ]
-    seen: dict[int, str] = {}
-    for name, number in pins:
-        if number in seen:
-            r.fail(f"gpio.{name}", number, f"a pin not already used by gpio.{seen[number]}")
-        seen[number] = name
-
-    simulate = _simulate(r, doc, gpio)
-
-    if r.problems:
-        raise ConfigError(r.problems, source)
-    return AgentConfig(
-        device=device,
-        broker=broker,
-        outbox=outbox,
-        camera=camera,
-        schedule=schedule,
-        gpio=gpio,
-        state_dir=state_dir,
-        health_interval_s=interval,
-        vision=vision,
-        simulate=simulate,
-    )
-
-
-def _simulate(r: _Reader, doc: Mapping[str, Any], gpio: GpioConfig) -> Any:
-    """The simulated household (demo/tests): only with mock pins, never on a real panel."""
-    if doc.get("simulate") is None:
-        return None
-    from agent.household_sim import SimulateConfig
-
-    sim = r.section(doc, "simulate", {"panic_at_s", "ack_after_s"})
-    if gpio.pin_factory != "mock" or gpio.button is None:
-        r.fail("simulate", sim, "only with gpio.pin_factory: mock and a gpio.button (demo and tests)")
-        return None
-    seconds = _float_in(0, 86_400)
-    return SimulateConfig(
-        panic_at_s=r.get(sim, "simulate.panic_at_s", seconds, "seconds, 0..86400"),
-        ack_after_s=r.get(sim, "simulate.ack_after_s", seconds, "seconds, 0..86400"),
-    )
-
-
-def _vision(r: _Reader, raw: Any, source: str) -> Any:
-    # Imported here: agent.config_vision imports ConfigError from this module.
-    from agent.config_vision import parse_vision
-
     try:
-        return parse_vision(raw, source)
+        f = validate(AgentFile, doc)
     except ConfigError as exc:
-        r.problems.extend(exc.problems)
-        return None
-
-
-def _timezone(v: Any) -> str | None:
-    from agent.schedule import zone
-
-    if not isinstance(v, str):
-        return None
-    zone(v)  # raises ValueError when unknown
-    return v
+        raise ConfigError(exc.problems, source) from None
+    problems = _cross_checks(f)
+    try:
+        vision = f.vision.to_config()
+    except ValueError as exc:  # MotionSettings' own invariants, should the schema ever allow more than they do
+        problems.append(f"vision.motion: {exc}")
+    if problems:
+        raise ConfigError(problems, source)
+    outbox = f.outbox if f.outbox.path else dataclasses.replace(f.outbox, path=f.state_dir / "outbox.sqlite3")
+    return AgentConfig(
+        device=f.device,
+        broker=f.broker,
+        outbox=outbox,
+        camera=f.camera,
+        schedule=f.schedule,
+        gpio=f.gpio,
+        state_dir=f.state_dir,
+        health_interval_s=f.health.interval_s,
+        vision=vision,
+        simulate=f.simulate,
+    )
 
 
 def load(path: Path = DEFAULT_PATH) -> AgentConfig:
     """Read and validate the config file; ConfigError for anything wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"(file): cannot read {path}: {exc.strerror or exc}"], str(path)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"(file): not valid YAML: {str(exc).splitlines()[0]}"], str(path)) from None
-    cfg = parse(doc, str(path))
-    return AgentConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "path": path})
+    return dataclasses.replace(read_yaml(path, parse), path=path)

@@ -11,60 +11,83 @@ Example (every key optional)::
       events: {end_after_s: 5, motion_events: false}
       snapshot: {max_bytes: 12000, crop: true}
 
-Like ``agent.config``, every problem names its dotted key, the value found and
-what was expected, and all problems are reported together.
+The sections are plain dataclasses (the tracker and pipeline read them); their
+``Annotated`` fields are the schema (xlconfig), whose ranges are what still
+makes sense on a Pi. Motion settings default to the chosen sensitivity's
+preset, so their defaults live in agent.vision.motion and only there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import BeforeValidator, Field
 
-from agent.config import ConfigError
-from agent.vision.masks import check_polygon
-from agent.vision.motion import PRESETS, MotionSettings, settings_for
+from agent.vision.motion import MotionSettings, settings_for
+from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPath, read_yaml, validate
 
 
 @dataclass(frozen=True, slots=True)
 class DetectConfig:
-    enabled: bool = True
-    model: Path | None = None  # None: the packaged uint8 SSDLite person model
-    num_threads: int = 2
-    score_threshold: float = 0.5  # a detection below this is ignored
-    detect_fps: float = 3.0  # at most this many detection runs per second
-    track_check_fps: float = 1.0  # re-check a visit whose person stopped moving
-    # Full-frame runs per second after a frame-wide change (a cut, a lamp, the
-    # IR switch, something at the lens) while motion re-learns; 0: none.
-    relearn_fps: float = 3.0
-    min_crop: int = 300  # smallest square crop around motion, pixels
-    whole_frame_fraction: float = 0.5  # motion bigger than this: detect on the whole frame
+    enabled: Annotated[Bool, Field(description="Run the person detector where something moves.")] = True
+    model: Annotated[NonEmptyPath | None, Field(description="A .tflite model; unset: the packaged uint8 "
+                                                            "SSDLite person model.")] = None
+    num_threads: Annotated[Int, Field(ge=1, le=8, description="Detector threads.")] = 2
+    score_threshold: Annotated[Float, Field(ge=0.05, le=0.99,
+                                            description="A detection below this score is ignored.")] = 0.5
+    detect_fps: Annotated[Float, Field(ge=0.1, le=30, description="At most this many detection runs per "
+                                                                  "second.")] = 3.0
+    track_check_fps: Annotated[Float, Field(ge=0, le=30, description="Re-check a visit whose person stopped "
+                                                                     "moving this often (0: never).")] = 1.0
+    relearn_fps: Annotated[Float, Field(ge=0, le=30, description="Full-frame runs per second after a "
+                                        "frame-wide change (a lamp, the IR switch) while motion re-learns "
+                                        "(0: none).")] = 3.0
+    min_crop: Annotated[Int, Field(ge=64, le=4096, description="Smallest square crop around motion, "
+                                                               "pixels.")] = 300
+    whole_frame_fraction: Annotated[Float, Field(ge=0.05, le=1, description="Motion bigger than this share "
+                                                 "of the frame: detect on the whole frame.")] = 0.5
+
+
+def _auto(value: Any) -> Any:
+    return None if value == "auto" else value
 
 
 @dataclass(frozen=True, slots=True)
 class EventsConfig:
-    confirm_hits: int = 2  # detection runs with a person before a visit starts ...
-    confirm_window: int = 3  # ... among the last N runs, whose median score must pass
-    confirm_span_s: float = 4.0  # runs older than this do not count towards confirmation
-    end_after_s: float = 5.0  # a visit ends after this long without a person detection
-    update_min_s: float = 3.0  # no update sooner than this after the previous message
-    update_every_s: float = 30.0  # a visit that goes on sends an update at least this often
-    moved: float = 0.25  # centre moved by this share of the frame: significant
-    better_score: float = 0.1  # score rose by this much: significant (and a better snapshot)
-    motion_events: bool | None = None  # None: only when person detection is off
-    motion_start_s: float = 0.5  # motion must last this long to start a motion event
-    motion_end_s: float = 5.0
+    confirm_hits: Annotated[Int, Field(ge=1, le=20, description="Detection runs with a person before a "
+                                                                "visit starts ...")] = 2
+    confirm_window: Annotated[Int, Field(ge=1, le=20, description="... among the last N runs, whose median "
+                                                                  "score must pass.")] = 3
+    confirm_span_s: Annotated[Float, Field(ge=0.5, le=60, description="Seconds; runs older than this do not "
+                                                                      "count towards confirmation.")] = 4.0
+    end_after_s: Annotated[Float, Field(ge=0.5, le=600, description="Seconds; a visit ends after this long "
+                                                                    "without a person detection.")] = 5.0
+    update_min_s: Annotated[Float, Field(ge=0, le=600, description="Seconds; no update sooner than this "
+                                                                   "after the previous message.")] = 3.0
+    update_every_s: Annotated[Float, Field(ge=1, le=3600, description="Seconds; a visit that goes on sends "
+                                                                      "an update at least this often.")] = 30.0
+    moved: Annotated[Float, Field(ge=0.01, le=1, description="The person's centre moved by this share of "
+                                                             "the frame: an update.")] = 0.25
+    better_score: Annotated[Float, Field(ge=0.01, le=1, description="The score rose by this much: an update "
+                                                                    "(and a better snapshot).")] = 0.1
+    motion_events: Annotated[Bool | None, BeforeValidator(_auto), Expect("true, false or auto"),
+                             Field(description="Send motion-only events; auto: only when person detection "
+                                               "is off.")] = None
+    motion_start_s: Annotated[Float, Field(ge=0, le=60, description="Seconds motion must last to start a "
+                                                                    "motion event.")] = 0.5
+    motion_end_s: Annotated[Float, Field(ge=0.5, le=600, description="Seconds without motion that end a "
+                                                                     "motion event.")] = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotConfig:
-    enabled: bool = True
-    max_bytes: int = 12_000
-    max_width: int = 640
-    crop: bool = True  # crop around the person rather than send the whole frame
+    enabled: Annotated[Bool, Field(description="Send a picture with each person visit.")] = True
+    max_bytes: Annotated[Int, Field(ge=2000, le=60_000, description="JPEG size cap, bytes.")] = 12_000
+    max_width: Annotated[Int, Field(ge=64, le=1920, description="Pixels.")] = 640
+    crop: Annotated[Bool, Field(description="Crop around the person rather than send the whole "
+                                            "frame.")] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,173 +105,76 @@ class VisionConfig:
         return self.events.motion_events
 
 
-Check = Callable[[Any], Any]
+# -- the file's shape, where it differs from the objects above -------------------------------------------
 
 
-def _num(lo: float, hi: float, integer: bool = False) -> Check:
-    def check(v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-            return None
-        if integer:
-            return v if isinstance(v, int) else None
-        return float(v)
-
-    return check
+def _opt(lo: float, hi: float, what: str) -> Any:
+    return Field(ge=lo, le=hi, description=f"{what} (unset: the sensitivity preset's value)")
 
 
-def _bool(v: Any) -> Any:
-    return v if isinstance(v, bool) else None
+@dataclass(frozen=True)
+class MotionOverrides:
+    """Motion settings an installer overrides; unset ones come from the sensitivity preset."""
+
+    threshold: Annotated[Int | None, _opt(1, 200, "Luma levels a pixel must differ from the background")] = None
+    cell_fraction: Annotated[Float | None, _opt(0.01, 1, "Share of a cell's pixels that must change")] = None
+    min_area: Annotated[Float | None, _opt(0, 0.5, "Smallest region that counts, a fraction of the frame")] = None
+    alpha: Annotated[Float | None, _opt(0.004, 0.5, "Background learning rate per frame")] = None
+    work_width: Annotated[Int | None, _opt(32, 480, "Pixels across the frame that motion works on")] = None
+    global_fraction: Annotated[Float | None, _opt(0.1, 1, "More of the frame than this changing at once is "
+                                                          "light")] = None
+    warmup_s: Annotated[Float | None, _opt(0, 60, "Seconds to learn the scene after start")] = None
+    cooldown_s: Annotated[Float | None, _opt(0, 60, "Seconds motion is muted after a light change")] = None
+    chroma_drop: Annotated[Float | None, _opt(0, 0.95, "Colour falling below this share of its recent level "
+                                                       "means the IR light came on")] = None
+    grey_chroma: Annotated[Float | None, _opt(0, 50, "Below this colourfulness a frame is monochrome")] = None
 
 
-def _opt_bool(v: Any) -> Any:
-    return v if isinstance(v, bool) else (None if v != "auto" else "auto")
+_Coord = Annotated[Float, Field(ge=0, le=1)]
+_Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], Field(min_length=3)]
 
 
-def _path(v: Any) -> Any:
-    return Path(v) if isinstance(v, str) and v else None
+@dataclass(frozen=True)
+class VisionFile:
+    sensitivity: Annotated[Literal["low", "medium", "high"], Field(description="Motion preset.")] = "medium"
+    masks: Annotated[tuple[_Polygon, ...],
+                     Expect("a list of polygons, each at least 3 [x, y] points within 0..1 of the frame"),
+                     Field(description="Areas where motion never counts, e.g. "
+                                       "[[[0, 0], [0.4, 0], [0.4, 0.25], [0, 0.25]]].")] = ()
+    motion: Annotated[MotionOverrides, SECTION] = field(default_factory=MotionOverrides)
+    detect: Annotated[DetectConfig, SECTION] = field(default_factory=DetectConfig)
+    events: Annotated[EventsConfig, SECTION] = field(default_factory=EventsConfig)
+    snapshot: Annotated[SnapshotConfig, SECTION] = field(default_factory=SnapshotConfig)
 
-
-# key: (check, what was expected). Ranges are what still makes sense on a Pi.
-_MOTION: dict[str, tuple[Check, str]] = {
-    "threshold": (_num(1, 200, True), "an integer 1..200 (luma levels)"),
-    "cell_fraction": (_num(0.01, 1.0), "a fraction 0.01..1"),
-    "min_area": (_num(0.0, 0.5), "a fraction of the frame 0..0.5"),
-    "alpha": (_num(0.004, 0.5), "a learning rate 0.004..0.5"),
-    "work_width": (_num(32, 480, True), "an integer 32..480 (pixels)"),
-    "global_fraction": (_num(0.1, 1.0), "a fraction 0.1..1"),
-    "warmup_s": (_num(0.0, 60.0), "seconds 0..60"),
-    "cooldown_s": (_num(0.0, 60.0), "seconds 0..60"),
-    "chroma_drop": (_num(0.0, 0.95), "a ratio 0..0.95"),
-    "grey_chroma": (_num(0.0, 50.0), "a colourfulness 0..50"),
-}
-_DETECT: dict[str, tuple[Check, str]] = {
-    "enabled": (_bool, "true or false"),
-    "model": (_path, "a .tflite file path"),
-    "num_threads": (_num(1, 8, True), "an integer 1..8"),
-    "score_threshold": (_num(0.05, 0.99), "a score 0.05..0.99"),
-    "detect_fps": (_num(0.1, 30.0), "detection runs per second 0.1..30"),
-    "track_check_fps": (_num(0.0, 30.0), "checks per second 0..30 (0: never)"),
-    "relearn_fps": (_num(0.0, 30.0), "full-frame runs per second after a frame-wide change 0..30 (0: none)"),
-    "min_crop": (_num(64, 4096, True), "pixels 64..4096"),
-    "whole_frame_fraction": (_num(0.05, 1.0), "a fraction 0.05..1"),
-}
-_EVENTS: dict[str, tuple[Check, str]] = {
-    "confirm_hits": (_num(1, 20, True), "an integer 1..20"),
-    "confirm_window": (_num(1, 20, True), "an integer 1..20"),
-    "confirm_span_s": (_num(0.5, 60.0), "seconds 0.5..60"),
-    "end_after_s": (_num(0.5, 600.0), "seconds 0.5..600"),
-    "update_min_s": (_num(0.0, 600.0), "seconds 0..600"),
-    "update_every_s": (_num(1.0, 3600.0), "seconds 1..3600"),
-    "moved": (_num(0.01, 1.0), "a share of the frame 0.01..1"),
-    "better_score": (_num(0.01, 1.0), "a score difference 0.01..1"),
-    "motion_events": (_opt_bool, "true, false or auto"),
-    "motion_start_s": (_num(0.0, 60.0), "seconds 0..60"),
-    "motion_end_s": (_num(0.5, 600.0), "seconds 0.5..600"),
-}
-_SNAPSHOT: dict[str, tuple[Check, str]] = {
-    "enabled": (_bool, "true or false"),
-    "max_bytes": (_num(2000, 60_000, True), "bytes 2000..60000"),
-    "max_width": (_num(64, 1920, True), "pixels 64..1920"),
-    "crop": (_bool, "true or false"),
-}
-_TOP = {"sensitivity", "masks", "motion", "detect", "events", "snapshot"}
-
-
-class _Problems:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.items: list[str] = []
-
-    def fail(self, key: str, value: object, expected: str) -> None:
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        self.items.append(f"{self.prefix}{key}: found {shown}, expected {expected}")
-
-    def section(self, doc: Mapping[str, Any], key: str, spec: Mapping[str, tuple[Check, str]]) -> dict[str, Any]:
-        raw = doc.get(key)
-        if raw is None:
-            return {}
-        if not isinstance(raw, Mapping):
-            self.fail(key, raw, "a mapping")
-            return {}
-        out: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name not in spec:
-                self.fail(f"{key}.{name}", value, f"one of the known keys ({', '.join(sorted(spec))})")
-                continue
-            check, expected = spec[name]
-            checked = check(value)
-            if checked is None:
-                self.fail(f"{key}.{name}", value, expected)
-            else:
-                out[name] = checked
-        return out
+    def to_config(self) -> VisionConfig:
+        overrides = {f.name: getattr(self.motion, f.name) for f in fields(MotionOverrides)}
+        masks = tuple(list(polygon) for polygon in self.masks)  # each polygon a list of (x, y), as before
+        motion = settings_for(self.sensitivity, masks=masks,
+                              **{k: v for k, v in overrides.items() if v is not None})
+        return VisionConfig(self.sensitivity, motion, self.detect, self.events, self.snapshot)
 
 
 def parse_vision(doc: Any, source: str = "config", prefix: str = "vision.") -> VisionConfig:
     """Validate the ``vision`` mapping; raise ConfigError listing every problem."""
-    if doc is None:
-        return VisionConfig()
-    p = _Problems(prefix)
-    if not isinstance(doc, Mapping):
-        raise ConfigError([f"{prefix.rstrip('.')}: found {type(doc).__name__}, expected a mapping"], source)
-    for extra in sorted(set(doc) - _TOP):
-        p.fail(extra, doc[extra], f"one of the known keys ({', '.join(sorted(_TOP))})")
-    sensitivity = doc.get("sensitivity", "medium")
-    if sensitivity not in PRESETS:
-        p.fail("sensitivity", sensitivity, f"one of {', '.join(PRESETS)}")
-        sensitivity = "medium"
-    masks = _masks(p, doc.get("masks"))
-    motion_kw = p.section(doc, "motion", _MOTION)
-    detect_kw = p.section(doc, "detect", _DETECT)
-    events_kw = p.section(doc, "events", _EVENTS)
-    snapshot_kw = p.section(doc, "snapshot", _SNAPSHOT)
-    if events_kw.get("motion_events") == "auto":
-        events_kw["motion_events"] = None
-    if p.items:
-        raise ConfigError(p.items, source)
     try:
-        motion = settings_for(sensitivity, masks=tuple(masks), **motion_kw)
-    except ValueError as exc:  # cross-field rules inside MotionSettings
-        raise ConfigError([f"{prefix}{exc}"], source) from None
-    return VisionConfig(
-        sensitivity=sensitivity,
-        motion=motion,
-        detect=DetectConfig(**detect_kw),
-        events=EventsConfig(**events_kw),
-        snapshot=SnapshotConfig(**snapshot_kw),
-    )
-
-
-def _masks(p: _Problems, raw: Any) -> list[list[tuple[float, float]]]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        p.fail("masks", raw, "a list of polygons, each a list of [x, y] points in 0..1")
-        return []
-    masks = []
-    for i, polygon in enumerate(raw):
-        try:
-            masks.append(check_polygon(polygon, f"{p.prefix}masks[{i}]"))
-        except ValueError as exc:
-            p.items.append(str(exc))
-    return masks
+        return validate(VisionFile, doc, prefix).to_config()
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source) from None
+    except ValueError as exc:  # MotionSettings' own invariants, should the schema ever allow more than they do
+        raise ConfigError(f"{prefix}motion: {exc}", source) from None
 
 
 def load_vision_config(path: Path | str) -> VisionConfig:
     """Read a YAML file and validate its ``vision:`` section (the rest is ignored here)."""
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"cannot read: {exc.strerror or exc}"], str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
-    if doc is None:
-        return VisionConfig()
-    if not isinstance(doc, Mapping):
-        raise ConfigError([f"(top level): found {type(doc).__name__}, expected a mapping"], str(path))
-    return parse_vision(doc.get("vision"), str(path))
+
+    def vision_of(doc: Any, source: str) -> VisionConfig:
+        if doc is None:
+            return VisionConfig()
+        if not isinstance(doc, dict):
+            raise ConfigError(f"(top level): found {type(doc).__name__}, expected a mapping", source)
+        return parse_vision(doc.get("vision"), source)
+
+    return read_yaml(Path(path), vision_of)
 
 
 def describe(config: VisionConfig) -> dict[str, Any]:

@@ -13,15 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from xlconfig import Float
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    panic_at_s: float | None = None  # seconds after start: hold the button (a panic)
-    ack_after_s: float | None = None  # seconds after an alert starts: press to acknowledge
+    panic_at_s: Annotated[Float | None, Field(ge=0, le=86_400, description="Seconds after start: hold the "
+                                                                           "button (a panic).")] = None
+    ack_after_s: Annotated[Float | None, Field(ge=0, le=86_400, description="Seconds after an alert starts: "
+                                                                            "press to acknowledge.")] = None
 
 
 class SimulatedHousehold:

@@ -36,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.config import BrokerConfig
 from agent.delivery import Deliveries
 from agent.outbox import Message, Outbox, is_urgent
 from agent.reconnect import Reconnect
@@ -45,6 +46,7 @@ from protocol.messages import State
 from protocol.qos import DELIVERY
 from protocol.receipts import Range, covers
 from protocol.topics import Channel, alert_topic, cmd_topic, parse_topic, receipt_topic, state_topic
+from xlconfig import default_of
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,12 @@ class LinkSettings:
     ca: Path
     cert: Path
     key: Path
-    keepalive: int = 60
-    max_inflight: int = 10
-    session_expiry: int = 86_400
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 60.0  # also how late a disconnected device hears its group's alerts
+    # The broker section's defaults, written once in agent/config.py (this said keepalive 60 while the config said 45).
+    keepalive: int = default_of(BrokerConfig, "keepalive")
+    max_inflight: int = default_of(BrokerConfig, "max_inflight")
+    session_expiry: int = default_of(BrokerConfig, "session_expiry")
+    backoff_base_s: float = default_of(BrokerConfig, "backoff_base_s")
+    backoff_cap_s: float = default_of(BrokerConfig, "backoff_cap_s")
     urgent_retry_s: float = 2.0  # reconnect delay (upper bound) while a panic or ack waits to go out
     receipt_window: int = 50  # kept messages out at once without the hub's receipt
     receipt_timeout_s: float = 30.0  # no receipt this long after the PUBACK: maybe lost

@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        print(f"xl-hub: config error: {exc}", file=sys.stderr)
+        for line in exc.lines():  # one line per problem, each naming its key
+            print(f"xl-hub: config error: {line}", file=sys.stderr)
         return 2
 
 

@@ -37,10 +37,10 @@ def add_replay_command(commands: Any) -> argparse.ArgumentParser:
 
 
 def run_replay_command(args: argparse.Namespace) -> int:
-    from agent.config import ConfigError
     from agent.config_vision import VisionConfig, load_vision_config
     from agent.vision.replay import build_detector, human_summary, run_replay
     from agent.vision.sources import open_source
+    from xlconfig import ConfigError
 
     def fail(message: str) -> int:
         print(f"xl-agent replay: error: {message}", file=sys.stderr)
@@ -49,7 +49,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     try:
         config = load_vision_config(args.config) if args.config else VisionConfig()
     except ConfigError as exc:
-        return fail(str(exc))
+        return fail("\n".join(exc.lines()))  # one line per problem
     try:
         source = open_source(args.source, fps=args.fps)
         detector = build_detector(config, num_threads=args.threads)

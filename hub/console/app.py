@@ -8,7 +8,6 @@ outside the hub (county intranets are closed), so there is no Swagger UI, only
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,23 +26,13 @@ from hub.console.context import (
 from hub.console.i18n import fmt_duration, fmt_time
 
 from hub import __version__
-from hub.console import auth
+from hub.config_console import ConsoleSettings  # noqa: F401  re-exported: defined with its config section
 
 HERE = Path(__file__).parent
 
 # Strict: no inline script or style anywhere, so an injected string can at worst be text.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-
-
-@dataclass(frozen=True)
-class ConsoleSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    session_hours: float = 12.0  # one shift plus a margin; logging in again each morning is expected
-    secure_cookie: bool = False  # set true behind TLS (a reverse proxy)
-    refresh_s: int = 5
-    throttle: auth.Throttle = field(default_factory=auth.Throttle)
 
 
 class Renderer:

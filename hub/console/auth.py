@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from hub.config_console import Throttle  # the login throttle's settings: the config section is their schema
 from hub.console.passwords import DUMMY_HASH, hash_password, verify_password
 from hub.console.tables import ROLES, console_audit, console_login_failures, console_sessions, console_users
 from hub.registry import now_ms
@@ -32,12 +33,6 @@ class User:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
-@dataclass(frozen=True, slots=True)
-class Throttle:
-    user_failures: int = 5  # per account ...
-    ip_failures: int = 20  # ... and per source address, within
-    window_s: int = 900  # this window; then locked for
-    lockout_s: int = 900
 
 
 def _token_hash(token: str) -> str:
@@ -97,6 +92,9 @@ def _locked_for(conn: Connection, key: str, now: int) -> int:
     return 0 if until is None or until <= now else (until - now + 999) // 1000
 
 
+_THROTTLE = Throttle()  # the configured defaults
+
+
 def _fail(conn: Connection, key: str, limit: int, throttle: Throttle, now: int) -> None:
     row = conn.execute(select(console_login_failures).where(console_login_failures.c.key == key)).first()
     if row is None or now - row.window_start_ms > throttle.window_s * 1000:
@@ -113,7 +111,7 @@ def _fail(conn: Connection, key: str, limit: int, throttle: Throttle, now: int) 
 
 
 def login(engine: Engine, name: str, password: str, ip: str, *, session_s: int,
-          throttle: Throttle = Throttle()) -> str | None:
+          throttle: Throttle = _THROTTLE) -> str | None:
     """A new session token, or None for bad credentials; raises LoginLocked while throttled.
 
     A locked account is refused even with the right password, otherwise the

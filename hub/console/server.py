@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import fields
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
@@ -14,40 +14,23 @@ from sqlalchemy import Engine
 
 from hub.commands import PahoPublisher, Publisher
 from hub.config import ConfigError, HubConfig
-from hub.console.app import ConsoleContext, ConsoleSettings, create_app
-from hub.console.auth import Throttle
+from hub.config_console import ConsoleSection, ConsoleSettings
+from hub.console.app import ConsoleContext, create_app
+from xlconfig import validate
 
 log = logging.getLogger("xl.hub.console")
 
 
-def parse_settings(raw: dict[str, Any] | None) -> ConsoleSettings | None:
-    """The ``console:`` config section; None when it is absent or ``enabled: false``."""
-    if raw is None:
+def parse_settings(section: ConsoleSection | Mapping[str, Any] | None) -> ConsoleSettings | None:
+    """The ``console:`` config section; None when it is absent or ``enabled: false``.
+
+    ``load_config`` has validated it already; a raw mapping is validated here.
+    """
+    if section is None:
         return None
-    raw = dict(raw)
-    if raw.pop("enabled", True) is False:
-        return None
-    throttle_raw = raw.pop("login_throttle", None) or {}
-    known = {f.name for f in fields(ConsoleSettings)} - {"throttle"}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"console.{key} is not a known key (known: enabled, login_throttle, "
-                              f"{', '.join(sorted(known))})")
-    defaults = ConsoleSettings()
-    for key, value in list(raw.items()):
-        want = type(getattr(defaults, key))
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            raw[key] = value = float(value)
-        if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
-            raise ConfigError(f"console.{key} must be {want.__name__}, got {value!r}")
-    try:
-        throttle = Throttle(**throttle_raw)
-    except TypeError as exc:
-        raise ConfigError(f"console.login_throttle: {exc}") from None
-    settings = ConsoleSettings(**raw, throttle=throttle)
-    if not 0 < settings.port < 65536:
-        raise ConfigError(f"console.port must be 1..65535, got {settings.port}")
-    return settings
+    if not isinstance(section, ConsoleSection):
+        section = validate(ConsoleSection, section, "console.")
+    return section if section.enabled else None
 
 
 class MqttPublisher:

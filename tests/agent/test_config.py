@@ -21,7 +21,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "agent" / "examples" / "agent.ya
 
 
 def example() -> dict:
-    return yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    # A section whose keys are all commented out (their defaults) is YAML null; the edits below fill it in.
+    return {key: {} if value is None else value for key, value in doc.items()}
 
 
 def test_example_config_is_valid() -> None:
@@ -114,3 +116,25 @@ def test_certificate_checks(tmp_path: Path) -> None:
 
     missing = check_tls_files(tmp_path / "nope.crt", cert_path, key_path)
     assert any(e.startswith("broker.ca: found") and "existing file" in e for e in missing.errors)
+
+
+def test_link_settings_take_the_broker_sections_defaults() -> None:
+    # They had drifted: LinkSettings.keepalive was 60 while the config's default was 45.
+    from agent.link import LinkSettings
+
+    link = LinkSettings("62062101011198000123", "g1", "hub", 8883, Path("ca"), Path("c"), Path("k"))
+    broker = config.parse(example()).broker
+    for name in ("keepalive", "max_inflight", "session_expiry", "backoff_base_s", "backoff_cap_s"):
+        assert getattr(link, name) == getattr(broker, name), name
+    assert link.keepalive == 45
+
+
+def test_unknown_keys_are_refused_at_every_depth() -> None:
+    doc = example()
+    doc["vision"] = {"motion": {"treshold": 5}, "detect": {"fps": 3}}
+    doc["schedule"]["armed_from"] = "21:00"  # the attribute's name is not the key (`from`)
+    with pytest.raises(ConfigError) as err:
+        config.parse(doc)
+    keys = sorted(p.split(":")[0] for p in err.value.problems)
+    assert keys == ["schedule.armed_from", "vision.detect.fps", "vision.motion.treshold"]
+    assert all("expected one of the known keys (" in p for p in err.value.problems)

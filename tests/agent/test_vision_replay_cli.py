@@ -108,7 +108,7 @@ def test_replay_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[s
     bad.write_text("vision:\n  detect: {detect_fps: fast}\n  sensitivity: extreme\n", encoding="utf-8")
     assert main(["replay", "synthetic:quiet", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "vision.detect.detect_fps: found 'fast', expected detection runs per second" in err
+    assert "vision.detect.detect_fps: found 'fast', expected times per second 0.1..30" in err
     assert "vision.sensitivity: found 'extreme', expected one of low, medium, high" in err
     assert main(["replay", str(tmp_path / "missing.mp4")]) == 2
     assert "no such source" in capsys.readouterr().err
@@ -144,7 +144,7 @@ def test_vision_config_parsing() -> None:
         ({"detect": {"enabled": "yes"}}, "vision.detect.enabled: found 'yes', expected true or false"),
         ({"detect": {"num_threads": 2.5}}, "vision.detect.num_threads: found 2.5, expected an integer 1..8"),
         ({"events": {"end_after_s": -1}}, "vision.events.end_after_s: found -1, expected seconds 0.5..600"),
-        ({"masks": [[[0, 0], [2, 0], [1, 1]]]}, "vision.masks[0][1]: x=2 must be a number in 0..1"),
+        ({"masks": [[[0, 0], [2, 0], [1, 1]]]}, "vision.masks[0][1][0]: found 2, expected a list of polygons"),
         ({"masks": "all"}, "vision.masks: found 'all', expected a list of polygons"),
         ({"snapshot": []}, "vision.snapshot: found [], expected a mapping"),
         ({"zones": {}}, "vision.zones: found {}, expected one of the known keys"),

@@ -7,6 +7,8 @@ import pytest
 
 from hub.config import ConfigError, load_config, parse_config
 
+DB = {"database": {"url": "sqlite://"}}
+
 
 def test_defaults_and_overrides() -> None:
     cfg = parse_config({"database": {"url": "sqlite:///x.db"}, "mqtt": {"port": 1884},
@@ -21,28 +23,44 @@ def test_defaults_and_overrides() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({}, "database.url is required"),
-        ({"database": {"url": "sqlite://"}, "mqtt": {"prot": 1}}, "mqtt.prot is not a known key"),
-        ({"database": {"url": "sqlite://"}, "mqtt": {"port": "x"}}, "mqtt.port must be an integer"),
-        ({"database": {"url": "sqlite://"}, "mqtt": {"port": 70000}}, "mqtt.port must be a TCP port"),
-        ({"database": {"url": "sqlite://"}, "ingest": {"batch_ms": 0}}, "ingest.batch_ms must be positive"),
-        ({"database": {"url": "sqlite://"}, "alerts": {"person_score_min": 101}}, "alerts.person_score_min"),
-        ({"database": {"url": "sqlite://"}, "alerts": {"timezone": "Mars/Base"}}, "alerts.timezone"),
-        ({"database": {"url": "sqlite://"}, "mqtt": {"share_group": "a/b"}}, "mqtt.share_group"),
-        ({"database": {"url": "sqlite://"}, "mqtt": {"tls": {"ca": "/nope"}}}, "mqtt.tls.cert is required"),
-        ({"database": {"url": "sqlite://"}, "metrics": {"enabled": "yes"}}, "metrics.enabled must be true"),
-        ({"database": {"url": "sqlite://"}, "health": {"offline_grace_s": 0}},
-         "health.offline_grace_s must be positive"),
-        ({"database": {"url": "sqlite://"}, "health": {"offline_grace_s": "30s"}},
-         "health.offline_grace_s must be a number"),
-        ({"database": {"url": "sqlite://"}, "health": {"broker_fraction": 1.5}},
-         "health.broker_fraction must be more than 0"),
-        ({"database": {"url": "sqlite://"}, "health": {"broker_min_devices": 0}},
-         "health.broker_min_devices must be positive"),
-        ({"database": {"url": "sqlite://"}, "health": {"offline_grace_s": 5}},
-         "health.broker_window_s (10) must be shorter than health.offline_grace_s (5)"),
-        ({"database": {"url": "sqlite://"}, "forwarder": {}}, "forwarder is not a known key"),
-        ([1, 2], "top level must be a mapping"),
+        ({}, "database: missing, expected a mapping (required)"),
+        ({**DB, "mqtt": {"prot": 1}}, "mqtt.prot: found 1, expected one of the known keys (host, port, "),
+        ({**DB, "mqtt": {"port": "x"}}, "mqtt.port: found 'x', expected an integer 1..65535"),
+        ({**DB, "mqtt": {"port": 70000}}, "mqtt.port: found 70000, expected an integer 1..65535"),
+        ({**DB, "ingest": {"batch_ms": 0}}, "ingest.batch_ms: found 0, expected milliseconds, more than 0"),
+        ({**DB, "alerts": {"person_score_min": 101}}, "alerts.person_score_min: found 101, expected an integer 0..100"),
+        ({**DB, "alerts": {"timezone": "Mars/Base"}}, "alerts.timezone: found 'Mars/Base', expected an IANA time zone"),
+        ({**DB, "mqtt": {"share_group": "a/b"}}, "mqtt.share_group: found 'a/b', expected a group id"),
+        ({**DB, "mqtt": {"tls": {"ca": "/nope"}}}, "mqtt.tls.cert: missing, expected an existing file (required)"),
+        ({**DB, "metrics": {"enabled": "yes"}}, "metrics.enabled: found 'yes', expected true or false"),
+        ({**DB, "health": {"offline_grace_s": 0}},
+         "health.offline_grace_s: found 0, expected seconds, more than 0"),
+        ({**DB, "health": {"offline_grace_s": "30s"}},
+         "health.offline_grace_s: found '30s', expected seconds"),
+        ({**DB, "health": {"broker_fraction": 1.5}},
+         "health.broker_fraction: found 1.5, expected a number, more than 0 and at most 1"),
+        ({**DB, "health": {"broker_min_devices": 0}},
+         "health.broker_min_devices: found 0, expected an integer, more than 0"),
+        ({**DB, "health": {"offline_grace_s": 5}},
+         "health.broker_window_s: found 10.0, expected shorter than health.offline_grace_s (5)"),
+        ({**DB, "forwarder": {}}, "forwarder: found {}, expected one of the known keys"),
+        ([1, 2], "(top level): found [1, 2], expected a mapping"),
+        # The console and forward sections are validated with the rest of the file (they were not, before
+        # the one schema: `user_failures: "five"` and `lockout_s: -1` started a console).
+        ({**DB, "console": {"login_throttle": {"user_failures": "five"}}},
+         "console.login_throttle.user_failures: found 'five', expected an integer, at least 1"),
+        ({**DB, "console": {"login_throttle": {"lockout_s": -1}}},
+         "console.login_throttle.lockout_s: found -1, expected seconds, at least 1"),
+        ({**DB, "console": {"prot": 8080}}, "console.prot: found 8080, expected one of"),
+        ({**DB, "forward": {"webhook": {"url": "ftp://x", "secret": "s"}}},
+         "forward.webhook.url: found 'ftp://x', expected an http(s) URL"),
+        ({**DB, "forward": {"viid": {"base_url": "http://v", "gateway_id": "1"}}},
+         "forward.viid.gateway_id: found '1', expected a 20-digit GA/T 1400 ID"),
+        ({**DB, "forward": {"webhook": {"url": "http://x"}}},
+         "forward.webhook.secret_file: found None, expected a file holding it (or secret inline)"),
+        ({**DB, "forward": {"retry_cap_s": 0, "webhook": {"url": "http://x"}}},
+         "forward.retry_cap_s: found 0, expected seconds, more than 0"),
+        ({**DB, "forward": {}}, "forward: found {}, expected at least one of viid"),
     ],
 )
 def test_errors_name_the_key(raw: object, message: str) -> None:
@@ -56,7 +74,7 @@ def test_tls_files_must_exist(tmp_path: Path) -> None:
     raw = {"database": {"url": "sqlite://"},
            "mqtt": {"tls": {"ca": str(tmp_path / "ca.pem"), "cert": str(tmp_path / "hub.pem"),
                             "key": str(tmp_path / "hub.key")}}}
-    with pytest.raises(ConfigError, match=r"mqtt\.tls\.key: file .*hub\.key.* does not exist"):
+    with pytest.raises(ConfigError, match=r"mqtt\.tls\.key: found '.*hub\.key', expected an existing file"):
         parse_config(raw)
     (tmp_path / "hub.key").write_text("x")
     assert parse_config(raw).mqtt.tls is not None
@@ -67,5 +85,27 @@ def test_load_config_reports_yaml_errors(tmp_path: Path) -> None:
     path.write_text("database: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_every_problem_is_reported_at_once_one_per_key() -> None:
+    raw = {"database": {"url": "sqlite://"}, "mqtt": {"port": 0, "prot": 1}, "ingest": {"batch_max": "200"},
+           "console": {"login_throttle": {"user_failures": "five", "lockout_s": -1}}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "hub.yaml")
+    keys = [p.split(":")[0] for p in err.value.problems]
+    assert keys == ["mqtt.port", "mqtt.prot", "ingest.batch_max", "console.login_throttle.user_failures",
+                    "console.login_throttle.lockout_s"]
+    assert all(", expected " in p and ": found " in p for p in err.value.problems)
+    assert err.value.lines()[0] == "hub.yaml: mqtt.port: found 0, expected an integer 1..65535"
+
+
+def test_plugin_sections_arrive_validated() -> None:
+    cfg = parse_config({"database": {"url": "sqlite://"}, "console": {"port": 8081, "login_throttle": {"window_s": 60}},
+                        "forward": {"webhook": {"url": "https://zz.example/xl", "secret": "s",
+                                                "event_kinds": ["panic"]}}})
+    assert cfg.plugins["console"].port == 8081 and cfg.plugins["console"].throttle.window_s == 60
+    assert cfg.plugins["console"].throttle.user_failures == 5
+    assert cfg.plugins["forward"].webhook.event_kinds == ("panic",) and cfg.plugins["forward"].retry_cap_s == 600
+    assert "console" not in parse_config({"database": {"url": "sqlite://"}, "console": None}).plugins

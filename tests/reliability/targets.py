@@ -228,7 +228,8 @@ def random_row(rng: random.Random) -> dict[str, str | None]:
 def agent_example() -> dict[str, Any]:
     loaded = yaml.safe_load((ROOT / "agent" / "examples" / "agent.yaml").read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
-    return loaded
+    # Sections whose keys are all commented out (their defaults) are null: give the mutators mappings.
+    return {key: {} if value is None else value for key, value in loaded.items()}
 
 
 HUB_EXAMPLE: dict[str, Any] = {
