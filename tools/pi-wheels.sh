@@ -16,10 +16,11 @@ py="${PYTHON:-$root/.venv/bin/python}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-# Our wheel, built from a copy so the checkout gets no build/ folder.
+# Our wheel, built from a copy so the checkout gets no build/ folder; XL_PI_SRC
+# names another source tree to build it from (tests/pi: a given commit).
 src="$(mktemp -d)"
 trap 'rm -rf "$src"' EXIT
-tar -C "$root" --exclude=.git --exclude='.venv*' --exclude=var --exclude=tests --exclude=bench \
+tar -C "${XL_PI_SRC:-$root}" --exclude=.git --exclude='.venv*' --exclude=var --exclude=tests --exclude=bench \
   --exclude=docs --exclude=build --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$src" -xf -
 rm -f "$out"/xueliang_edge-*.whl
 "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$out" "$src"
