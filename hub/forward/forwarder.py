@@ -22,21 +22,24 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from hub.config_forward import ForwardConfig
 from hub.core.forwarding import QueueStats
 from hub.core.items import ForwardItem, item_from_json
 from hub.forward import outbox
 from hub.forward.clock import Clock, SystemClock
 from hub.forward.outbox import DeadLetter, SinkStats
 from hub.forward.sink import Sink, SinkError
+from xlconfig import default_of
 
 log = logging.getLogger("hub.forward")
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    base_s: float = 5.0  # first retry after 2.5–5 s
-    cap_s: float = 600.0  # never wait more than 10 min: a recovered platform is noticed quickly
-    dead_after_s: float = 72 * 3600.0  # a long weekend of platform outage loses nothing
+    # The forward section's defaults (hub/config_forward.py), written once there.
+    base_s: float = default_of(ForwardConfig, "retry_base_s")  # first retry after 2.5–5 s
+    cap_s: float = default_of(ForwardConfig, "retry_cap_s")  # a recovered platform is noticed quickly
+    dead_after_s: float = default_of(ForwardConfig, "dead_after_h") * 3600.0  # a long weekend loses nothing
     keep_done_s: float = 7 * 86400.0  # delivered rows are purged after this
 
     def delay_ms(self, attempts: int, rng: random.Random) -> int:

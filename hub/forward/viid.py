@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from hub.config_forward import ViidSection
 from hub.core.items import EventItem, ForwardItem
 from hub.forward.clock import Clock, SystemClock
 from hub.forward.digest import DigestChallenge, authorization_header
@@ -41,6 +42,7 @@ from hub.forward.viid_objects import (
     person_object,
 )
 from protocol.ids import is_device_id
+from xlconfig import default_of
 
 log = logging.getLogger("hub.forward.viid")
 
@@ -59,13 +61,14 @@ class ViidConfig:
     base_url: str  # e.g. https://10.1.2.3:8080 (no trailing /VIID)
     gateway_id: str  # the hub's registered 20-digit ID; also the Digest username
     password: str = field(repr=False)
-    keepalive_s: float = 45.0  # the platform expects 30–60 s
+    # The defaults of the config's forward.viid section (hub/config_forward.py), written once there.
+    keepalive_s: float = default_of(ViidSection, "keepalive_s")  # the platform expects 30–60 s
     register_retry_s: float = 30.0
-    timeout_s: float = 10.0
+    timeout_s: float = default_of(ViidSection, "timeout_s")
     # EventSort of the scene image. The code list differs between platform
     # vendors; confirm the value with the county platform at integration.
-    event_sort: int = 4
-    verify_tls: bool | str = True  # a CA bundle path for a county-internal CA
+    event_sort: int = default_of(ViidSection, "event_sort")
+    verify_tls: bool | str = default_of(ViidSection, "verify_tls")  # a CA bundle path for a county-internal CA
     name: str = "viid"
 
     def __post_init__(self) -> None:

@@ -25,9 +25,11 @@ from typing import Any
 
 import httpx
 
+from hub.config_forward import WebhookSection
 from hub.core.items import EventItem, ForwardItem, item_to_dict
 from hub.forward.clock import Clock, SystemClock
 from hub.forward.sink import SinkError
+from xlconfig import default_of
 
 log = logging.getLogger("hub.forward.webhook")
 
@@ -70,11 +72,11 @@ class WebhookConfig:
     url: str
     secret: bytes = field(repr=False)
     name: str = "webhook"
-    timeout_s: float = 10.0
-    verify_tls: bool | str = True
-    include_snapshot: bool = True
-    # Motion-only events are noise for the governance platform; alerts always go.
-    event_kinds: frozenset[str] = frozenset({"person", "panic", "tamper"})
+    # The defaults of the config's forward.webhook section (hub/config_forward.py), written once there.
+    timeout_s: float = default_of(WebhookSection, "timeout_s")
+    verify_tls: bool | str = default_of(WebhookSection, "verify_tls")
+    include_snapshot: bool = default_of(WebhookSection, "include_snapshot")
+    event_kinds: frozenset[str] = frozenset(default_of(WebhookSection, "event_kinds"))
 
 
 def webhook_body(item: ForwardItem, include_snapshot: bool) -> dict[str, Any]:

@@ -109,3 +109,22 @@ def test_plugin_sections_arrive_validated() -> None:
     assert cfg.plugins["console"].throttle.user_failures == 5
     assert cfg.plugins["forward"].webhook.event_kinds == ("panic",) and cfg.plugins["forward"].retry_cap_s == 600
     assert "console" not in parse_config({"database": {"url": "sqlite://"}, "console": None}).plugins
+
+
+def test_running_parts_take_their_defaults_from_the_schema() -> None:
+    # Each default is written once, on the config section; the objects the code builds directly agree with it.
+    from hub.forward import ViidConfig, WebhookConfig
+    from hub.forward.forwarder import RetryPolicy
+
+    forward = parse_config({**DB, "forward": {"viid": {"base_url": "http://v", "gateway_id": "62062100002000000001",
+                                                       "password": "p"},
+                                              "webhook": {"url": "http://w", "secret": "s"}}}).plugins["forward"]
+    viid = ViidConfig(base_url="http://v", gateway_id="62062100002000000001", password="p")
+    assert (viid.keepalive_s, viid.timeout_s, viid.event_sort, viid.verify_tls) == (
+        forward.viid.keepalive_s, forward.viid.timeout_s, forward.viid.event_sort, forward.viid.verify_tls)
+    hook = WebhookConfig(url="http://w", secret=b"s")
+    assert (hook.timeout_s, hook.include_snapshot, hook.event_kinds) == (
+        forward.webhook.timeout_s, forward.webhook.include_snapshot, frozenset(forward.webhook.event_kinds))
+    policy = RetryPolicy()
+    assert (policy.base_s, policy.cap_s, policy.dead_after_s) == (
+        forward.retry_base_s, forward.retry_cap_s, forward.dead_after_h * 3600)
