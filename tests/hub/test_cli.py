@@ -158,7 +158,7 @@ def test_db_upgrade_and_unready_schema(tmp_path: Path, capsys) -> None:  # type:
     bad = tmp_path / "bad.yaml"
     bad.write_text("database: {url: 'sqlite://'}\nmqtt: {port: nope}\n")
     assert main(["devices", "--config", str(bad)]) == 2
-    assert "mqtt.port must be an integer" in capsys.readouterr().err
+    assert "mqtt.port: found 'nope', expected an integer 1..65535" in capsys.readouterr().err
 
 
 def test_print_rows_aligns_columns() -> None:
