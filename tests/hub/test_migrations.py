@@ -156,3 +156,31 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
     upgrade(engine)
     assert status(engine).up_to_date
     engine.dispose()
+
+
+def test_two_upgrades_at_once_take_turns(new_db: Callable[[], str]) -> None:
+    """Two hub workers running `xl-hub db upgrade` together: one applies, the other finds nothing to do."""
+    import threading
+
+    url = new_db()
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        engine = make_engine(url)
+        try:
+            start.wait()
+            results.append(upgrade(engine))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(len(r) for r in results) == [0, 7]
