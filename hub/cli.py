@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from hub import __version__
 from hub.cli_options import add_source, add_top_level, check_source
+from hub.cli_output import print_rows
 
 ROLE = (
     "xl-hub runs at the county. It ingests every device's events, snapshots, "
@@ -80,31 +79,6 @@ def _engine(args: argparse.Namespace) -> Any:
 
     url = args.db if getattr(args, "db", None) else load_config(args.config).database_url
     return make_engine(url)
-
-
-def print_rows(rows: Sequence[dict[str, Any]], as_json: bool, out: Any = None) -> None:
-    out = out or sys.stdout
-    if as_json:
-        json.dump(list(rows), out, ensure_ascii=False, indent=1)
-        out.write("\n")
-        return
-    if not rows:
-        out.write("(none)\n")
-        return
-    cols = list(rows[0])
-    cells = [[_cell(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip() + "\n")
-    for row in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

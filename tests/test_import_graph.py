@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # (acyclically, as everywhere), except in a layer marked apart: ingest and
 # forwarding meet only through the port in hub.core.forwarding.
 HUB_LAYERS: list[tuple[str, list[str], bool]] = [
-    ("foundation", ["hub", "hub.config", "hub.config_console", "hub.config_forward", "hub.cli_options", "hub.db"],
-     False),
+    ("foundation", ["hub", "hub.config", "hub.config_console", "hub.config_forward", "hub.cli_options",
+                    "hub.cli_output", "hub.db"], False),
     ("shared types and the registry cache", ["hub.core"], False),
     ("services several rooms use", ["hub.mqtt", "hub.metrics", "hub.commands", "hub.registry", "hub.reports"], True),
     ("alert rules", ["hub.alerts"], False),

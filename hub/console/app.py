@@ -16,17 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from hub.console.context import (
-    ConsoleContext,
-    Forbidden,
-    NotLoggedIn,
-    ctx_of,
-    translator,
-)
-from hub.console.i18n import fmt_duration, fmt_time
 
 from hub import __version__
-from hub.config_console import ConsoleSettings  # noqa: F401  re-exported: defined with its config section
+from hub.config_console import ConsoleSettings  # noqa: F401  defined with the config section, its schema; re-exported for callers
+from hub.console.context import ConsoleContext, Forbidden, NotLoggedIn, ctx_of, translator
+from hub.console.i18n import fmt_duration, fmt_time
 
 HERE = Path(__file__).parent
 

@@ -6,6 +6,7 @@ import sys
 
 from sqlalchemy import Engine
 
+from hub.cli_output import print_rows
 from hub.db.migrate import MigrationError, Status, status, upgrade
 
 
@@ -28,8 +29,6 @@ def db_command(engine: Engine, action: str) -> int:
 
 
 def _print_status(st: Status) -> None:
-    from hub.cli import print_rows
-
     print_rows([{"room": b.branch, "database": b.current, "head": b.head,
                  "pending": " ".join(b.pending) or None} for b in st.branches], as_json=False)
     if st.legacy is not None:

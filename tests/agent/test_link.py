@@ -11,8 +11,8 @@ import pytest
 
 from agent import outbox as ob
 from agent.link import Link, LinkSettings
-from agent.reconnect import backoff_delay
 from agent.outbox import Outbox
+from agent.reconnect import backoff_delay
 from protocol.codec import decode_state, encode
 from protocol.messages import Command, Event
 from protocol.receipts import receipts_for

@@ -16,7 +16,8 @@ import yaml
 from sqlalchemy import func, select
 
 from hub.alerts.engine import AlertEngine
-from hub.cli import main, print_rows
+from hub.cli import main
+from hub.cli_output import print_rows
 from hub.commands import CommandError, send_command
 from hub.config import AlertConfig, HealthConfig
 from hub.core.directory import Directory
