@@ -32,8 +32,12 @@ test-fast: install
 bench: install system
 	$(PY) bench/run_all.py
 
+# Lint and types: ruff's rules and formatting on everything, mypy --strict on the
+# product code (pyproject's [tool.mypy] names it). CI runs this as well as `make test`.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Re-pin after changing dependencies: a clean venv, then freeze into constraints.txt.
 lock:

@@ -114,9 +114,8 @@ class Outbox:
             # Row numbers ("q") start again at 1 in a new outbox (a reflashed SD card), so a
             # receipt the broker still holds for the old one would free the wrong rows.
             self._db.execute("INSERT OR REPLACE INTO counters VALUES ('numbering_new', 1)")
-        self._rows, self._bytes = self._db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM outbox"
-        ).fetchone()
+        rows, size = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+        self._rows, self._bytes = int(rows), int(size)
 
     # -- writing ---------------------------------------------------------
 
@@ -369,7 +368,7 @@ class Outbox:
 
     def integrity_ok(self) -> bool:
         with self._lock:
-            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):

@@ -66,6 +66,7 @@ class Agent:
         self.warning = report.warnings[0] if report.warnings else None
 
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        assert cfg.outbox.path is not None, "agent.config.load fills the outbox path from state_dir"
         self.outbox = Outbox(cfg.outbox.path, cfg.outbox.max_rows, cfg.outbox.max_bytes)
         # The outbox keeps a copy of the boot counter: if the counter file is lost
         # or corrupted, event IDs still never go back to an ID already used.

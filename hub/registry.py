@@ -48,9 +48,9 @@ class Registry:
         cond = and_(villages.c.township_code == township_code, villages.c.name == name)
         vid = conn.execute(select(villages.c.id).where(cond)).scalar()
         if vid is None:
-            vid = conn.execute(
-                villages.insert().values(township_code=township_code, name=name)
-            ).inserted_primary_key[0]
+            inserted = conn.execute(villages.insert().values(township_code=township_code, name=name))
+            assert inserted.inserted_primary_key is not None  # an INSERT always has one
+            vid = inserted.inserted_primary_key[0]
         return int(vid)
 
     def ensure_group(self, conn: Connection, group_id: str, village_id: int | None,

@@ -40,7 +40,9 @@ _LIMITS: dict[Channel, int] = {
     Channel.SNAP: limits.MAX_SNAPSHOT_BYTES,
     Channel.RECEIPT: limits.MAX_RECEIPT_BYTES,
 }
-_TYPES: dict[Channel, type[JsonMessage]] = {
+# Every JSON message, the hub's receipt included (receipts.py builds on messages.py).
+AnyJson = JsonMessage | Receipt
+_TYPES: dict[Channel, type[AnyJson]] = {
     Channel.EVENT: Event,
     Channel.HEALTH: Health,
     Channel.STATE: State,
@@ -92,7 +94,7 @@ def loads_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
     return obj
 
 
-def encode(message: JsonMessage) -> bytes:
+def encode(message: AnyJson) -> bytes:
     """Serialise a JSON message; refuses to produce what a reader would reject."""
     data = dumps(message.to_wire())
     limit = _LIMITS[_CHANNEL_OF[type(message)]]
@@ -101,7 +103,7 @@ def encode(message: JsonMessage) -> bytes:
     return data
 
 
-def decode(channel: Channel | str, payload: bytes) -> JsonMessage:
+def decode(channel: Channel | str, payload: bytes) -> AnyJson:
     """Decode the payload of a JSON channel (everything but ``snap``)."""
     ch = Channel(channel)
     if ch is Channel.SNAP:

@@ -139,7 +139,11 @@ def batch(state: State, engine: Engine, csv_path: Path, *, reissue: bool, broker
         print(f"ignoring column(s): {', '.join(ignored)}", file=sys.stderr)
     enroller = Enroller(state, engine, reissue=reissue)
     with tqdm(total=len(rows), unit="dev", disable=quiet, file=sys.stderr) as bar:
-        enroller.run(rows, outcome, progress=bar.update)
+
+        def advance(n: int) -> None:
+            bar.update(n)
+
+        enroller.run(rows, outcome, progress=advance)
     print_outcome(outcome, len(rows) + unreadable)
     if outcome.results:  # also unchanged rows: a household may have moved to another group
         print(_refresh_broker(state, engine, broker_dir, None, False))

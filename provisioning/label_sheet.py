@@ -85,7 +85,7 @@ def _draw_label(draw: ImageDraw.ImageDraw, x0: int, y0: int, info: LabelInfo, pl
         (f"组 {info.group}", regular),
         (f"装 {info.install_date}", regular),
     ]
-    y = y0 + px(3)
+    y: float = y0 + px(3)
     for text, font in lines:
         draw.text((tx, y), text, fill=0, font=font)
         y += font.size + px(1.4)

@@ -23,7 +23,9 @@ class TemplateError(ValueError):
 
 class _AtTemplate(string.Template):
     delimiter = "@"
-    pattern = r"@(?:(?P<escaped>@(?=\{))|\{(?P<braced>[a-z_][a-z0-9_]*)\}|(?P<named>(?!))|(?P<invalid>(?!)))"
+    # A string, as string.Template wants: its __init_subclass__ compiles it with the
+    # class flags (typeshed types the attribute as the compiled pattern).
+    pattern = r"@(?:(?P<escaped>@(?=\{))|\{(?P<braced>[a-z_][a-z0-9_]*)\}|(?P<named>(?!))|(?P<invalid>(?!)))"  # type: ignore[assignment]
 
 
 def template_dir() -> Path:

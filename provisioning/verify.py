@@ -129,7 +129,7 @@ def verify(
         c.subscribe([(state_topic(device_id), 1), (health_topic(device_id), 1), (event_topic(device_id), 1)])
 
     client.on_connect = on_connect
-    client.on_message = lambda _c, _u, msg: w.on_message(msg.topic, msg.payload)
+    client.on_message = lambda _c, _u, msg: w.on_message(msg.topic, bytes(msg.payload))
     try:
         client.connect(host, port, keepalive=30)
     except (OSError, ssl.SSLError) as exc:

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import Event, Health, State, encode
 from protocol.ids import EventIdGenerator
@@ -87,7 +88,7 @@ class SimDevice:
         c.on_disconnect = self._disconnected
         self.client = c
 
-    def _connected(self, client: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode,
+    def _connected(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode,
                    _p: object) -> None:
         if rc.is_failure:
             return
@@ -249,8 +250,8 @@ class Fleet:
                 self._at(t + rng.uniform(3, 12), f"end:{kind}:{eid}", dev.index)
             self._at(t + rng.expovariate(self._event_rate(t)), "visit", -1)
         elif action.startswith("end:"):
-            _, kind, eid = action.split(":")
-            self.devices[index].event(kind, "end", int(eid), 90)
+            _, kind, eid_text = action.split(":")
+            self.devices[index].event(kind, "end", int(eid_text), 90)
         elif action == "panic":
             dev = self.devices[rng.randrange(n)]
             dev.event("panic", "start", dev.gen.next(), 100)

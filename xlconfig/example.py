@@ -83,7 +83,8 @@ def _section(cls: type, prefix: str, depth: int, commented: bool, values: Mappin
             raise KeyError(f"the example needs a value for the required key {dotted}")
         shown = samples.get(dotted)
         if shown is None and has_default:
+            factory = spec.field.default_factory
             shown = spec.field.default if spec.field.default is not dataclasses.MISSING \
-                else spec.field.default_factory()  # type: ignore[misc]
+                else factory() if callable(factory) else None
         out.append(f"{pad}# {key}: {yaml_value(shown)}".rstrip())
     return out

@@ -63,7 +63,8 @@ class FieldSpec:
 
     @property
     def section(self) -> type | None:
-        return self.base if dataclasses.is_dataclass(self.base) else None
+        base = self.base
+        return base if isinstance(base, type) and dataclasses.is_dataclass(base) else None
 
     def expected(self) -> str:
         if self.expect:
@@ -177,10 +178,15 @@ def _forbid_unknown_keys(cls: type) -> None:
             _forbid_unknown_keys(spec.section)
 
 
-@cache
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type) -> TypeAdapter[Any]:
-    _forbid_unknown_keys(cls)
-    return TypeAdapter(cls)
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:  # built once per section: pydantic's schema build is the slow part
+        _forbid_unknown_keys(cls)
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
 
 
 def validate(cls: type[T], doc: Any, prefix: str = "") -> T:
@@ -219,13 +225,16 @@ def _problems(cls: type, errors: Sequence[Any], prefix: str) -> list[str]:
 
 def _resolve(cls: type, loc: Sequence[str | int], kind: str) -> tuple[str, FieldSpec | None, type]:
     """The dotted key an error's location names, the field it falls in, and that field's section."""
-    key, spec, current, parent = "", None, cls, cls
+    key: str = ""
+    spec: FieldSpec | None = None
+    current: type | None = cls
+    parent: type = cls
     for el in loc:
         if isinstance(el, int):
             key += f"[{el}]"
             continue
         known = fields_of(current) if current is not None else {}
-        if el in known:
+        if current is not None and el in known:
             parent, spec = current, known[el]
             current = spec.section
         elif kind in ("unexpected_keyword_argument", "extra_forbidden") and current is not None and el == loc[-1]:

@@ -81,7 +81,8 @@ def resize_rgb(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     c3 = (np.arange(out_w) * 4 + 3) * w // (4 * out_w)
     rows = image[r1].astype(np.uint16) + image[r3]  # gather rows first: fewer pixels to touch
     summed = rows[:, c1] + rows[:, c3]
-    return ((summed + 2) >> 2).astype(np.uint8)
+    out: np.ndarray = ((summed + 2) >> 2).astype(np.uint8)
+    return out
 
 
 def square_region_around(

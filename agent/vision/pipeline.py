@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -155,7 +155,7 @@ class VisionPipeline:
         return out
 
     # -- detection gating -----------------------------------------------------
-    def _detection_region(self, frame: Frame, result: MotionResult, pir: bool) -> Region | bool | None:
+    def _detection_region(self, frame: Frame, result: MotionResult, pir: bool) -> Region | Literal[False] | None:
         """A pixel region to run detection on, None for the whole frame, or
         False when there is no reason (or it is too soon) to run."""
         d = self.config.detect

@@ -21,7 +21,9 @@ REPLAY_HELP = (
 
 
 def add_replay_command(commands: Any) -> argparse.ArgumentParser:
-    p = commands.add_parser("replay", help="run the vision pipeline over a recording", description=REPLAY_HELP)
+    p: argparse.ArgumentParser = commands.add_parser(
+        "replay", help="run the vision pipeline over a recording", description=REPLAY_HELP
+    )
     p.add_argument("source", metavar="SOURCE", help="video file, image folder or synthetic:<scene>")
     p.add_argument("--config", type=Path, metavar="FILE", help="agent YAML; only its vision: section is used")
     p.add_argument(

@@ -38,7 +38,7 @@ def encode_within(image: np.ndarray, max_bytes: int) -> bytes:
         img = np.ascontiguousarray(image)
         last = min(img.shape[:2]) < 2 * MIN_SIDE  # halving again would make it too small
         for quality in QUALITIES + (LAST_RESORT if last else ()):
-            jpeg = simplejpeg.encode_jpeg(img, quality=quality, colorspace="RGB", colorsubsampling="420")
+            jpeg: bytes = simplejpeg.encode_jpeg(img, quality=quality, colorspace="RGB", colorsubsampling="420")
             if len(jpeg) <= max_bytes:
                 return jpeg
         if last:

@@ -103,7 +103,8 @@ def _decode_image(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".jpg", ".jpeg"):
         import simplejpeg
 
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        rgb: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        return rgb
     try:
         from PIL import Image
     except ImportError:

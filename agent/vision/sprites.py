@@ -106,7 +106,8 @@ def texture(
     tiled = np.tile(grey, reps)[:height, :width]
     flat = (tiled - tiled.mean()) * contrast + 128.0
     rgb = flat[:, :, None] * np.asarray(tint, np.float32)[None, None, :]
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(rgb, 0, 255).astype(np.uint8)
+    return out
 
 
 def paste(canvas: np.ndarray, sprite: Sprite, left: int, top: int) -> None:

@@ -219,7 +219,8 @@ class _Renderer:
         img = self._light(img, t)
         rng = np.random.default_rng([self.seed, index, self.width])
         oy, ox = rng.integers(0, 64, size=2)
-        return np.add(img, self.noise[oy : oy + self.height, ox : ox + self.width])
+        noisy: np.ndarray = np.add(img, self.noise[oy : oy + self.height, ox : ox + self.width])
+        return noisy
 
     def _light(self, img: np.ndarray, t: float) -> np.ndarray:
         scene = self.scene

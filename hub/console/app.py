@@ -50,7 +50,7 @@ class Renderer:
                     "?" + request.url.query if request.url.query else "")}
         base.update(context)
         resp = self.templates.TemplateResponse(request, name, base, status_code=status_code)
-        return resp  # type: ignore[return-value]
+        return resp
 
 
 def query_string(filters: dict[str, Any], **override: Any) -> str:
@@ -96,7 +96,8 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         t = translator(request)
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": t(exc.key)}, status_code=403)
-        return app.state.renderer.page(request, "error.html", {"message": t(exc.key)}, status_code=403)
+        renderer: Renderer = app.state.renderer
+        return renderer.page(request, "error.html", {"message": t(exc.key)}, status_code=403)
 
     return app
 

@@ -102,7 +102,7 @@ def _fail(conn: Connection, key: str, limit: int, throttle: Throttle, now: int) 
     else:
         values = {"failures": row.failures + 1, "window_start_ms": row.window_start_ms,
                   "locked_until_ms": row.locked_until_ms}
-    if values["failures"] >= limit:
+    if int(values["failures"] or 0) >= limit:
         values = {"failures": 0, "window_start_ms": now, "locked_until_ms": now + throttle.lockout_s * 1000}
     if row is None:
         conn.execute(console_login_failures.insert().values(key=key, **values))

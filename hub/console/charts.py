@@ -51,8 +51,8 @@ def sparkline(points: Sequence[tuple[int, float | None]], start_ms: int, end_ms:
         parts.append(f'<line class="spark-warn" x1="0" x2="{width}" y1="{y:.1f}" y2="{y:.1f}"/>')
     for seg in segments:
         if len(seg) == 1:
-            x, y = seg[0].split(",")
-            parts.append(f'<circle class="spark-dot" cx="{x}" cy="{y}" r="1.8"/>')
+            cx, cy = seg[0].split(",")
+            parts.append(f'<circle class="spark-dot" cx="{cx}" cy="{cy}" r="1.8"/>')
         elif seg:
             parts.append(f'<polyline class="spark-line" points="{" ".join(seg)}"/>')
     last = vals[-1]

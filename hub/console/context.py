@@ -17,6 +17,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from hub.config_console import Throttle
 from hub.console import auth
 from hub.console.i18n import LANG_COOKIE, Translator
 
@@ -30,7 +31,13 @@ class CommandPublisher(Protocol):
 
 
 class RouteSettings(Protocol):
-    """What the routes read of the console's settings (``ConsoleSettings``)."""
+    """What the console's server and routes read of its settings (``ConsoleSettings``)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
     @property
     def session_hours(self) -> float: ...
@@ -42,7 +49,7 @@ class RouteSettings(Protocol):
     def refresh_s(self) -> int: ...
 
     @property
-    def throttle(self) -> auth.Throttle: ...
+    def throttle(self) -> Throttle: ...
 
 
 @dataclass
@@ -77,7 +84,7 @@ def current_user(request: Request) -> auth.User:
         if user is None:
             raise NotLoggedIn()
         request.state.user = user
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 async def check_csrf(request: Request, user: Annotated[auth.User, Depends(current_user)]) -> auth.User:

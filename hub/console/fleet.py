@@ -90,8 +90,8 @@ def device_rows(conn: Connection, now_ms: int, *, q: str = "", village: int | No
         else:
             query = query.where(devices.c.online.is_(status == "online"))
     kinds: dict[str, list[str]] = {}
-    for r in conn.execute(select(open_alarms.c.device_id, open_alarms.c.kind)):
-        kinds.setdefault(r.device_id, []).append(r.kind)
+    for alarm in conn.execute(select(open_alarms.c.device_id, open_alarms.c.kind)):
+        kinds.setdefault(alarm.device_id, []).append(alarm.kind)
     out = []
     for r in conn.execute(query):
         h = r.data or {}

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from hub.commands import PahoPublisher, Publisher
 from hub.config import ConfigError, HubConfig
 from hub.config_console import ConsoleSection, ConsoleSettings
-from hub.console.app import ConsoleContext, create_app
+from hub.console.app import create_app
+from hub.console.context import ConsoleContext
 from xlconfig import validate
 
 log = logging.getLogger("xl.hub.console")

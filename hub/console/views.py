@@ -59,19 +59,17 @@ def device(conn: Connection, device_id: str, now_ms: int) -> dict[str, Any] | No
 
 def events(conn: Connection, params: dict[str, str]) -> dict[str, Any]:
     kind = params.get("kind", "")
-    filters = {
-        "kind": kind if kind in ops.KINDS else "",
-        "village": as_int(params.get("village")),
-        "device": params.get("device", "") if DEVICE_RE.match(params.get("device", "")) else "",
-        "since": params.get("since", "")[:16],
-        "until": params.get("until", "")[:16],
-    }
-    since_ms, until_ms = parse_local(filters["since"]), parse_local(filters["until"])
-    if until_ms is not None and len(filters["until"]) == 10:
+    kind = kind if kind in ops.KINDS else ""
+    village = as_int(params.get("village"))
+    device = params.get("device", "") if DEVICE_RE.match(params.get("device", "")) else ""
+    since, until = params.get("since", "")[:16], params.get("until", "")[:16]
+    filters = {"kind": kind, "village": village, "device": device, "since": since, "until": until}
+    since_ms, until_ms = parse_local(since), parse_local(until)
+    if until_ms is not None and len(until) == 10:
         until_ms += 86_400_000  # a date means "through the end of that day"
     limit = min(500, max(1, as_int(params.get("limit")) or 100))
-    rows, total = ops.list_events(conn, kind=filters["kind"], village=filters["village"],  # type: ignore[arg-type]
-                                  device=filters["device"], since_ms=since_ms, until_ms=until_ms,
+    rows, total = ops.list_events(conn, kind=kind, village=village,
+                                  device=device, since_ms=since_ms, until_ms=until_ms,
                                   before_id=as_int(params.get("before")), limit=limit)
     return {"filters": filters, "rows": rows, "total": total, "limit": limit,
             "choices": fleet.filter_choices(conn), "kinds": ops.KINDS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
@@ -27,10 +28,10 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, object] = {"echo": echo, "future": True}
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("postgresql"):
         kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True)
-    engine = create_engine(url, **kwargs)  # type: ignore[arg-type]
+    engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

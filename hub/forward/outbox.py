@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -108,7 +109,7 @@ def enqueue_many(conn: Connection, sink: str, items: Sequence[ForwardItem], now_
     return [item for key, item in by_key.items() if key in new_keys]
 
 
-def head(conn: Connection, sink: str) -> Row | None:
+def head(conn: Connection, sink: str) -> Row[Any] | None:
     """The pending item with the lowest sequence: the only one that may be sent."""
     return conn.execute(
         select(forward_outbox)

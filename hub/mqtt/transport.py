@@ -96,7 +96,7 @@ class Transport:
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
             return  # never acknowledged: the broker re-sends it to the next session
-        record = (msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000), bool(msg.retain))
+        record = (msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000), bool(msg.retain))
         with self._buf_lock:
             self._buf.append(record)
             first = len(self._buf) == 1
