@@ -20,7 +20,7 @@ from protocol.codec import encode
 from protocol.ids import make_device_id
 from protocol.messages import Event
 from protocol.topics import event_topic
-from tests.support.broker import free_port
+from sim.ports import free_port
 
 DEVICES = 3312
 GROUP_SIZE = 10

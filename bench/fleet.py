@@ -80,7 +80,7 @@ from protocol import Health, State, encode
 from protocol.codec import decode_state
 from protocol.topics import health_topic, state_topic, uplink_filter
 from provisioning.townships import MINQIN_TOWNSHIPS
-from tests.support.broker import free_port, wait_port
+from sim.ports import free_port, wait_port
 
 BIN = Path(sys.executable).parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,14 +30,13 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the mock platform lives with the tests
-    sys.path.insert(0, str(ROOT))
+from sim import ports
+from sim.demo_report import Summary, progress_line, summarize
+from sim.mock_viid import MockViid
+from sim.mock_webhook import MockWebhook
+from sim.ports import free_port, port_free
 
-from sim.demo_report import Summary, progress_line, summarize  # noqa: E402
-from tests.hub.mock_viid import MockViid, MockWebhook  # noqa: E402
-from tests.support.broker import free_port  # noqa: E402
-from tests.support.broker import wait_port as support_wait_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 WORK = ROOT / "var" / "demo"
 BIN = Path(sys.executable).parent
@@ -47,15 +45,6 @@ GATEWAY_ID = "62062100002000000001"  # the hub's identity at the platform (a cou
 VILLAGES = [("泉山镇", "和平村", "g-heping"), ("泉山镇", "红光村", "g-hongguang"), ("大坝镇", "新河村", "g-xinhe")]
 REAL_AGENTS = 5  # households of the first group that run the real agent; the rest are simulated
 PANIC_AT_S = 25.0
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def run(*cmd: str, quiet: bool = True) -> str:
@@ -187,9 +176,9 @@ def start_broker(state: Path, procs: Procs) -> None:
 
 
 def wait_port(port: int, what: str, timeout: float = 60.0) -> None:
-    """``tests.support.broker.wait_port``, ending the demo with the services' logs if it times out."""
+    """``sim.ports.wait_port``, ending the demo with the services' logs if it times out."""
     try:
-        support_wait_port(port, timeout)
+        ports.wait_port(port, timeout)
     except TimeoutError:
         logs = "\n".join(f"--- {name}\n{(WORK / 'logs' / name).read_text(errors='replace')[-1500:]}"
                          for name in ("hub.log", "mosquitto.log") if (WORK / "logs" / name).exists())

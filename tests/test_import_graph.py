@@ -1,5 +1,5 @@
 """The import graph of ``hub/`` and ``agent/``: no circles, and in ``hub/`` no
-arrow running up the layers (issue 15). Read from the source with ``ast``, so
+arrow running up the layers; and no product code importing the tests (issue 15). Read from the source with ``ast``, so
 an import inside a function or under ``TYPE_CHECKING`` counts as much as one
 at the top: each is a dependency a reader has to hold in their head."""
 
@@ -26,6 +26,12 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ("console", ["hub.console"], False),
     ("wiring", ["hub.service", "hub.cli"], False),
 ]
+
+
+# What ships (pyproject's packages). None of it may import ``tests``: an
+# installed hub or agent has no tests folder, and ``make demo`` must not break
+# when a test helper moves.
+PRODUCT = ["agent", "hub", "protocol", "provisioning", "sim", "xlconfig"]
 
 
 def modules(package: str) -> dict[str, Path]:
@@ -99,6 +105,20 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def absolute_imports(path: Path) -> Iterator[str]:
+    """Every absolute module name ``path`` imports, wherever the import stands."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module
+
+
+def imports_of_tests(package: str) -> list[str]:
+    return [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / package).rglob("*.py"))
+            for name in absolute_imports(path) if name == "tests" or name.startswith("tests.")]
+
+
 def room_of(module: str) -> tuple[int, str] | None:
     best: tuple[int, str] | None = None
     for layer, (_title, rooms, _apart) in enumerate(HUB_LAYERS):
@@ -116,6 +136,10 @@ def test_agent_has_no_import_circle() -> None:
     # agent/config.py <-> agent/config_vision.py was the one circle left here;
     # part 3 of issue 15 (one config schema) rewrites both files.
     assert cycles(graph("agent")) == []
+
+
+def test_product_code_does_not_import_tests() -> None:
+    assert [line for package in PRODUCT for line in imports_of_tests(package)] == []
 
 
 def test_every_hub_module_has_a_layer() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.broker import free_port
+from sim.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

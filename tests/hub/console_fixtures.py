@@ -30,7 +30,7 @@ from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.ids import make_device_id
 from protocol.messages import Ack, Event, Health, State
 from protocol.topics import ack_topic, event_topic, health_topic, snap_topic, state_topic
-from tests.support.broker import free_port, wait_port
+from sim.ports import free_port, wait_port
 
 PASSWORD = "correct horse 9"
 

@@ -30,9 +30,10 @@ from hub.service import Hub
 from protocol.codec import decode_command, encode
 from protocol.messages import Ack, Event, Health
 from protocol.topics import ack_topic, cmd_topic, event_topic, health_topic
+from sim.ports import free_port
 from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until
 from tests.hub.test_alerts import event
-from tests.support.broker import free_port, run_broker
+from tests.support.broker import run_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 

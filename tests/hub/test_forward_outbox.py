@@ -24,7 +24,9 @@ from hub.forward import (
     forward_outbox,
 )
 from hub.forward.viid_objects import event_serial, image_id, person_id
-from tests.hub.mock_viid import CAMERA2, GATEWAY, PASSWORD, T0, MockViid, MockWebhook, panic, person
+from sim.mock_viid import MockViid
+from sim.mock_webhook import MockWebhook
+from tests.support.forward_items import CAMERA2, GATEWAY, PASSWORD, T0, panic, person
 
 SECRET = b"a-shared-secret-of-32-bytes-long"
 

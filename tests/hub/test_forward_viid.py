@@ -11,7 +11,8 @@ from hub.core.items import item_from_json, item_to_json
 from hub.forward import ManualClock, SinkError, Snapshot, ViidClient, ViidConfig, ViidSink
 from hub.forward.viid_objects import parse_response_statuses, person_object, viid_time
 from hub.forward.webhook import webhook_body
-from tests.hub.mock_viid import CAMERA, GATEWAY, JPEG, PASSWORD, T0, MockViid, Reject, check_person, person
+from sim.mock_viid import MockViid, Reject, check_person
+from tests.support.forward_items import CAMERA, GATEWAY, JPEG, PASSWORD, T0, person
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from provisioning.bundle import DeviceSpec
 from provisioning.commands import ca_init, open_db
 from provisioning.enroll import Enroller
 from provisioning.state import State
-from tests.support.broker import free_port
+from sim.ports import free_port
 
 
 @dataclass

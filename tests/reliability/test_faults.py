@@ -39,9 +39,11 @@ from hub.service import Hub
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Event
 from protocol.topics import event_topic, health_topic, snap_topic
+from sim.mock_viid import MockViid
+from sim.mock_webhook import MockWebhook
 from tests.hub.fleet import hub_config
-from tests.hub.mock_viid import GATEWAY, JPEG, PASSWORD, MockViid, MockWebhook
 from tests.reliability.conftest import ROOT, Ledger, Rig, spawn_hub, stop_process, wait_for
+from tests.support.forward_items import GATEWAY, JPEG, PASSWORD
 
 PRIORITY = {"motion": ob.MOTION, "person": ob.PERSON, "panic": ob.PANIC}
 

@@ -29,10 +29,10 @@ from hub.db.schema_ops import alerts, events, snapshots
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.topics import event_topic, snap_topic
 from tests.hub.fleet import make_fleet
-from tests.hub.mock_viid import JPEG
 from tests.reliability.conftest import Ledger, Rig, county_pki, spawn_hub, stop_process, wait_for
 from tests.reliability.test_faults import _hub_yaml, event, running_hub
 from tests.support.broker import run_broker
+from tests.support.forward_items import JPEG
 from tests.support.proxy import CountingProxy
 from tests.support.tls import tls_config
 

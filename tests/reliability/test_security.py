@@ -43,12 +43,14 @@ from protocol.topics import (
     uplink_filter,
 )
 from provisioning.cli import main as provisioning_main
+from sim.mock_viid import MockViid
+from sim.mock_webhook import MockWebhook
 from tests.hub.fleet import make_fleet
-from tests.hub.mock_viid import GATEWAY, JPEG, MockViid, MockWebhook, person
 from tests.provisioning.county import County, build_county
 from tests.provisioning.mqtt_clients import Client, connect
 from tests.reliability.conftest import Rig, spawn_hub, stop_process, wait_for
 from tests.support.broker import Broker, run_broker
+from tests.support.forward_items import GATEWAY, JPEG, person
 
 VIID_PASSWORD = "viid-Pa55word-that-must-not-leak"
 WEBHOOK_SECRET = "webhook-secret-that-must-not-leak-0123456789"

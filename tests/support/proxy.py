@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 
-from tests.support.broker import free_port
+from sim.ports import free_port
 
 
 class CountingProxy:
