@@ -71,11 +71,11 @@ def _time14(value: Any, what: str) -> None:
 
 
 def _image_like_id(value: Any, what: str) -> str:
-    _digits(value, 41, what)
-    if value[20:22] != "02":
-        raise Reject(8, f"{what} type code must be 02 (image), got {value[20:22]}")
-    _time14(value[22:36], f"{what} time part")
-    return value
+    text = _digits(value, 41, what)
+    if text[20:22] != "02":
+        raise Reject(8, f"{what} type code must be 02 (image), got {text[20:22]}")
+    _time14(text[22:36], f"{what} time part")
+    return text
 
 
 def _int(obj: dict[str, Any], key: str, lo: int, hi: int) -> int:
@@ -232,7 +232,10 @@ class MockViid:
         nc_text = p.get("nc", "")
         if not re.fullmatch(r"[0-9a-fA-F]{8}", nc_text) or int(nc_text, 16) <= last_nc:
             return False  # a replayed or malformed nonce count
-        md5 = lambda s: hashlib.md5(s.encode()).hexdigest()  # noqa: E731
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
         ha1 = md5(f"{self.user}:{self.realm}:{self.password}")
         ha2 = md5(f"{method}:{path}")
         expect = md5(f"{ha1}:{nonce}:{nc_text}:{p.get('cnonce', '')}:auth:{ha2}")
