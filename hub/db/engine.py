@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +39,29 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA cache_size=-131072")  # KiB: 128 MiB
             cur.execute("PRAGMA wal_autocheckpoint=20000")  # pages: ~80 MiB of WAL between checkpoints
             cur.execute("PRAGMA journal_size_limit=134217728")  # shrink the WAL back to 128 MiB after one
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
     return engine
+
+
+def _wal(cur: Any) -> None:
+    """Switch a file to WAL (once; the mode is kept in the file). The switch needs the
+    file to itself and SQLite does not wait for that as it waits for locks, so a
+    second process opening a new database while the first creates its tables
+    (two workers' `xl-hub db upgrade`) is answered "locked" at once: try again."""
+    for attempt in range(50):
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.1)
