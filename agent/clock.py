@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.watchdog import child_env
 from protocol.limits import MIN_SANE_TIME_MS
 
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
@@ -36,6 +37,7 @@ def probe_sync(flag: Path = TIMESYNC_FLAG, timedatectl: str | None = "auto") -> 
                 text=True,
                 timeout=3,
                 check=False,
+                env=child_env(),
             )
         except (OSError, subprocess.SubprocessError):
             return "unknown"

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from agent.watchdog import child_env
+
 ROOT = Path("/")
 
 
@@ -28,7 +30,8 @@ def throttled(vcgencmd: str | None = "auto") -> int | None:
     if not tool:
         return None
     try:
-        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=3, check=False)
+        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=3, check=False,
+                             env=child_env())
     except (OSError, subprocess.SubprocessError):
         return None
     _, _, value = out.stdout.strip().partition("=")

@@ -17,6 +17,15 @@ import threading
 from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
+NOTIFY_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a tool the agent runs: without systemd's notify variables, because
+    systemd's own tools report their exit status to NOTIFY_SOCKET. Seen under systemd in the
+    arm64 container (tests/pi): every clock probe's failing timedatectl sent EXIT_STATUS= as
+    the agent, and systemd logged a refused notification every 30 s."""
+    return {k: v for k, v in os.environ.items() if k not in NOTIFY_VARS}
 
 
 class Notifier:

@@ -47,3 +47,18 @@ def test_no_socket_no_watchdog() -> None:
     assert not n.enabled and not n.ready() and n.watchdog_s is None
     other_pid = Notifier({"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
     assert other_pid.watchdog_s is None  # meant for another process
+
+
+def test_tools_the_agent_runs_do_not_inherit_the_notify_socket(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """systemd's tools send EXIT_STATUS= to NOTIFY_SOCKET; a child must not speak for the agent."""
+    from agent.clock import probe_sync
+
+    seen = tmp_path / "env"
+    tool = tmp_path / "timedatectl"
+    tool.write_text(f"#!/bin/sh\nenv > {seen}\necho yes\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("NOTIFY_SOCKET", "@xl-test")
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+    assert probe_sync(tmp_path / "no-flag", timedatectl=str(tool)) == "synced"
+    env = seen.read_text()
+    assert "NOTIFY_SOCKET" not in env and "WATCHDOG_USEC" not in env and "PATH=" in env
