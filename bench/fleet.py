@@ -64,6 +64,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ from protocol.codec import decode_state
 from protocol.topics import health_topic, state_topic, uplink_filter
 from provisioning.townships import MINQIN_TOWNSHIPS
 from sim.ports import free_port, wait_port
+from tests.support.wait import wait_for
 
 BIN = Path(sys.executable).parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -492,15 +494,17 @@ def hub_yaml(path: Path, state: Path, db_url: str, port: int) -> None:
     )
 
 
-def wait_for(pred: Any, timeout: float, what: str, alive: list[subprocess.Popen[bytes]] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
+def wait_while_alive(pred: Callable[[], object], timeout: float, what: str,
+                     alive: list[subprocess.Popen[bytes]] | None = None) -> None:
+    """``tests.support.wait.wait_for``, failing at once if one of ``alive`` exits (no point waiting out the timeout)."""
+
+    def check() -> object:
         for p in alive or []:
             if p.poll() is not None:
                 raise RuntimeError(f"{what}: a process exited early ({p.args[0] if p.args else p.pid})")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
-        time.sleep(0.1)
+        return pred()
+
+    wait_for(check, timeout, what, step=0.1)
 
 
 def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
@@ -537,7 +541,7 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
         hub_yaml(cfg, state, db_url, port)
         hub = procs.start("xl-hub", [str(BIN / "xl-hub"), "run", "--config", str(cfg)], rundir / "hub.log")
         blog = rundir / "broker" / "mosquitto.log"
-        wait_for(lambda: blog.exists() and "$share/xlhub/" in blog.read_text(errors="replace"), 30,
+        wait_while_alive(lambda: blog.exists() and "$share/xlhub/" in blog.read_text(errors="replace"), 30,
                  "hub subscribed", [hub, broker])
         monitor = Monitor(state, port)
         engine = make_engine(db_url)
@@ -556,13 +560,13 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
         ], rundir / "sim.log", stdout=open(sim_out, "wb"))  # noqa: SIM115
 
         sim_set = set(sim_ids)
-        wait_for(lambda: monitor.online_among(sim_set)[0] >= n, allow + 60, "all devices connected",
+        wait_while_alive(lambda: monitor.online_among(sim_set)[0] >= n, allow + 60, "all devices connected",
                  [hub, broker, sim])
         connect_s = monitor.online_among(sim_set)[1] - t_sim
         out["connect_s"] = round(connect_s, 1)
         log(f"all {n} sessions up {connect_s:.1f} s after xl-sim started (its schedule alone is "
             f"{n / SIM_CONNECT_RATE / a.procs:.1f} s)")
-        wait_for(lambda: db_counts(engine, sim_ids)[1] >= n, 60, "hub shows all online", [hub])
+        wait_while_alive(lambda: db_counts(engine, sim_ids)[1] >= n, 60, "hub shows all online", [hub])
         out["hub_online_s"] = round(time.time() - t_sim, 1)
 
         probes = [] if a.no_probes else [

@@ -1,6 +1,6 @@
 """Fuzz soak: ≥10^5 generated inputs through every decoder of untrusted input.
 
-The same targets as the Hypothesis tests (tests/reliability/targets.py), fed by
+The same targets as the Hypothesis tests (tests/support/fuzz_targets.py), fed by
 seeded mutators for speed: the protocol codec (every channel and snapshots),
 the hub's real batch processor (random topics and payloads, SQLite), the agent
 and hub config parsers, the provisioning CSV row parser and the agent's
@@ -37,8 +37,8 @@ from hub.core.forwarding import MemoryForwardSink
 from hub.db import make_engine
 from hub.ingest.batch import BatchProcessor
 from protocol.topics import Channel
-from tests.hub.fleet import make_fleet
-from tests.reliability import targets
+from tests.support import fuzz_targets as targets
+from tests.support.hub_db import make_fleet
 
 # Cases per target at scale 1.0: 10^5 and a little more in total.
 PLAN = {

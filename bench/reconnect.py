@@ -32,9 +32,10 @@ from _common import merge_results, print_table
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from agent.reconnect import Reconnect
-from tests.reliability.conftest import county_pki
 from tests.support.broker import run_broker
+from tests.support.county_pki import county_pki
 from tests.support.tls import DEVICE, GROUP, tls_config
+from tests.support.wait import wait_for
 
 DEVICES = 4000
 COUNTY = 3312
@@ -150,13 +151,13 @@ def real(links_n: int = 6) -> dict[str, float]:
                 link = Link(settings, Outbox(Path(tmp) / f"ob{i}.sqlite3"), rng=random.Random(i))
                 link.start()
                 links.append(link)
-            _wait(lambda: all(lk.connected for lk in links), 20)
+            wait_for(lambda: all(lk.connected for lk in links), 20, "the links to connect")
             time.sleep(35)  # connected for a while, as a device is before an outage (the replay's hour)
             broker.process.terminate()
             broker.process.wait(10)
             time.sleep(40)
             broker.start_again()
-            _wait(lambda: all(lk.connected for lk in links), 120)
+            wait_for(lambda: all(lk.connected for lk in links), 120, "the links to reconnect")
             time.sleep(10)
             broker.process.terminate()
             broker.process.wait(10)
@@ -179,14 +180,6 @@ def real(links_n: int = 6) -> dict[str, float]:
         ("max lag", figures["reconnect_real_restart_after_return_max_s"], "s (the issue measured 62 s before)"),
     ])
     return figures
-
-
-def _wait(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError("links did not connect in time")
-        time.sleep(0.05)
 
 
 def run() -> dict[str, float]:

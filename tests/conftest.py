@@ -66,10 +66,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     """A provisioned county (CA, identities, registry) and its Mosquitto running
-    the generated TLS/ACL config: (tests.provisioning.county.County, Broker).
+    the generated TLS/ACL config: (tests.support.provisioned_county.County, Broker).
     A module may define its own ``county`` (the console's does) to mean something else."""
-    from tests.provisioning.county import build_county
     from tests.support.broker import run_broker
+    from tests.support.provisioned_county import build_county
 
     c = build_county(tmp_path_factory.mktemp("county"))
     with run_broker(c.conf(), port=c.port) as broker:

@@ -142,6 +142,17 @@ def test_product_code_does_not_import_tests() -> None:
     assert [line for package in PRODUCT for line in imports_of_tests(package)] == []
 
 
+def test_tests_and_benches_import_only_the_test_kit() -> None:
+    # Shared helpers live in tests/support; a test module importing another
+    # test module (or a conftest) couples files that only look independent.
+    # bench/ may use the kit too: it starts real brokers and PKIs the same way.
+    # tests/pi is left out while its userland work is in progress (its helpers
+    # are tests/pi/chroot.py and conftest.py, imported by its test modules).
+    wrong = [line for package in ("tests", "bench") for line in imports_of_tests(package)
+             if not line.startswith("tests/pi/") and not line.split(" imports ")[1].startswith("tests.support")]
+    assert wrong == []
+
+
 def test_every_hub_module_has_a_layer() -> None:
     assert [m for m in graph("hub") if room_of(m) is None] == []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -18,6 +17,7 @@ from agent.uplink import Uplink
 from protocol.codec import decode_ack, decode_event, encode
 from protocol.messages import Alert
 from protocol.topics import ack_topic, event_topic
+from tests.support.wait import wait_for
 
 DEVICE = "62062101011198000123"
 NEIGHBOUR = "62062101011198000456"
@@ -51,14 +51,6 @@ def alert(phase: str = "raise", origin: str = NEIGHBOUR, alert_id: str = "a-1") 
             text="张家",
         )
     )
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 def buzzer_toggles(factory: MockFactory, window: float) -> int:

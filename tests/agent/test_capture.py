@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,9 @@ from agent.uplink import Uplink
 from agent.vision.synthetic import SyntheticSource
 from protocol.codec import decode_event, decode_snapshot
 from protocol.messages import Event
+from tests.support.wait import wait_for
 
 DEVICE = "62062101011198000123"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 class Flaky:

@@ -8,15 +8,7 @@ import pytest
 from agent.config import ConfigError, GpioConfig, parse
 from agent.gpio import Panel
 from agent.household_sim import SimulateConfig, SimulatedHousehold
-
-
-def _wait(cond, timeout: float = 6.0) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.support.wait import wait_for
 
 
 def test_simulated_household_holds_for_panic_and_presses_to_acknowledge() -> None:
@@ -29,10 +21,10 @@ def test_simulated_household_holds_for_panic_and_presses_to_acknowledge() -> Non
     sim = SimulatedHousehold(SimulateConfig(panic_at_s=0.3, ack_after_s=0.4), panel, 0.5, stop)
     sim.start()
     try:
-        assert _wait(lambda: holds), "the long press never reached the real hold handler"
+        wait_for(lambda: holds, 6.0, "the long press to reach the real hold handler")
         assert presses == []  # a hold is a panic, not also an acknowledgement
         panel.alerting(True)  # a neighbour's alert sounds
-        assert _wait(lambda: presses), "the household never acknowledged"
+        wait_for(lambda: presses, 6.0, "the household to acknowledge")
         assert sim.panics == 1 and sim.acks == 1
     finally:
         stop.set()

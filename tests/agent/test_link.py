@@ -14,10 +14,11 @@ from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from agent.reconnect import backoff_delay
 from protocol.codec import decode_state, encode
-from protocol.messages import Command, Event
+from protocol.messages import Command
 from protocol.receipts import receipts_for
 from protocol.topics import cmd_topic, event_topic, receipt_topic, state_topic
 from tests.support.broker import Broker, run_broker
+from tests.support.events import numbered_event_payload
 from tests.support.tls import DEVICE, GROUP, Hub, Pki, make_pki, tls_config
 
 
@@ -49,12 +50,6 @@ def settings(p: Pki, broker: Broker, **kw: object) -> LinkSettings:
     return LinkSettings(**base)  # type: ignore[arg-type]
 
 
-def event_bytes(i: int, kind: str = "person") -> bytes:
-    return encode(
-        Event(event_id=(1 << 32) + i, kind=kind, phase="start", time_ms=1_764_138_000_000 + i, score=90)
-    )
-
-
 def event_ids(messages: list[tuple[str, bytes]], topic: str) -> list[int]:
     from protocol.codec import decode_event
 
@@ -75,7 +70,7 @@ def test_tls_link_drains_in_order_and_says_online(tls: tuple[Pki, Broker], tmp_p
     hub = Hub(p, broker, [event_topic(DEVICE), state_topic(DEVICE)])
     box = Outbox(tmp_path / "o.sqlite3")
     for i in range(30):
-        box.put(event_topic(DEVICE), event_bytes(i), priority=ob.PERSON, kind="event")
+        box.put(event_topic(DEVICE), numbered_event_payload(i), priority=ob.PERSON, kind="event")
     link = Link(settings(p, broker), box)
     link.start()
     try:
@@ -103,7 +98,7 @@ def test_broker_outage_every_event_arrives_in_order(tls: tuple[Pki, Broker], tmp
     link.start()
     try:
         for i in range(10):
-            box.put(topic, event_bytes(i), priority=ob.PERSON, kind="event")
+            box.put(topic, numbered_event_payload(i), priority=ob.PERSON, kind="event")
         hub.wait(lambda m: len(m) >= 10)
         broker.stop()
         deadline = time.monotonic() + 5
@@ -111,7 +106,7 @@ def test_broker_outage_every_event_arrives_in_order(tls: tuple[Pki, Broker], tmp
             time.sleep(0.05)
         assert not link.connected
         for i in range(10, 40):  # the outage: events pile up in the outbox
-            box.put(topic, event_bytes(i), priority=ob.PERSON, kind="event")
+            box.put(topic, numbered_event_payload(i), priority=ob.PERSON, kind="event")
             time.sleep(0.01)
         time.sleep(1.0)  # several reconnect attempts fail meanwhile
         assert link.attempts >= 2
@@ -162,7 +157,7 @@ from agent import outbox as ob
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from protocol.topics import event_topic
-from tests.agent.test_link import event_bytes
+from tests.support.events import numbered_event_payload
 
 db, port, pkidir, fill = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 box = Outbox(Path(db))
@@ -172,7 +167,7 @@ link = Link(LinkSettings(device_id="{device}", group="g1", host="127.0.0.1", por
 for i in range(fill):
     if i == fill // 2:
         link.start()  # a backlog first, so the kill lands in the middle of draining it
-    box.put(event_topic("{device}"), event_bytes(i), priority=ob.PERSON, kind="event")
+    box.put(event_topic("{device}"), numbered_event_payload(i), priority=ob.PERSON, kind="event")
     print(i, flush=True)  # committed: from here on it must arrive
 if not fill:
     link.start()
@@ -246,7 +241,7 @@ def test_a_new_outbox_is_not_freed_by_receipts_queued_for_the_old_one(
     new = Outbox(tmp_path / "new.sqlite3")
     assert new.numbering_is_new()
     for i in range(5):
-        new.put(event_topic(DEVICE), event_bytes(i), priority=ob.PERSON, kind="event")
+        new.put(event_topic(DEVICE), numbered_event_payload(i), priority=ob.PERSON, kind="event")
     link = Link(settings(p, broker, session_expiry=3600), new)
     link.start()
     try:

@@ -25,18 +25,18 @@ from hub.service import Hub
 from protocol.codec import decode_alert, encode
 from protocol.messages import Ack, Event
 from protocol.topics import ack_topic, alert_topic, event_topic
-from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until
 from tests.support.broker import run_broker
+from tests.support.events import event_payload
+from tests.support.hub_config import hub_config
+from tests.support.hub_db import make_fleet
+from tests.support.mqtt_clients import Peer
+from tests.support.wait import wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def event(event_id: int, kind: str, phase: str = "start", score: int = 90) -> bytes:
-    return encode(Event(event_id=event_id, kind=kind, phase=phase, time_ms=now_ms(), score=score))
 
 
 def test_panic_alerts_the_group_and_an_ack_closes_it(db_url: str) -> None:
@@ -56,7 +56,7 @@ def test_panic_alerts_the_group_and_an_ack_closes_it(db_url: str) -> None:
                 m.subscribe(alert_topic("g000"))
             other_group.subscribe(alert_topic("g001"))
             button = Peer(broker.port, origin)
-            button.publish(event_topic(origin), event(1, "panic"))
+            button.publish(event_topic(origin), event_payload(1, "panic"))
 
             raised = [decode_alert(m.get(5)[1]) for m in members]  # every neighbour, leader included
             assert {a.phase for a in raised} == {"raise"}
@@ -72,7 +72,7 @@ def test_panic_alerts_the_group_and_an_ack_closes_it(db_url: str) -> None:
                 with engine.connect() as conn:
                     return conn.execute(select(alerts.c.published_ms)).scalar() is not None
 
-            wait_until(confirmed, what="raise confirmed by the broker")
+            wait_for(confirmed, what="raise confirmed by the broker")
             time.sleep(0.2)  # a measurable response time
             responder = members[1]
             responder.publish(ack_topic(neighbours[1]),
@@ -128,21 +128,21 @@ def test_person_alerts_only_when_armed_and_confident(parts) -> None:  # type: ig
     engine, devs, proc, _ = parts
     d = devs[0]
     set_armed(engine, "HH00000", hhmm(2), hhmm(4))  # armed later today, not now
-    assert proc.process([msg(event_topic(d), event(1, "person"))]).publications == []
+    assert proc.process([msg(event_topic(d), event_payload(1, "person"))]).publications == []
     set_armed(engine, "HH00000", hhmm(-1), hhmm(1))  # armed now
-    assert proc.process([msg(event_topic(d), event(2, "person", score=30))]).publications == []
-    assert proc.process([msg(event_topic(d), event(3, "person", phase="update"))]).publications == []
-    pubs = proc.process([msg(event_topic(d), event(4, "person"))]).publications
+    assert proc.process([msg(event_topic(d), event_payload(2, "person", score=30))]).publications == []
+    assert proc.process([msg(event_topic(d), event_payload(3, "person", phase="update"))]).publications == []
+    pubs = proc.process([msg(event_topic(d), event_payload(4, "person"))]).publications
     assert [(p.group_id, p.alert.kind) for p in pubs] == [("g000", "person")]
     # debounce: a second person in the next minutes does not alert again
-    assert proc.process([msg(event_topic(d), event(5, "person"))]).publications == []
+    assert proc.process([msg(event_topic(d), event_payload(5, "person"))]).publications == []
     # another household of the group is debounced separately
-    assert len(proc.process([msg(event_topic(devs[1]), event(6, "panic"))]).publications) == 1
+    assert len(proc.process([msg(event_topic(devs[1]), event_payload(6, "panic"))]).publications) == 1
 
 
 def test_unacknowledged_alert_times_out(parts) -> None:  # type: ignore[no-untyped-def]
     engine, devs, proc, alert_engine = parts
-    pubs = proc.process([msg(event_topic(devs[0]), event(1, "panic"))]).publications
+    pubs = proc.process([msg(event_topic(devs[0]), event_payload(1, "panic"))]).publications
     assert len(pubs) == 1
     with engine.begin() as conn:
         assert alert_engine.expire(conn, now_ms()) == []  # not yet
@@ -165,8 +165,8 @@ def test_tamper_and_offline_while_armed_raise_operator_alarms(parts) -> None:  #
     set_armed(engine, "HH00000", hhmm(-1), hhmm(1))
     set_armed(engine, "HH00001", hhmm(-1), hhmm(1))
     set_armed(engine, "HH00002", hhmm(2), hhmm(4))
-    proc.process([msg(event_topic(devs[0]), event(1, "tamper"))])
-    proc.process([msg(event_topic(devs[2]), event(1, "tamper"))])  # not armed: no alarm
+    proc.process([msg(event_topic(devs[0]), event_payload(1, "tamper"))])
+    proc.process([msg(event_topic(devs[2]), event_payload(1, "tamper"))])  # not armed: no alarm
     with engine.begin() as conn:
         apply_sightings(conn, [Sighting(devs[1], now_ms(), True), Sighting(devs[2], now_ms(), True)])
     from hub.health.watcher import Watcher
@@ -185,7 +185,7 @@ def test_tamper_and_offline_while_armed_raise_operator_alarms(parts) -> None:  #
     # devs[0] and devs[1] are armed now; devs[2] is not, so its silence is no alarm
     assert open_ == {(devs[0], "tamper"), (devs[0], "offline_armed"), (devs[1], "offline_armed")}
     assert watcher.metrics.devices.labels("offline")._value.get() == 3
-    proc.process([msg(event_topic(devs[1]), event(9, "motion"))])  # back: the alarm clears
+    proc.process([msg(event_topic(devs[1]), event_payload(9, "motion"))])  # back: the alarm clears
     with engine.connect() as conn:
         open_ = {(r.device_id, r.kind) for r in conn.execute(select(alarms).where(open_alarm))}
     assert open_ == {(devs[0], "tamper"), (devs[0], "offline_armed")}
@@ -210,7 +210,7 @@ def test_armed_hours_span_midnight_in_shanghai() -> None:
 
 def test_a_raise_the_broker_never_confirmed_is_sent_again(parts) -> None:  # type: ignore[no-untyped-def]
     engine, devs, proc, alert_engine = parts
-    (pub,) = proc.process([msg(event_topic(devs[0]), event(1, "panic"))]).publications
+    (pub,) = proc.process([msg(event_topic(devs[0]), event_payload(1, "panic"))]).publications
     later = now_ms() + alert_engine.RESEND_AFTER_MS + 1000
     with engine.begin() as conn:
         assert alert_engine.unconfirmed(conn, now_ms()) == []  # give the first send its chance
@@ -240,5 +240,5 @@ def test_a_late_panic_still_alerts_marked_delayed_but_a_late_person_does_not(par
     assert wire.delay_s == delay  # the neighbours' devices get it too
     with engine.connect() as conn:
         assert conn.execute(select(alerts.c.delay_s).where(alerts.c.kind == "panic")).scalar_one() == delay
-    fresh = proc.process([msg(event_topic(devs[1]), event(3, "panic"))]).publications
+    fresh = proc.process([msg(event_topic(devs[1]), event_payload(3, "panic"))]).publications
     assert fresh and fresh[0].alert.delay_s is None

@@ -31,9 +31,12 @@ from protocol.codec import decode_command, encode
 from protocol.messages import Ack, Event, Health
 from protocol.topics import ack_topic, cmd_topic, event_topic, health_topic
 from sim.ports import free_port
-from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until
-from tests.hub.test_alerts import event
 from tests.support.broker import run_broker
+from tests.support.events import event_payload
+from tests.support.hub_config import hub_config
+from tests.support.hub_db import make_fleet
+from tests.support.mqtt_clients import Peer
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +64,7 @@ def test_run_ingests_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None
             agent = Peer(broker.port, dev)
             # published before the hub subscribed? the persistent session only exists once it has,
             # so wait for the metrics endpoint (served just before ingest starts) first
-            wait_until(lambda: _get(metrics_port) is not None, what="/metrics up")
+            wait_for(lambda: _get(metrics_port) is not None, what="/metrics up")
             time.sleep(0.5)
             agent.publish(event_topic(dev), encode(Event(event_id=1, kind="person", phase="start",
                                                          time_ms=now_ms() - 100, score=70)))
@@ -74,7 +77,7 @@ def test_run_ingests_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None
                         and 'xl_hub_rejected_total{reason="not_json"} 1.0' in text
                         and "xl_hub_open_alarms 1.0" in text)
 
-            wait_until(scraped, timeout=15, what="metrics reflecting ingest")
+            wait_for(scraped, timeout=15, what="metrics reflecting ingest")
             text = _get(metrics_port) or ""
             assert 'xl_hub_devices{state="online"} 1.0' in text
             assert "xl_hub_ingest_lag_seconds_count 1.0" in text
@@ -107,7 +110,7 @@ def test_listings_as_table_and_json(db_url: str, capsys) -> None:  # type: ignor
     d = Directory(engine)
     proc = BatchProcessor(engine, d, AlertEngine(d, AlertConfig(), sink), sink, HealthConfig())
     dev = fleet["g000"][0]
-    proc.process([Inbound(event_topic(dev), event(5, "panic"), 1, 1, now_ms()),
+    proc.process([Inbound(event_topic(dev), event_payload(5, "panic"), 1, 1, now_ms()),
                   Inbound(event_topic(dev), b"[]", 2, 1, now_ms())])
 
     assert main(["events", "--db", db_url, "--json"]) == 0
@@ -190,7 +193,7 @@ def test_command_round_trip(db_url: str) -> None:
                     row = conn.execute(select(commands).where(commands.c.id == cid)).one()
                 return row.ack_ms is not None
 
-            wait_until(acked, what="command result stored")
+            wait_for(acked, what="command result stored")
             with engine.connect() as conn:
                 row = conn.execute(select(commands).where(commands.c.id == cid)).one()
             assert (row.ok, row.error, row.op) == (False, "busy", "schedule")

@@ -15,7 +15,7 @@ from hub.console.tables import console_alarm_acks, console_users
 from hub.db import make_engine
 from hub.db.schema import devices
 from hub.db.schema_ops import alarms
-from tests.hub.console_fixtures import PASSWORD, County, make_users, seed_county
+from tests.support.console import PASSWORD, County, make_users, seed_county
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

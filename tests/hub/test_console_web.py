@@ -21,9 +21,10 @@ from hub.db import make_engine
 from hub.db.schema_ops import alarms, commands
 from hub.mqtt.client import make_client
 from protocol.topics import cmd_topic
-from tests.hub.console_fixtures import PASSWORD, County, make_users, seed_county, serve_console
-from tests.hub.fleet import Peer, wait_until
 from tests.support.broker import run_broker
+from tests.support.console import PASSWORD, County, make_users, seed_county, serve_console
+from tests.support.mqtt_clients import Peer
+from tests.support.wait import wait_for
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -44,7 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, st
         client = make_client(MqttConfig(host="127.0.0.1", port=broker.port), f"console-{uuid.uuid4().hex[:6]}")
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
-        wait_until(client.is_connected, 5, "console MQTT connection")
+        wait_for(client.is_connected, 5, "console MQTT connection")
         with serve_console(engine, MqttPublisher(engine, PahoPublisher(client))) as base:
             yield county, base, broker.port
         client.disconnect()

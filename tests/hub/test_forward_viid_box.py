@@ -35,8 +35,8 @@ from protocol.codec import encode, encode_snapshot
 from protocol.messages import Event
 from protocol.topics import event_topic, snap_topic
 from sim.mock_viid import MockViid
-from tests.hub.fleet import make_fleet
 from tests.support.forward_items import GATEWAY, PASSWORD
+from tests.support.hub_db import make_fleet
 
 FRAME_W, FRAME_H = 1280, 720
 BACKGROUND = np.array([40, 170, 70], np.uint8)  # a flat green wall: nothing in the astronaut photo is this colour

@@ -26,8 +26,8 @@ from protocol.codec import encode, encode_snapshot
 from protocol.messages import Ack, Event
 from protocol.topics import ack_topic, event_topic, snap_topic
 from sim.mock_webhook import MockWebhook
-from tests.hub.fleet import make_fleet
 from tests.support.forward_items import JPEG, T0, panic, person
+from tests.support.hub_db import make_fleet
 
 SECRET = b"another-shared-secret-32-bytes!!"
 

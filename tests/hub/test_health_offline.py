@@ -23,7 +23,7 @@ from hub.metrics import HubMetrics
 from protocol.codec import encode
 from protocol.messages import Health, State
 from protocol.topics import health_topic, state_topic
-from tests.hub.fleet import make_fleet
+from tests.support.hub_db import make_fleet
 
 S = 1000  # ms
 CONFIG = HealthConfig()  # the defaults: grace 30 s, 10 s window, half the fleet, at least 10

@@ -22,7 +22,7 @@ from protocol import limits
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Event, Health, State
 from protocol.topics import cmd_topic, event_topic, health_topic, snap_topic, state_topic
-from tests.hub.fleet import device, make_fleet
+from tests.support.hub_db import device, make_fleet
 
 JPEG = b"\xff\xd8" + b"x" * 100 + b"\xff\xd9"
 

@@ -11,20 +11,14 @@ from hub.db.schema import devices
 from hub.db.schema_ops import events, rejections
 from hub.service import Hub
 from protocol.codec import encode
-from protocol.messages import Event, State
+from protocol.messages import State
 from protocol.topics import event_topic, state_topic
-from tests.hub.fleet import Peer, device, hub_config, make_fleet, wait_until, with_client_id
 from tests.support.broker import run_broker
-
-
-def ev(event_id: int, phase: str = "start") -> bytes:
-    return encode(Event(event_id=event_id, kind="motion", phase=phase, time_ms=int(time.time() * 1000),
-                        score=40))
-
-
-def count(engine, table=events) -> int:  # type: ignore[no-untyped-def]
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+from tests.support.events import motion_payload
+from tests.support.hub_config import hub_config, with_client_id
+from tests.support.hub_db import count_rows, device, make_fleet
+from tests.support.mqtt_clients import Peer
+from tests.support.wait import wait_for
 
 
 def test_ingest_dedups_rejects_and_acks(db_url: str) -> None:
@@ -38,13 +32,13 @@ def test_ingest_dedups_rejects_and_acks(db_url: str) -> None:
             assert hub.worker.subscribed.wait(10)
             agent = Peer(broker.port, dev)
             for i in range(20):
-                agent.publish(event_topic(dev), ev(i))
+                agent.publish(event_topic(dev), motion_payload(i))
             for i in range(20):  # an outbox replay after a lost PUBACK
-                agent.publish(event_topic(dev), ev(i))
+                agent.publish(event_topic(dev), motion_payload(i))
             agent.publish(event_topic(other), b"not json")
-            agent.publish(event_topic(device(7, 7)), ev(99))  # a topic naming an unregistered device
-            agent.publish(event_topic(other), ev(99))  # a topic naming another (registered) device
-            wait_until(lambda: count(engine) == 21 and count(engine, rejections) == 2, what="ingest")
+            agent.publish(event_topic(device(7, 7)), motion_payload(99))  # a topic naming an unregistered device
+            agent.publish(event_topic(other), motion_payload(99))  # a topic naming another (registered) device
+            wait_for(lambda: count_rows(engine) == 21 and count_rows(engine, rejections) == 2, what="ingest")
             with engine.connect() as conn:
                 reasons = dict(conn.execute(select(rejections.c.reason, rejections.c.count)).all())
                 by_device = dict(conn.execute(
@@ -76,11 +70,11 @@ def test_two_workers_share_the_load_exactly_once(db_url: str) -> None:
             sent = 0
             for i in range(40):
                 for d, agent in zip(devs, agents, strict=True):
-                    agent.client.publish(event_topic(d), ev(i), qos=1)
+                    agent.client.publish(event_topic(d), motion_payload(i), qos=1)
                     sent += 1
-            wait_until(lambda: count(engine) == sent, timeout=20, what=f"{sent} events stored")
+            wait_for(lambda: count_rows(engine) == sent, timeout=20, what=f"{sent} events stored")
             time.sleep(0.3)  # nothing more may arrive
-            assert count(engine) == sent == 400
+            assert count_rows(engine) == sent == 400
             shares = [h.metrics.messages.labels("event")._value.get() for h in hubs]
             assert sum(shares) == sent and min(shares) > 0, shares
             for a in agents:
@@ -102,19 +96,19 @@ def test_messages_sent_while_hub_is_down_arrive_after_restart(db_url: str) -> No
         hub.start()
         assert hub.worker.subscribed.wait(10)
         agent = Peer(broker.port, dev)
-        agent.publish(event_topic(dev), ev(1))
-        wait_until(lambda: count(engine) == 1, what="first event")
+        agent.publish(event_topic(dev), motion_payload(1))
+        wait_for(lambda: count_rows(engine) == 1, what="first event")
         hub.stop()  # the broker keeps the session (clean_start=False, session expiry)
 
         for i in range(2, 32):
-            agent.publish(event_topic(dev), ev(i))
+            agent.publish(event_topic(dev), motion_payload(i))
         time.sleep(0.2)
-        assert count(engine) == 1
+        assert count_rows(engine) == 1
 
         hub = Hub(cfg, engine=engine)
         hub.start()
         try:
-            wait_until(lambda: count(engine) == 31, what="events queued while down")
+            wait_for(lambda: count_rows(engine) == 31, what="events queued while down")
         finally:
             agent.close()
             hub.stop()
@@ -137,13 +131,13 @@ def test_presence_from_retained_state_and_will(db_url: str) -> None:
                 with engine.connect() as conn:
                     return bool(conn.execute(select(devices.c.online).where(devices.c.id == dev)).scalar())
 
-            wait_until(lambda: online(a), what="retained online state")
+            wait_for(lambda: online(a), what="retained online state")
             dying = Peer(broker.port, b, will=(state_topic(b), b'{"v":1,"st":"offline"}'))
             dying.publish(state_topic(b), encode(State("online", interval_s=60)), retain=True)
-            wait_until(lambda: online(b), what="b online")
+            wait_for(lambda: online(b), what="b online")
             dying.client._sock_close()  # a power cut: no DISCONNECT, so the broker sends the will
             dying.client.loop_stop()
-            wait_until(lambda: not online(b), timeout=15, what="will → offline")
+            wait_for(lambda: not online(b), timeout=15, what="will → offline")
             pre.close()
         finally:
             hub.stop()
@@ -165,17 +159,17 @@ def test_unacknowledged_batch_is_redelivered_after_a_crash(db_url: str) -> None:
         assert hub.worker.subscribed.wait(10)
         agent = Peer(broker.port, dev)
         for i in range(10):
-            agent.publish(event_topic(dev), ev(i))
-        wait_until(lambda: hub.metrics.db_errors._value.get() >= 1, what="a failed commit")
+            agent.publish(event_topic(dev), motion_payload(i))
+        wait_for(lambda: hub.metrics.db_errors._value.get() >= 1, what="a failed commit")
         # Crash: the MQTT transport is killed with ten messages received and none acknowledged.
         hub.worker.kill()
         hub.watcher.stop()
-        assert count(engine) == 0
+        assert count_rows(engine) == 0
 
         hub = Hub(cfg, engine=engine)
         hub.start()
         try:
-            wait_until(lambda: count(engine) == 10, what="redelivered events")
+            wait_for(lambda: count_rows(engine) == 10, what="redelivered events")
         finally:
             agent.close()
             hub.stop()
@@ -198,16 +192,16 @@ def test_a_retired_workers_session_takes_a_share_until_forgotten(tmp_path) -> No
             assert live.worker.subscribed.wait(10)
             agent = Peer(broker.port, dev)
             for i in range(10):
-                agent.publish(event_topic(dev), ev(i))
+                agent.publish(event_topic(dev), motion_payload(i))
             time.sleep(1.0)
-            assert count(engine) < 10  # the broker queued a share for the dead session
+            assert count_rows(engine) < 10  # the broker queued a share for the dead session
 
             from hub.mqtt.client import forget_session
 
             forget_session(with_client_id(base, "hub-retired").mqtt)
             for i in range(10, 20):
-                agent.publish(event_topic(dev), ev(i))
-            wait_until(lambda: count(engine) >= 10, what="post-retirement events")
+                agent.publish(event_topic(dev), motion_payload(i))
+            wait_for(lambda: count_rows(engine) >= 10, what="post-retirement events")
             time.sleep(0.5)
             with engine.connect() as conn:
                 ids = set(conn.execute(select(events.c.event_id).where(events.c.event_id >= 10)).scalars())
@@ -220,8 +214,8 @@ def test_a_retired_workers_session_takes_a_share_until_forgotten(tmp_path) -> No
             leaving.stop(retire=True)
             leaving.engine.dispose()
             for i in range(20, 30):
-                agent.publish(event_topic(dev), ev(i))
-            wait_until(lambda: _ids_from(engine, 20) == set(range(20, 30)), what="all events after retirement")
+                agent.publish(event_topic(dev), motion_payload(i))
+            wait_for(lambda: _ids_from(engine, 20) == set(range(20, 30)), what="all events after retirement")
             agent.close()
         finally:
             live.stop()

@@ -18,9 +18,12 @@ from hub.core.inbound import Inbound
 from hub.db import make_engine
 from hub.service import Hub
 from protocol.topics import event_topic
-from tests.hub.fleet import Peer, hub_config, make_fleet, wait_until, with_client_id
-from tests.hub.test_ingest_mqtt import count, ev
 from tests.support.broker import run_broker
+from tests.support.events import motion_payload
+from tests.support.hub_config import hub_config, with_client_id
+from tests.support.hub_db import count_rows, make_fleet
+from tests.support.mqtt_clients import Peer
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,14 +48,14 @@ def test_a_killed_transport_is_restarted_and_nothing_is_lost(db_url: str) -> Non
         try:
             assert hub.worker.subscribed.wait(10)
             for i in range(10):
-                agent.publish(event_topic(dev), ev(i))
-            wait_until(lambda: count(engine) == 10, what="first events")
+                agent.publish(event_topic(dev), motion_payload(i))
+            wait_for(lambda: count_rows(engine) == 10, what="first events")
             first_pid = hub.worker.transport.pid
             hub.worker.transport.kill()
-            wait_until(lambda: not hub.worker.subscribed.is_set(), what="the hub to notice the crash")
+            wait_for(lambda: not hub.worker.subscribed.is_set(), what="the hub to notice the crash")
             for i in range(10, 30):  # published while the hub has no MQTT connection
-                agent.publish(event_topic(dev), ev(i))
-            wait_until(lambda: count(engine) == 30, timeout=20, what="events after the restart")
+                agent.publish(event_topic(dev), motion_payload(i))
+            wait_for(lambda: count_rows(engine) == 30, timeout=20, what="events after the restart")
             assert hub.worker.transport.restarts == 1
             assert hub.metrics.transport_restarts._value.get() == 1
             assert hub.worker.transport.pid != first_pid
@@ -92,17 +95,17 @@ def test_a_batch_from_before_a_restart_is_stored_but_not_acked_on_the_new_link(d
         try:
             assert hub.worker.subscribed.wait(10)
             for i in range(5):
-                agent.publish(event_topic(dev), ev(i))
+                agent.publish(event_topic(dev), motion_payload(i))
             assert held.wait(10)
             hub.worker.transport.kill()  # the batch in hand now belongs to a dead connection
-            wait_until(lambda: hub.worker.transport.restarts == 1 and hub.worker.subscribed.is_set(), timeout=20,
+            wait_for(lambda: hub.worker.transport.restarts == 1 and hub.worker.subscribed.is_set(), timeout=20,
                        what="the restarted transport")
             release.set()
             # The broker re-sends the unacknowledged five on the new link; they are
             # duplicates by then, stored once, and acknowledged there.
-            wait_until(lambda: hub.metrics.duplicates._value.get() >= 1, timeout=20, what="the redelivery")
+            wait_for(lambda: hub.metrics.duplicates._value.get() >= 1, timeout=20, what="the redelivery")
             assert acked[0] == 0
-            assert count(engine) == 5
+            assert count_rows(engine) == 5
         finally:
             release.set()
             agent.close()
@@ -133,7 +136,7 @@ def test_the_transport_exits_when_the_hub_process_is_killed(tmp_path: Path) -> N
             import sys, time
             from hub.db import make_engine, upgrade
             from hub.service import Hub
-            from tests.hub.fleet import hub_config
+            from tests.support.hub_config import hub_config
             engine = make_engine({url!r})
             upgrade(engine)
             hub = Hub(hub_config({url!r}, {broker.port}), engine=engine)
@@ -171,7 +174,7 @@ def test_a_signal_to_the_process_group_still_acks_the_last_batch(tmp_path: Path,
             import threading, time
             from hub.db import make_engine
             from hub.service import Hub
-            from tests.hub.fleet import hub_config, with_client_id
+            from tests.support.hub_config import hub_config, with_client_id
             hub = Hub(with_client_id(hub_config({url!r}, {broker.port}), "hub-signal"), engine=make_engine({url!r}))
             original = hub.worker.processor.process
             def slow(batch):
@@ -193,14 +196,14 @@ def test_a_signal_to_the_process_group_still_acks_the_last_batch(tmp_path: Path,
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "up"
             for i in range(5):
-                agent.publish(event_topic(dev), ev(i))
+                agent.publish(event_topic(dev), motion_payload(i))
             assert proc.stdout.readline().startswith("batch")
             os.killpg(proc.pid, signum)
             out, err = proc.communicate(timeout=30)
             assert proc.returncode == 0, err
             assert "restarts 0" in out
             assert "exited unexpectedly" not in err
-            assert count(engine) == 5
+            assert count_rows(engine) == 5
             # A second start resumes the session: an unacknowledged batch would come back now.
             hub = Hub(with_client_id(hub_config(url, broker.port), "hub-signal"), engine=engine)
             hub.start()

@@ -22,8 +22,8 @@ import pytest
 
 from tests.pi.chroot import REPO, Chroot
 from tests.pi.conftest import TESTS, TIMINGS, VENV, clip_frames
-from tests.provisioning.county import County, build_county
 from tests.support.broker import Broker, run_broker
+from tests.support.provisioned_county import County, build_county
 
 # Megamind.avi (OpenCV's sample, 270 frames, 36 detector runs on x86): at ~1.8 s per
 # inference under emulation, vtest.avi's 197 runs would cost CI about 6 minutes.

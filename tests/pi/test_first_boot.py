@@ -1,7 +1,7 @@
 """first-boot.sh on a fresh bundle in the emulated Pi userland, then the unit's own command.
 
 The card is written by ``xl-provision sd-card`` onto a small image laid out like
-Raspberry Pi OS's (tests/provisioning/sd_image.py), with the aarch64 wheels from
+Raspberry Pi OS's (tests/support/sd_image.py), with the aarch64 wheels from
 tools/pi-wheels.sh so nothing comes from PyPI; its boot partition becomes
 /boot/firmware in a fresh overlay of the cached Debian arm64 root filesystem,
 and firstrun.sh runs there as root, as the kernel command line's systemd.run
@@ -30,9 +30,9 @@ import pytest
 from provisioning.cli import main as xl_provision
 from tests.pi.chroot import REPO, Chroot
 from tests.pi.conftest import TIMINGS, clip_frames
-from tests.provisioning.county import County, build_county
-from tests.provisioning.sd_image import CMDLINE, CONFIG_TXT, fat_extract, make_image
 from tests.support.broker import Broker, run_broker
+from tests.support.provisioned_county import County, build_county
+from tests.support.sd_image import CMDLINE, CONFIG_TXT, fat_extract, make_image
 
 # Emulation is ~300x slower than this machine for inference, and the first run builds the root filesystem.
 pytestmark = pytest.mark.timeout(1800)

@@ -8,9 +8,9 @@ from pathlib import Path
 from protocol.topics import Channel, alert_topic, cmd_topic, event_topic, shared, uplink_filter
 from provisioning import commands
 from provisioning.pki import CA, cert_pem, key_pem, new_key, write_private, write_public
-from tests.provisioning.county import County
-from tests.provisioning.mqtt_clients import can_connect, connect
 from tests.support.broker import Broker
+from tests.support.mqtt_clients import can_connect, connect
+from tests.support.provisioned_county import County
 
 
 def test_device_connects_with_its_certificate(county: tuple[County, Broker]) -> None:

@@ -13,9 +13,9 @@ from protocol.topics import Channel, cmd_topic, event_topic, uplink_filter
 from provisioning import broker_config, broker_control, commands, dynsec
 from provisioning.cli import main
 from provisioning.pki import cert_pem, key_pem, new_key, write_private, write_public
-from tests.provisioning.county import County, build_county
-from tests.provisioning.mqtt_clients import Client, can_connect, connect
 from tests.support.broker import run_broker
+from tests.support.mqtt_clients import Client, can_connect, connect
+from tests.support.provisioned_county import County, build_county
 
 WEEK = 7 * 24 * 3600
 

@@ -16,8 +16,8 @@ import pytest
 from provisioning.cli import main
 from provisioning.label import qr_payload
 from provisioning.sdcard import FIRSTRUN, HOOK, OUR_STEP, partitions
-from tests.provisioning.county import build_county, spec
-from tests.provisioning.sd_image import (
+from tests.support.provisioned_county import build_county, spec
+from tests.support.sd_image import (
     BOOT_START,
     CMDLINE,
     IMAGER_FIRSTRUN,

@@ -15,9 +15,9 @@ from protocol.topics import event_topic, health_topic, state_topic
 from provisioning import dynsec
 from provisioning.cli import main
 from provisioning.townships import TownshipError, resolve_township
-from tests.provisioning.county import build_county
-from tests.provisioning.mqtt_clients import connect
 from tests.support.broker import run_broker
+from tests.support.mqtt_clients import connect
+from tests.support.provisioned_county import build_county
 
 NOW_MS = 1_767_000_000_000
 

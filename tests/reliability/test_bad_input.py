@@ -37,11 +37,11 @@ from protocol import limits
 from protocol.codec import encode
 from protocol.messages import Event, Health
 from protocol.topics import Channel, cmd_topic, event_topic, health_topic, snap_topic
-from tests.hub.fleet import make_fleet
-from tests.provisioning.mqtt_clients import connect
-from tests.reliability import targets
-from tests.reliability.conftest import Rig, spawn_hub, stop_process, wait_for
-from tests.reliability.test_faults import _hub_yaml
+from tests.support import fuzz_targets
+from tests.support.hub_db import make_fleet
+from tests.support.mqtt_clients import connect
+from tests.support.reliability_rig import Rig, hub_yaml, spawn_hub, stop_process
+from tests.support.wait import wait_for
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True)
 FUZZ_DB = settings(max_examples=40, deadline=None, derandomize=True,
@@ -56,7 +56,7 @@ WIRE_KEYS = ["v", "id", "k", "p", "t", "s", "b", "z", "n", "sn", "du", "u", "st"
 # Objects shaped like messages: real keys, wrong or right values; v is often 1 so decoding gets past the version.
 wire_object = st.dictionaries(st.sampled_from(WIRE_KEYS), json_value, max_size=10).map(
     lambda d: {**d, "v": 1} if len(d) % 3 else d)
-ALL_CHANNELS = [*targets.JSON_CHANNELS, Channel.SNAP]
+ALL_CHANNELS = [*fuzz_targets.JSON_CHANNELS, Channel.SNAP]
 
 
 def _as_bytes(obj: object) -> bytes:
@@ -69,36 +69,36 @@ def _as_bytes(obj: object) -> bytes:
 @FUZZ
 @given(channel=st.sampled_from(ALL_CHANNELS), payload=st.binary(max_size=2048))
 def test_codec_random_bytes(channel: Channel, payload: bytes) -> None:
-    targets.codec(channel, payload)
+    fuzz_targets.codec(channel, payload)
 
 
 @FUZZ
-@given(channel=st.sampled_from(targets.JSON_CHANNELS), obj=wire_object)
+@given(channel=st.sampled_from(fuzz_targets.JSON_CHANNELS), obj=wire_object)
 def test_codec_message_shaped_objects(channel: Channel, obj: dict[str, object]) -> None:
-    targets.codec(channel, _as_bytes(obj))
+    fuzz_targets.codec(channel, _as_bytes(obj))
 
 
 @FUZZ
-@given(channel=st.sampled_from(targets.JSON_CHANNELS), rng=st.randoms(use_true_random=False))
+@given(channel=st.sampled_from(fuzz_targets.JSON_CHANNELS), rng=st.randoms(use_true_random=False))
 def test_codec_mutated_valid_messages(channel: Channel, rng: random.Random) -> None:
-    seed = rng.choice(targets.SEEDS[channel])
-    targets.codec(channel, targets.mutate_json(rng, seed))
+    seed = rng.choice(fuzz_targets.SEEDS[channel])
+    fuzz_targets.codec(channel, fuzz_targets.mutate_json(rng, seed))
 
 
 @FUZZ
 @given(header=wire_object, jpeg=st.binary(max_size=64), rng=st.randoms(use_true_random=False))
 def test_codec_snapshots(header: dict[str, object], jpeg: bytes, rng: random.Random) -> None:
     head = _as_bytes(header)
-    targets.codec(Channel.SNAP, len(head).to_bytes(2, "big") + head + b"\xff\xd8" + jpeg + b"\xff\xd9")
-    targets.codec(Channel.SNAP, targets.mutate_bytes(rng, targets.SNAP_SEED))
+    fuzz_targets.codec(Channel.SNAP, len(head).to_bytes(2, "big") + head + b"\xff\xd8" + jpeg + b"\xff\xd9")
+    fuzz_targets.codec(Channel.SNAP, fuzz_targets.mutate_bytes(rng, fuzz_targets.SNAP_SEED))
 
 
 def test_codec_seeds_are_valid() -> None:
     # The control: the mutators start from messages the codec accepts, so rejections mean something.
-    for channel, seeds in targets.SEEDS.items():
+    for channel, seeds in fuzz_targets.SEEDS.items():
         for seed in seeds:
-            assert targets.codec(channel, seed) is None, (channel, seed)
-    assert targets.codec(Channel.SNAP, targets.SNAP_SEED) is None
+            assert fuzz_targets.codec(channel, seed) is None, (channel, seed)
+    assert fuzz_targets.codec(Channel.SNAP, fuzz_targets.SNAP_SEED) is None
 
 
 # -- the hub's ingest validation path, through the real batch processor -------------------------------------
@@ -121,37 +121,37 @@ def test_ingest_batches_of_random_topics_and_payloads(processor: tuple[BatchProc
     proc, devices = processor
     messages = []
     for _ in range(size):
-        channel = rng.choice(list(targets.SEEDS))
-        payload = targets.mutate_json(rng, rng.choice(targets.SEEDS[channel])) if rng.random() < 0.8 else \
+        channel = rng.choice(list(fuzz_targets.SEEDS))
+        payload = fuzz_targets.mutate_json(rng, rng.choice(fuzz_targets.SEEDS[channel])) if rng.random() < 0.8 else \
             rng.randbytes(rng.randint(0, 100))
-        topic = targets.random_topic(rng, devices) if rng.random() < 0.5 else \
+        topic = fuzz_targets.random_topic(rng, devices) if rng.random() < 0.5 else \
             f"xl/v1/{rng.choice(devices)}/{rng.choice(['event', 'health', 'state', 'ack', 'snap'])}"
         messages.append((topic, payload))
-    targets.batch(proc, messages, int(time.time() * 1000))
+    fuzz_targets.batch(proc, messages, int(time.time() * 1000))
 
 
 # -- agent config, hub config, CSV rows, agent commands ---------------------------------------------------------
 
 
-AGENT_EXAMPLE = targets.agent_example()
+AGENT_EXAMPLE = fuzz_targets.agent_example()
 
 
 @FUZZ
 @given(rng=st.randoms(use_true_random=False))
 def test_agent_config_parser(rng: random.Random) -> None:
-    targets.agent_config_doc(targets.random_doc(rng, AGENT_EXAMPLE))
+    fuzz_targets.agent_config_doc(fuzz_targets.random_doc(rng, AGENT_EXAMPLE))
 
 
 @FUZZ
 @given(doc=json_value)
 def test_agent_config_parser_any_yaml_value(doc: object) -> None:
-    targets.agent_config_doc(doc)
+    fuzz_targets.agent_config_doc(doc)
 
 
 @FUZZ
 @given(rng=st.randoms(use_true_random=False))
 def test_hub_config_parser(rng: random.Random) -> None:
-    targets.hub_config_doc(targets.random_doc(rng, targets.HUB_EXAMPLE))
+    fuzz_targets.hub_config_doc(fuzz_targets.random_doc(rng, fuzz_targets.HUB_EXAMPLE))
 
 
 @FUZZ
@@ -160,8 +160,8 @@ def test_hub_config_parser(rng: random.Random) -> None:
                            st.none() | st.text(max_size=70), max_size=11),
        rng=st.randoms(use_true_random=False))
 def test_csv_row_parser(row: dict[str, str | None], rng: random.Random) -> None:
-    targets.csv_row(row)
-    targets.csv_row(targets.random_row(rng))
+    fuzz_targets.csv_row(row)
+    fuzz_targets.csv_row(fuzz_targets.random_row(rng))
 
 
 @pytest.fixture
@@ -169,14 +169,14 @@ def commands(tmp_path: Path) -> Commands:
     noon = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     box = Outbox(tmp_path / "o.sqlite3")
     arming = Arming(tmp_path / "arming.json", "21:00", "06:00", now=lambda: noon)
-    return Commands(Uplink(targets.DEVICE, box, 1, Clock(probe=lambda: "synced")), arming, CommandPorts())
+    return Commands(Uplink(fuzz_targets.DEVICE, box, 1, Clock(probe=lambda: "synced")), arming, CommandPorts())
 
 
 @FUZZ_DB
 @given(rng=st.randoms(use_true_random=False), raw=st.binary(max_size=300), obj=wire_object)
 def test_agent_command_handling(commands: Commands, rng: random.Random, raw: bytes, obj: dict[str, object]) -> None:
-    for payload in (raw, _as_bytes(obj), targets.mutate_json(rng, rng.choice(targets.SEEDS[Channel.CMD]))):
-        targets.command(commands, payload)
+    for payload in (raw, _as_bytes(obj), fuzz_targets.mutate_json(rng, rng.choice(fuzz_targets.SEEDS[Channel.CMD]))):
+        fuzz_targets.command(commands, payload)
 
 
 # -- config files with wrong types: a clear error naming the key, at the command line ----------------------------
@@ -185,7 +185,7 @@ def test_agent_command_handling(commands: Commands, rng: random.Random, raw: byt
 def test_hub_config_with_wrong_types_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for section, key, value in (("ingest", "batch_max", "200"), ("mqtt", "port", 70000),
                                 ("metrics", "enabled", "yes"), ("alerts", "timezone", "Mars/Olympus")):
-        doc = json.loads(json.dumps(targets.HUB_EXAMPLE))
+        doc = json.loads(json.dumps(fuzz_targets.HUB_EXAMPLE))
         doc[section][key] = value
         path = tmp_path / "hub.yaml"
         path.write_text(yaml.safe_dump(doc))
@@ -197,7 +197,7 @@ def test_hub_config_with_wrong_types_names_the_key(tmp_path: Path, capsys: pytes
 def test_agent_config_with_wrong_types_names_the_key(tmp_path: Path) -> None:
     from agent.check import run_checks
 
-    doc = targets.agent_example()
+    doc = fuzz_targets.agent_example()
     doc["broker"]["keepalive"] = "sixty"
     doc["outbox"]["max_rows"] = [1]
     path = tmp_path / "agent.yaml"
@@ -212,7 +212,7 @@ def test_agent_config_with_wrong_types_names_the_key(tmp_path: Path) -> None:
 
 
 def test_running_hub_rejects_garbage_counts_it_and_keeps_ingesting(rig: Rig) -> None:
-    config = _hub_yaml(rig, rig.tmp / "hub.yaml", client_id="hub-garbage")
+    config = hub_yaml(rig, rig.tmp / "hub.yaml", client_id="hub-garbage")
     log = rig.tmp / "hub.log"
     dev = rig.devices[0]
     cert, key = rig.pki.devices[dev]
@@ -234,7 +234,7 @@ def test_running_hub_rejects_garbage_counts_it_and_keeps_ingesting(rig: Rig) -> 
             (health_topic(dev), b'{"v":1,"t":1,"err":"' + b"x" * 5000 + b'"}', "too_large"),
             (snap_topic(dev), b"\x00\x05" + b"{}" * 40_000, "too_large"),
             (event_topic(dev), encode(Health(time_ms=now)), "missing_field"),  # health on the event topic
-            (event_topic(dev), targets.SNAP_SEED, "not_utf8"),  # a snapshot on the event topic
+            (event_topic(dev), fuzz_targets.SNAP_SEED, "not_utf8"),  # a snapshot on the event topic
             (health_topic(dev), b"[1,2,3]", "not_object"),
             (event_topic(dev), b'{"v":9,"id":2,"k":"person","p":"start","t":1,"s":1}', "bad_version"),
             (event_topic(dev), b'{"v":1,"id":2,"id":3,"k":"person","p":"start","t":1,"s":1}', "not_json"),

@@ -15,8 +15,8 @@ from agent.outbox import Outbox
 from hub.db.schema import devices, households
 from hub.db.schema_ops import alarms
 from hub.health.offline import BROKER, BROKER_DISCONNECT, OFFLINE_ARMED
-from tests.reliability.conftest import Rig, wait_for
-from tests.reliability.test_faults import link_for, running_hub
+from tests.support.reliability_rig import Rig, link_for, running_hub
+from tests.support.wait import wait_for
 
 GRACE_S = 4.0  # the default is 30 s; short here so the test takes seconds (links reconnect in < 1 s)
 HEALTH = {"offline_grace_s": GRACE_S, "broker_window_s": 2.0, "broker_min_devices": 3,

@@ -16,17 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
 from sqlalchemy import func, select
 
 from agent import outbox as ob
 from agent.clock import Clock
 from agent.health import HealthReporter, HealthSources
-from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from hub.alerts.engine import AlertEngine
 from hub.config import AlertConfig, HealthConfig
@@ -35,48 +31,27 @@ from hub.core.inbound import Inbound
 from hub.db.schema_ops import alarms, health_latest
 from hub.forward import Forwarder, ManualClock, ViidConfig, ViidSink, WebhookConfig, WebhookSink
 from hub.ingest.batch import BatchProcessor
-from hub.service import Hub
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Event
 from protocol.topics import event_topic, health_topic, snap_topic
 from sim.mock_viid import MockViid
 from sim.mock_webhook import MockWebhook
-from tests.hub.fleet import hub_config
-from tests.reliability.conftest import ROOT, Ledger, Rig, spawn_hub, stop_process, wait_for
 from tests.support.forward_items import GATEWAY, JPEG, PASSWORD
+from tests.support.reliability_rig import (
+    ROOT,
+    Ledger,
+    Rig,
+    event,
+    hub_yaml,
+    link_for,
+    now_ms,
+    running_hub,
+    spawn_hub,
+    stop_process,
+)
+from tests.support.wait import wait_for
 
 PRIORITY = {"motion": ob.MOTION, "person": ob.PERSON, "panic": ob.PANIC}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def event(seq: int, kind: str = "motion", phase: str = "start", t: int | None = None, boot: int = 1) -> Event:
-    return Event(event_id=(boot << 32) + seq, kind=kind, phase=phase, time_ms=t or now_ms(),
-                 score=100 if kind == "panic" else 60)
-
-
-def link_for(rig: Rig, device: str, box: Outbox, **kw: object) -> Link:
-    cert, key = rig.pki.devices[device]
-    settings = LinkSettings(device_id=device, group=rig.group_of(device), host="127.0.0.1", port=rig.broker.port,
-                            ca=rig.pki.base.ca, cert=cert, key=key, keepalive=10, max_inflight=10,
-                            backoff_base_s=0.1, backoff_cap_s=0.5, boot=1, health_interval_s=60, **kw)  # type: ignore[arg-type]
-    return Link(settings, box)
-
-
-@contextmanager
-def running_hub(rig: Rig, client_id: str = "hub-rel", **sections: dict[str, object]) -> Iterator[Hub]:
-    """The real hub (ingest worker, watcher) in this process, over TLS, with a persistent session."""
-    mqtt = {"tls": rig.hub_tls(), "client_id": client_id, **sections.pop("mqtt", {})}
-    cfg = hub_config(rig.db_url, rig.broker.port, mqtt=mqtt, **sections)
-    hub = Hub(cfg, engine=rig.engine)
-    hub.start()
-    try:
-        assert hub.worker.subscribed.wait(10), "hub never subscribed"
-        yield hub
-    finally:
-        hub.stop()
 
 
 def health_of(rig: Rig, device: str, box: Outbox, tmp: Path) -> bytes:
@@ -133,24 +108,9 @@ def test_broker_restart_during_a_1000_event_burst(rig: Rig) -> None:
 # -- the hub killed with SIGKILL mid-ingest ------------------------------------------------------------
 
 
-def _hub_yaml(rig: Rig, path: Path, client_id: str = "hub-kill", **extra: object) -> Path:
-    doc: dict[str, object] = {
-        "database": {"url": rig.db_url},
-        "mqtt": {"host": "127.0.0.1", "port": rig.broker.port, "client_id": client_id, "tls": rig.hub_tls()},
-        # Small batches: many commits, so a kill lands between some of them.
-        "ingest": {"batch_max": 5, "batch_ms": 5},
-        "health": {"check_interval_s": 0.5},
-        "metrics": {"enabled": False},
-        "log_level": "INFO",
-    }
-    doc.update(extra)
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
-    return path
-
-
 def test_hub_sigkill_mid_ingest_loses_and_duplicates_nothing(rig: Rig) -> None:
     ledger = Ledger()
-    config = _hub_yaml(rig, rig.tmp / "hub.yaml")
+    config = hub_yaml(rig, rig.tmp / "hub.yaml")
     log = rig.tmp / "hub.log"
     boxes = {d: Outbox(rig.tmp / f"ob-{d}.sqlite3") for d in rig.devices}
     links = [link_for(rig, d, box) for d, box in boxes.items()]

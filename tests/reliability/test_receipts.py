@@ -28,13 +28,14 @@ from hub.db import make_engine
 from hub.db.schema_ops import alerts, events, snapshots
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.topics import event_topic, snap_topic
-from tests.hub.fleet import make_fleet
-from tests.reliability.conftest import Ledger, Rig, county_pki, spawn_hub, stop_process, wait_for
-from tests.reliability.test_faults import _hub_yaml, event, running_hub
 from tests.support.broker import run_broker
+from tests.support.county_pki import county_pki
 from tests.support.forward_items import JPEG
+from tests.support.hub_db import make_fleet
 from tests.support.proxy import CountingProxy
+from tests.support.reliability_rig import Ledger, Rig, event, hub_yaml, running_hub, spawn_hub, stop_process
 from tests.support.tls import tls_config
+from tests.support.wait import wait_for
 
 # The waits for receipts, shortened so each outage resolves in seconds. (They
 # are applied only where LinkSettings has them, so this file also runs against
@@ -127,7 +128,7 @@ def _stored(rig: Rig) -> int:
 
 
 def test_broker_sigkilled_while_the_hub_is_down_loses_nothing(rig: Rig) -> None:
-    config = _hub_yaml(rig, rig.tmp / "hub.yaml", client_id="hub-rcpt")
+    config = hub_yaml(rig, rig.tmp / "hub.yaml", client_id="hub-rcpt")
     log = rig.tmp / "hub.log"
     hub = spawn_hub(config, log)
     try:
@@ -150,7 +151,7 @@ def test_broker_sigkilled_while_the_hub_is_down_loses_nothing(rig: Rig) -> None:
 def test_the_hubs_session_expiring_while_it_is_down_loses_nothing(rig: Rig, down_s: float) -> None:
     """The hub's session expires after 3 s here (3,600 s as shipped): the broker
     then drops everything it queued for the hub, and answers 0x10 after."""
-    config = _hub_yaml(rig, rig.tmp / "hub.yaml", client_id="hub-exp")
+    config = hub_yaml(rig, rig.tmp / "hub.yaml", client_id="hub-exp")
     raw = config.read_text().replace("client_id: hub-exp", "client_id: hub-exp\n  session_expiry_s: 3")
     config.write_text(raw)
     log = rig.tmp / "hub.log"

@@ -45,12 +45,13 @@ from protocol.topics import (
 from provisioning.cli import main as provisioning_main
 from sim.mock_viid import MockViid
 from sim.mock_webhook import MockWebhook
-from tests.hub.fleet import make_fleet
-from tests.provisioning.county import County, build_county
-from tests.provisioning.mqtt_clients import Client, connect
-from tests.reliability.conftest import Rig, spawn_hub, stop_process, wait_for
 from tests.support.broker import Broker, run_broker
 from tests.support.forward_items import GATEWAY, JPEG, person
+from tests.support.hub_db import make_fleet
+from tests.support.mqtt_clients import Client, connect
+from tests.support.provisioned_county import County, build_county
+from tests.support.reliability_rig import Rig, spawn_hub, stop_process
+from tests.support.wait import wait_for
 
 VIID_PASSWORD = "viid-Pa55word-that-must-not-leak"
 WEBHOOK_SECRET = "webhook-secret-that-must-not-leak-0123456789"

@@ -1,10 +1,13 @@
-"""Small real MQTT 5 clients (paho 2.x over TLS) for the broker tests."""
+"""Small real MQTT 5 clients (paho 2.x): ``connect`` over TLS for the broker and
+security tests, and ``Peer``, a plain client standing in for a device or an observer."""
 
 from __future__ import annotations
 
+import queue
 import ssl
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,3 +132,36 @@ def can_connect(port: int, **kwargs: object) -> bool:
         ok = not c.disconnected.is_set()
         c.close()
     return ok
+
+
+class Peer:
+    """A real paho client standing in for a device or a test observer."""
+
+    def __init__(self, port: int, client_id: str | None = None, *, will: tuple[str, bytes] | None = None
+                 ) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex,
+                                  protocol=mqtt.MQTTv5)
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        self.received: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, m.payload, time.monotonic()))
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._subscribed.clear()
+        self.client.subscribe(topic, qos)
+        assert self._subscribed.wait(5), f"no SUBACK for {topic}"
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(5)
+
+    def get(self, timeout: float = 5.0) -> tuple[str, bytes, float]:
+        return self.received.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
