@@ -16,7 +16,7 @@ import logging
 import threading
 
 from agent.gpio import Panel
-from agent.uplink import Uplink
+from agent.outbox_writer import OutboxWriter
 from protocol.codec import decode_alert
 from protocol.errors import ProtocolError
 
@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class AlertDesk:
-    def __init__(self, device_id: str, panel: Panel, uplink: Uplink, buzzer_max_s: float = 600.0) -> None:
+    def __init__(self, device_id: str, panel: Panel, writer: OutboxWriter, buzzer_max_s: float = 600.0) -> None:
         self.device_id = device_id
         self.panel = panel
-        self.uplink = uplink
+        self.writer = writer
         self.buzzer_max_s = buzzer_max_s
         self._lock = threading.Lock()
         self.active: dict[str, str] = {}  # alert id -> kind
@@ -64,11 +64,11 @@ class AlertDesk:
             self._answered.extend(answered)
             self._show()
         for alert_id in answered:
-            self.uplink.ack("alert", alert_id, True)
+            self.writer.ack("alert", alert_id, True)
 
     def on_hold(self) -> None:
         """A long press: the household itself needs help."""
-        event = self.uplink.panic()
+        event = self.writer.panic()
         self.panics += 1
         log.warning("panic button: event %d", event.event_id)
 

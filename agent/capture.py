@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.config import CameraConfig
-from agent.uplink import Uplink
+from agent.outbox_writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ class Capture:
         self,
         make_source: SourceFactory,
         make_pipeline: PipelineFactory | None,
-        uplink: Uplink,
-        clock: Clock,
+        writer: OutboxWriter,
+        clock: DeviceClock,
         pace: bool,
     ) -> None:
         self._make_source = make_source
         self._make_pipeline = make_pipeline
-        self.uplink = uplink
+        self.writer = writer
         self.clock = clock
         self.pace = pace  # sleep to the source's fps (files, synthetic); a camera paces itself
         self.state = "starting"
@@ -198,9 +198,9 @@ class Capture:
             event = item.event
             if unsynced and not event.clock_unsynced:
                 event = dataclasses.replace(event, clock_unsynced=True)
-            self.uplink.event(event)  # the event first: its snapshot "follows"
+            self.writer.event(event)  # the event first: its snapshot "follows"
             if item.snapshot is not None:
-                self.uplink.snapshot(item.snapshot, event.kind)
+                self.writer.snapshot(item.snapshot, event.kind)
             self.events += 1
 
     def _finish(self) -> None:
@@ -217,7 +217,7 @@ class Capture:
         try:
             snap = make_snapshot(
                 frame.rgb,
-                event_id=self.uplink.next_event_id(),
+                event_id=self.writer.next_event_id(),
                 phase="start",
                 time_ms=self.clock.now_ms(),
                 crop=False,
@@ -226,4 +226,4 @@ class Capture:
         except Exception as exc:
             self.error = f"snapshot: {type(exc).__name__}: {exc}"[:200]
             return
-        self.uplink.snapshot(snap, "person")
+        self.writer.snapshot(snap, "person")

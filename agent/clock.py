@@ -47,7 +47,9 @@ def probe_sync(flag: Path = TIMESYNC_FLAG, timedatectl: str | None = "auto") -> 
     return "unknown"
 
 
-class Clock:
+class DeviceClock:
+    """The Pi's wall clock and its sync state (probed at most every ``REFRESH_S``)."""
+
     def __init__(
         self,
         probe: Callable[[], str] = probe_sync,

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming
-from agent.uplink import Uplink
 from protocol.codec import command_id_of, decode_command
 from protocol.errors import ProtocolError
 from protocol.messages import Ack, Command
@@ -42,8 +42,8 @@ class CommandPorts:
 
 
 class Commands:
-    def __init__(self, uplink: Uplink, arming: Arming, ports: CommandPorts) -> None:
-        self.uplink = uplink
+    def __init__(self, writer: OutboxWriter, arming: Arming, ports: CommandPorts) -> None:
+        self.writer = writer
         self.arming = arming
         self.ports = ports
         self.handled = 0
@@ -57,14 +57,14 @@ class Commands:
             recovered = command_id_of(payload)
             ref = recovered if recovered and _TOKEN.fullmatch(recovered) else UNKNOWN_ID
             log.warning("bad command %s: %s", ref, exc)
-            return self.uplink.ack("cmd", ref, False, _reason(exc))
+            return self.writer.ack("cmd", ref, False, _reason(exc))
         try:
             error = self._run(cmd)
         except Exception as exc:  # a port bug answers as an error, never a crash
             log.exception("command %s (%s) failed", cmd.command_id, cmd.op)
             error = f"{cmd.op} failed: {type(exc).__name__}: {exc}"
         self.handled += 1
-        return self.uplink.ack("cmd", cmd.command_id, error is None, error)
+        return self.writer.ack("cmd", cmd.command_id, error is None, error)
 
     def _run(self, cmd: Command) -> str | None:
         op, args = cmd.op, cmd.args

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, sysinfo
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.outbox import Outbox
 from protocol.messages import Health
 
@@ -28,7 +28,7 @@ class HealthSources:
     """Where each number comes from; any of them may be missing."""
 
     outbox: Outbox
-    clock: Clock
+    clock: DeviceClock
     state_dir: Path
     boot: int
     interval_s: int

@@ -20,7 +20,7 @@ from agent.alerts import AlertDesk
 from agent.bootcount import next_boot
 from agent.capture import Capture, source_factory
 from agent.certs import check_tls_files
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
 from agent.config import AgentConfig, ConfigError, load
 from agent.gpio import Panel
@@ -28,8 +28,8 @@ from agent.health import HealthReporter, HealthSources
 from agent.household_sim import SimulatedHousehold
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
+from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming
-from agent.uplink import Uplink
 from agent.watchdog import Notifier, Watchdog
 from protocol.codec import encode
 from protocol.topics import alert_topic, cmd_topic, health_topic
@@ -72,8 +72,8 @@ class Agent:
         # or corrupted, event IDs still never go back to an ID already used.
         self.boot = next_boot(cfg.state_dir / "boot", floor=self.outbox.last_boot)
         self.outbox.set_boot(self.boot)
-        self.clock = Clock()
-        self.uplink = Uplink(cfg.device.id, self.outbox, self.boot, self.clock)
+        self.clock = DeviceClock()
+        self.writer = OutboxWriter(cfg.device.id, self.outbox, self.boot, self.clock)
         self.arming = Arming(
             cfg.state_dir / "arming.json",
             cfg.schedule.armed_from,
@@ -84,7 +84,7 @@ class Agent:
         self.capture = Capture(
             source_factory(cfg.camera),
             self._pipeline if cfg.vision is not None else None,
-            self.uplink,
+            self.writer,
             self.clock,
             pace=not cfg.camera.source.startswith("picamera2"),
         )
@@ -95,12 +95,12 @@ class Agent:
             on_hold=lambda: self.desk.on_hold() if self.desk else None,
             on_pir=self.capture.pir,
         )
-        self.desk = AlertDesk(cfg.device.id, self.panel, self.uplink, cfg.gpio.buzzer_max_s)
+        self.desk = AlertDesk(cfg.device.id, self.panel, self.writer, cfg.gpio.buzzer_max_s)
         self.household = (
             SimulatedHousehold(cfg.simulate, self.panel, cfg.gpio.hold_s, stop) if cfg.simulate else None
         )
         self.commands = Commands(
-            self.uplink,
+            self.writer,
             self.arming,
             CommandPorts(
                 snapshot=self.capture.request_snapshot,
@@ -133,7 +133,7 @@ class Agent:
             now_ms=self.clock.now_ms,
             on_status=lambda up: self.panel.set_link_state("connected" if up else "offline"),
         )
-        self.uplink.on_urgent = self.link.wake
+        self.writer.on_urgent = self.link.wake
         self.health = HealthReporter(
             HealthSources(
                 outbox=self.outbox,
@@ -156,7 +156,7 @@ class Agent:
 
         # Live wall time for every event; ordering comes from event IDs, never from this.
         return VisionPipeline(
-            self.cfg.vision, self.detector, self.uplink.ids, lambda _ts: self.clock.now_ms()
+            self.cfg.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms()
         )
 
     def _dispatch(self, topic: str, payload: bytes) -> None:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from _common import merge_results, print_table
 
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
 from agent.outbox import Outbox
+from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming
-from agent.uplink import Uplink
 from hub.alerts.engine import AlertEngine
 from hub.config import AlertConfig, HealthConfig
 from hub.core.directory import Directory
@@ -94,7 +94,7 @@ def main() -> int:
     proc = BatchProcessor(engine, directory, AlertEngine(directory, AlertConfig(), sink), sink, HealthConfig())
     noon = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     box = Outbox(work / "outbox.sqlite3", max_rows=500)  # acks go here; bounded so it stays small
-    cmds = Commands(Uplink(targets.DEVICE, box, 1, Clock(probe=lambda: "synced")),
+    cmds = Commands(OutboxWriter(targets.DEVICE, box, 1, DeviceClock(probe=lambda: "synced")),
                     Arming(work / "arming.json", "21:00", "06:00", now=lambda: noon), CommandPorts())
     agent_example = targets.agent_example()
     channels = list(targets.SEEDS)

@@ -29,7 +29,7 @@ from agent.vision.frame import Frame
 from agent.vision.motion import MotionDetector, MotionResult
 from agent.vision.relearn import LookRegions, LookSchedule, merge, whole_and_tiles
 from agent.vision.snapshot import make_snapshot
-from agent.vision.tracker import Box, Clock, DetectionLike, Emitted, MotionTracker, PersonTracker
+from agent.vision.tracker import Box, DetectionLike, Emitted, MotionTracker, PersonTracker, SourceToWallMs
 from protocol.codec import Snapshot
 from protocol.ids import EventIdGenerator
 
@@ -47,12 +47,12 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray, region: Region | None = None) -> Sequence[DetectionLike]: ...
 
 
-def replay_clock(epoch_ms: int = REPLAY_EPOCH_MS) -> Clock:
+def replay_clock(epoch_ms: int = REPLAY_EPOCH_MS) -> SourceToWallMs:
     """Wall time for a replay: a fixed epoch plus source time, so output is reproducible."""
     return lambda ts: epoch_ms + round(ts * 1000)
 
 
-def live_clock() -> Clock:
+def live_clock() -> SourceToWallMs:
     return lambda _ts: int(time.time() * 1000)
 
 
@@ -97,7 +97,7 @@ class VisionPipeline:
         config: VisionConfig,
         detector: Detector | None,
         ids: EventIdGenerator,
-        clock: Clock,
+        clock: SourceToWallMs,
         region_picker: RegionPicker | None = None,
         look_regions: LookRegions = whole_and_tiles,
     ) -> None:

@@ -35,7 +35,7 @@ from protocol.ids import EventIdGenerator
 from protocol.messages import Event
 
 Box = tuple[float, float, float, float]
-Clock = Callable[[float], int]  # source seconds → wall-clock epoch milliseconds
+SourceToWallMs = Callable[[float], int]  # source seconds → wall-clock epoch milliseconds
 Snapshotter = Callable[[np.ndarray, Box | None, int, str, int], Snapshot | None]
 
 
@@ -114,7 +114,7 @@ class PersonTracker:
         self,
         config: EventsConfig,
         ids: EventIdGenerator,
-        clock: Clock,
+        clock: SourceToWallMs,
         score_threshold: float = 0.5,
         snapshotter: Snapshotter | None = None,
     ) -> None:
@@ -254,7 +254,7 @@ class PersonTracker:
 class MotionTracker:
     """Motion-only visits, for cameras without person detection (or when asked)."""
 
-    def __init__(self, config: EventsConfig, ids: EventIdGenerator, clock: Clock) -> None:
+    def __init__(self, config: EventsConfig, ids: EventIdGenerator, clock: SourceToWallMs) -> None:
         self.config = config
         self.ids = ids
         self.clock = clock

@@ -54,7 +54,7 @@ rejected as malformed) becomes a dead letter: ``dead_letters()``,
 """
 
 from hub.core.items import AlertItem, EventItem, ForwardItem, Snapshot
-from hub.forward.clock import Clock, ManualClock, SystemClock
+from hub.forward.clock import ForwardClock, ManualClock, SystemClock
 from hub.forward.forwarder import Forwarder, RetryPolicy
 from hub.forward.outbox import DeadLetter, SinkStats
 from hub.forward.sink import Sink, SinkError
@@ -64,9 +64,9 @@ from hub.forward.webhook import WebhookConfig, WebhookSink, verify_signature
 
 __all__ = [
     "AlertItem",
-    "Clock",
     "DeadLetter",
     "EventItem",
+    "ForwardClock",
     "ForwardItem",
     "Forwarder",
     "ManualClock",

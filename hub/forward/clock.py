@@ -13,7 +13,9 @@ import time
 from typing import Protocol
 
 
-class Clock(Protocol):
+class ForwardClock(Protocol):
+    """The forwarder's one source of time: ``SystemClock`` in the hub, ``ManualClock`` in tests."""
+
     def now_ms(self) -> int:
         """Wall-clock milliseconds since the Unix epoch (UTC)."""
         ...

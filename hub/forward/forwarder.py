@@ -26,7 +26,7 @@ from hub.config_forward import ForwardConfig
 from hub.core.forwarding import QueueStats
 from hub.core.items import ForwardItem, item_from_json
 from hub.forward import outbox
-from hub.forward.clock import Clock, SystemClock
+from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.outbox import DeadLetter, SinkStats
 from hub.forward.sink import Sink, SinkError
 from xlconfig import default_of
@@ -64,7 +64,7 @@ class Forwarder:
         self,
         engine: Engine,
         sinks: Sequence[Sink],
-        clock: Clock | None = None,
+        clock: ForwardClock | None = None,
         *,
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
@@ -78,7 +78,7 @@ class Forwarder:
             raise ValueError(f"sink names must be unique, 1..32 characters: {names}")
         self.engine = engine
         self.sinks = {s.name: s for s in sinks}
-        self.clock: Clock = clock or SystemClock()
+        self.clock: ForwardClock = clock or SystemClock()
         self.policy = policy or RetryPolicy()
         self._rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -32,7 +32,7 @@ import httpx
 
 from hub.config_forward import ViidSection
 from hub.core.items import EventItem, ForwardItem
-from hub.forward.clock import Clock, SystemClock
+from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.digest import DigestChallenge, authorization_header
 from hub.forward.sink import SinkError
 from hub.forward.viid_objects import (
@@ -82,10 +82,10 @@ class ViidClient:
     """One platform session. Methods raise SinkError; not thread-safe (one sink thread uses it)."""
 
     def __init__(
-        self, config: ViidConfig, clock: Clock | None = None, transport: httpx.BaseTransport | None = None
+        self, config: ViidConfig, clock: ForwardClock | None = None, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: ForwardClock = clock or SystemClock()
         self.registered = False
         self.clock_offset_s: float | None = None  # platform minus hub, from System/Time
         self.last_keepalive_ms = 0
@@ -226,11 +226,11 @@ class ViidSink:
     """Forwarding sink: person events with a snapshot become PersonObjects."""
 
     def __init__(
-        self, config: ViidConfig, clock: Clock | None = None, transport: httpx.BaseTransport | None = None
+        self, config: ViidConfig, clock: ForwardClock | None = None, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.name = config.name
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: ForwardClock = clock or SystemClock()
         self.client = ViidClient(config, self.clock, transport)
 
     def accepts(self, item: ForwardItem) -> bool:

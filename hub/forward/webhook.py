@@ -27,7 +27,7 @@ import httpx
 
 from hub.config_forward import WebhookSection
 from hub.core.items import EventItem, ForwardItem, item_to_dict
-from hub.forward.clock import Clock, SystemClock
+from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.sink import SinkError
 from xlconfig import default_of
 
@@ -92,13 +92,13 @@ def webhook_body(item: ForwardItem, include_snapshot: bool) -> dict[str, Any]:
 
 class WebhookSink:
     def __init__(
-        self, config: WebhookConfig, clock: Clock | None = None, transport: httpx.BaseTransport | None = None
+        self, config: WebhookConfig, clock: ForwardClock | None = None, transport: httpx.BaseTransport | None = None
     ) -> None:
         if len(config.secret) < 16:
             raise ValueError("webhook secret must be at least 16 bytes")
         self.name = config.name
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: ForwardClock = clock or SystemClock()
         self._http = httpx.Client(timeout=config.timeout_s, verify=config.verify_tls, transport=transport)
 
     def accepts(self, item: ForwardItem) -> bool:

@@ -9,11 +9,11 @@ from gpiozero.pins.mock import MockFactory
 
 from agent import outbox as ob
 from agent.alerts import AlertDesk
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.config import GpioConfig
 from agent.gpio import Panel
 from agent.outbox import Outbox
-from agent.uplink import Uplink
+from agent.outbox_writer import OutboxWriter
 from protocol.codec import decode_ack, decode_event, encode
 from protocol.messages import Alert
 from protocol.topics import ack_topic, event_topic
@@ -26,7 +26,7 @@ LED, BUZZER, BUTTON, PIR = 17, 18, 27, 22
 
 def rig(tmp_path: Path, hold_s: float = 2.0, **pins: int | None) -> tuple[Panel, AlertDesk, Outbox]:
     box = Outbox(tmp_path / "o.sqlite3")
-    uplink = Uplink(DEVICE, box, boot=3, clock=Clock(probe=lambda: "synced"))
+    writer = OutboxWriter(DEVICE, box, boot=3, clock=DeviceClock(probe=lambda: "synced"))
     desk_ref: list[AlertDesk] = []
     wanted = dict(led=LED, buzzer=BUZZER, button=BUTTON, pir=None) | pins
     panel = Panel(
@@ -34,7 +34,7 @@ def rig(tmp_path: Path, hold_s: float = 2.0, **pins: int | None) -> tuple[Panel,
         on_press=lambda: desk_ref[0].on_press(),
         on_hold=lambda: desk_ref[0].on_hold(),
     )
-    desk = AlertDesk(DEVICE, panel, uplink)
+    desk = AlertDesk(DEVICE, panel, writer)
     desk_ref.append(desk)
     return panel, desk, box
 

@@ -10,9 +10,9 @@ import pytest
 
 import agent.capture as capture_mod
 from agent.capture import Capture
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.outbox import Outbox
-from agent.uplink import Uplink
+from agent.outbox_writer import OutboxWriter
 from agent.vision.synthetic import SyntheticSource
 from protocol.codec import decode_event, decode_snapshot
 from protocol.messages import Event
@@ -54,8 +54,8 @@ class Flaky:
 class Emitting:
     """A stand-in pipeline that emits one person event with a snapshot on frame 3."""
 
-    def __init__(self, uplink: Uplink) -> None:
-        self.uplink = uplink
+    def __init__(self, writer: OutboxWriter) -> None:
+        self.writer = writer
         self.stats = None
 
     def process(self, frame: Any, pir: bool = False) -> list[Any]:
@@ -64,7 +64,7 @@ class Emitting:
         from agent.vision.snapshot import make_snapshot
         from agent.vision.tracker import Emitted
 
-        eid = self.uplink.next_event_id()
+        eid = self.writer.next_event_id()
         snap = make_snapshot(frame.rgb, event_id=eid, phase="start", time_ms=1, crop=False)
         ev = Event(
             event_id=eid, kind="person", phase="start", time_ms=1_764_138_000_000, score=80, has_snapshot=True
@@ -80,7 +80,7 @@ def test_camera_failure_reopens_with_backoff(tmp_path: Path, monkeypatch: pytest
     Flaky.opens = 0
     sources = iter([Flaky(2), Flaky(2), Flaky(0, die_after=20), Flaky(0)])
     box = Outbox(tmp_path / "o.sqlite3")
-    cap = Capture(lambda: next(sources), None, Uplink(DEVICE, box, 1, Clock()), Clock(), pace=True)
+    cap = Capture(lambda: next(sources), None, OutboxWriter(DEVICE, box, 1, DeviceClock()), DeviceClock(), pace=True)
     cap.start()
     try:
         wait_for(lambda: cap.state == "error")
@@ -98,9 +98,9 @@ def test_camera_failure_reopens_with_backoff(tmp_path: Path, monkeypatch: pytest
 
 def test_events_and_snapshots_go_to_the_outbox_with_unsynced_flag(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3")
-    clock = Clock(probe=lambda: "unsynced")
-    uplink = Uplink(DEVICE, box, 4, clock)
-    cap = Capture(lambda: Flaky(0), lambda: Emitting(uplink), uplink, clock, pace=True)
+    clock = DeviceClock(probe=lambda: "unsynced")
+    writer = OutboxWriter(DEVICE, box, 4, clock)
+    cap = Capture(lambda: Flaky(0), lambda: Emitting(writer), writer, clock, pace=True)
     Flaky.opens = 0
     cap.start()
     try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
 from agent.outbox import Outbox
+from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming, in_hours
-from agent.uplink import Uplink
 from protocol.codec import decode_ack, encode
 from protocol.messages import Command
 
@@ -20,7 +20,7 @@ NOON = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)
 def rig(tmp_path: Path, ports: CommandPorts | None = None) -> tuple[Commands, Outbox, Arming]:
     box = Outbox(tmp_path / "o.sqlite3")
     arming = Arming(tmp_path / "arming.json", "21:00", "06:00", now=lambda: NOON)
-    cmds = Commands(Uplink(DEVICE, box, 1, Clock(probe=lambda: "synced")), arming, ports or CommandPorts())
+    cmds = Commands(OutboxWriter(DEVICE, box, 1, DeviceClock(probe=lambda: "synced")), arming, ports or CommandPorts())
     return cmds, box, arming
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from agent import outbox as ob
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.health import HealthReporter, HealthSources
 from agent.outbox import Outbox
 from protocol.codec import decode_health, encode
@@ -42,7 +42,7 @@ def test_health_from_a_pi_and_drops_reported(tmp_path: Path) -> None:
     reporter = HealthReporter(
         HealthSources(
             outbox=box,
-            clock=Clock(probe=lambda: "synced"),
+            clock=DeviceClock(probe=lambda: "synced"),
             state_dir=tmp_path,
             boot=3,
             interval_s=60,
@@ -68,7 +68,7 @@ def test_health_off_a_pi_degrades_to_none(tmp_path: Path) -> None:
     reporter = HealthReporter(
         HealthSources(
             outbox=box,
-            clock=Clock(probe=lambda: "unknown"),
+            clock=DeviceClock(probe=lambda: "unknown"),
             state_dir=tmp_path / "nowhere",
             boot=1,
             interval_s=60,
@@ -93,7 +93,7 @@ def test_significant_change_is_sent_early(tmp_path: Path, monkeypatch) -> None: 
     reporter = HealthReporter(
         HealthSources(
             outbox=box,
-            clock=Clock(probe=lambda: "synced"),
+            clock=DeviceClock(probe=lambda: "synced"),
             state_dir=tmp_path,
             boot=1,
             interval_s=3600,
@@ -112,10 +112,10 @@ def test_significant_change_is_sent_early(tmp_path: Path, monkeypatch) -> None: 
 
 
 def test_clock_unsynced_flag(tmp_path: Path) -> None:
-    assert Clock(probe=lambda: "unsynced").unsynced
-    assert not Clock(probe=lambda: "unknown").unsynced
+    assert DeviceClock(probe=lambda: "unsynced").unsynced
+    assert not DeviceClock(probe=lambda: "unknown").unsynced
     # A wall clock in 1970 (no RTC, before NTP) is unsynced whatever the service says.
-    assert Clock(probe=lambda: "synced", wall_ms=lambda: 1000).state == "unsynced"
+    assert DeviceClock(probe=lambda: "synced", wall_ms=lambda: 1000).state == "unsynced"
     flag = tmp_path / "synchronized"
     from agent.clock import probe_sync
 

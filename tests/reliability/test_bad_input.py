@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
 from agent.outbox import Outbox
+from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming
-from agent.uplink import Uplink
 from hub.alerts.engine import AlertEngine
 from hub.cli import main as hub_main
 from hub.config import AlertConfig, HealthConfig
@@ -169,7 +169,8 @@ def commands(tmp_path: Path) -> Commands:
     noon = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     box = Outbox(tmp_path / "o.sqlite3")
     arming = Arming(tmp_path / "arming.json", "21:00", "06:00", now=lambda: noon)
-    return Commands(Uplink(fuzz_targets.DEVICE, box, 1, Clock(probe=lambda: "synced")), arming, CommandPorts())
+    writer = OutboxWriter(fuzz_targets.DEVICE, box, 1, DeviceClock(probe=lambda: "synced"))
+    return Commands(writer, arming, CommandPorts())
 
 
 @FUZZ_DB

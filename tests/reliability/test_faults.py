@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from agent import outbox as ob
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.health import HealthReporter, HealthSources
 from agent.outbox import Outbox
 from hub.alerts.engine import AlertEngine
@@ -56,7 +56,7 @@ PRIORITY = {"motion": ob.MOTION, "person": ob.PERSON, "panic": ob.PANIC}
 
 def health_of(rig: Rig, device: str, box: Outbox, tmp: Path) -> bytes:
     """The heartbeat the agent would send now, built by the agent's own reporter."""
-    sources = HealthSources(outbox=box, clock=Clock(probe=lambda: "synced"), state_dir=tmp, boot=1,
+    sources = HealthSources(outbox=box, clock=DeviceClock(probe=lambda: "synced"), state_dir=tmp, boot=1,
                             interval_s=60, vcgencmd=None)
     return encode(HealthReporter(sources, lambda _h: True).build())
 

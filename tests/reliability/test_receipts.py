@@ -2,7 +2,7 @@
 hub is down (Mosquitto SIGKILLed, the hub's session expired), a re-send storm
 that must not happen, and a panic pressed while the device's link is cut.
 
-Devices are the agent's own Outbox + Link (+ Uplink for the panic) over TLS;
+Devices are the agent's own Outbox + Link (+ OutboxWriter for the panic) over TLS;
 the hub is ``xl-hub run`` (or ``hub.service.Hub`` in this process where the
 test reads its alert); Mosquitto runs with the shipped ``autosave_interval
 300``, so a SIGKILL loses everything since it started.
@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from agent import outbox as ob
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
-from agent.uplink import Uplink
+from agent.outbox_writer import OutboxWriter
 from hub.db import make_engine
 from hub.db.schema_ops import alerts, events, snapshots
 from protocol.codec import Snapshot, encode, encode_snapshot
@@ -214,13 +214,13 @@ def test_a_panic_pressed_during_a_link_cut_reaches_the_hub_within_5_s_and_alerts
     device = rig.devices[0]
     proxy = CountingProxy(rig.broker.port).start()
     box = Outbox(rig.tmp / "ob-panic.sqlite3")
-    uplink = Uplink(device, box, 1, Clock(probe=lambda: "synced"))
+    writer = OutboxWriter(device, box, 1, DeviceClock(probe=lambda: "synced"))
     import random
 
     # The agent's own backoff (1 s doubling to its cap), seeded so the schedule is the same every run.
     link = Link(settings(rig, device, port=proxy.port, backoff_base_s=1.0, backoff_cap_s=300.0), box,
                 rng=random.Random(3))
-    uplink.on_urgent = getattr(link, "wake", lambda: None)
+    writer.on_urgent = getattr(link, "wake", lambda: None)
     with running_hub(rig, client_id="hub-panic"):
         link.start()
         try:
@@ -228,7 +228,7 @@ def test_a_panic_pressed_during_a_link_cut_reaches_the_hub_within_5_s_and_alerts
             proxy.cut()
             wait_for(lambda: not link.connected, 10, "the link to notice the cut")
             time.sleep(15)  # the backoff grows meanwhile
-            pressed = uplink.panic()
+            pressed = writer.panic()
             time.sleep(10)
 
             def alerted() -> bool:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from agent import outbox as ob
-from agent.clock import Clock
+from agent.clock import DeviceClock
 from agent.outbox import Outbox
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.ids import EventIdGenerator
@@ -35,8 +35,10 @@ class LockedIds(EventIdGenerator):
             return super().next()
 
 
-class Uplink:
-    def __init__(self, device_id: str, outbox: Outbox, boot: int, clock: Clock) -> None:
+class OutboxWriter:
+    """Events, snapshots, acks and the panic as outbox rows; ``agent.link`` publishes them."""
+
+    def __init__(self, device_id: str, outbox: Outbox, boot: int, clock: DeviceClock) -> None:
         self.device_id = device_id
         self.outbox = outbox
         self.clock = clock
