@@ -147,15 +147,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"xl-hub: {problem}", file=sys.stderr)
             return 1
         if args.command == "devices":
-            rows = reports.list_devices(engine, offline_only=args.offline, status=args.status)
+            rows = reports.device_report(engine, offline_only=args.offline, status=args.status)
         elif args.command == "events":
-            rows = reports.list_events(engine, device=args.device, kind=args.kind, limit=args.limit)
+            rows = reports.event_report(engine, device=args.device, kind=args.kind, limit=args.limit)
         elif args.command == "alerts":
-            rows = reports.list_alerts(engine, open_only=args.open, limit=args.limit)
+            rows = reports.alert_report(engine, open_only=args.open, limit=args.limit)
         elif args.command == "alarms":
-            rows = reports.list_alarms(engine, open_only=not args.all)
+            rows = reports.alarm_report(engine, open_only=not args.all)
         else:
-            rows = reports.list_rejections(engine)
+            rows = reports.rejection_report(engine)
         print_rows(rows, args.json)
         return 0
     finally:

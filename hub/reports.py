@@ -1,4 +1,9 @@
-"""Read-only queries behind the operators' ``xl-hub`` listings (and, later, the console)."""
+"""The flat rows ``xl-hub devices | events | alerts | alarms | rejections`` print.
+
+Named ``*_report`` apart from the console's ``list_*`` queries in
+``hub/console/ops.py``: those join households and villages, filter and page
+for the web pages, and return raw columns; these return printable strings.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ def local_time(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def list_devices(engine: Engine, *, offline_only: bool = False, status: str | None = None
+def device_report(engine: Engine, *, offline_only: bool = False, status: str | None = None
                  ) -> list[dict[str, Any]]:
     open_alarms = (
         select(alarms.c.device_id, func.count().label("n")).where(alarms.c.cleared_ms.is_(None))
@@ -47,7 +52,7 @@ def list_devices(engine: Engine, *, offline_only: bool = False, status: str | No
         ]
 
 
-def list_events(engine: Engine, *, device: str | None = None, kind: str | None = None, limit: int = 50
+def event_report(engine: Engine, *, device: str | None = None, kind: str | None = None, limit: int = 50
                 ) -> list[dict[str, Any]]:
     query = select(events).order_by(events.c.time_ms.desc(), events.c.id.desc()).limit(limit)
     if device:
@@ -63,7 +68,7 @@ def list_events(engine: Engine, *, device: str | None = None, kind: str | None =
         ]
 
 
-def list_alerts(engine: Engine, *, open_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+def alert_report(engine: Engine, *, open_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
     query = select(alerts).order_by(alerts.c.raised_ms.desc()).limit(limit)
     if open_only:
         query = query.where(alerts.c.status == "open")
@@ -77,7 +82,7 @@ def list_alerts(engine: Engine, *, open_only: bool = False, limit: int = 50) -> 
         ]
 
 
-def list_alarms(engine: Engine, *, open_only: bool = True, limit: int = 200) -> list[dict[str, Any]]:
+def alarm_report(engine: Engine, *, open_only: bool = True, limit: int = 200) -> list[dict[str, Any]]:
     query = select(alarms).order_by(alarms.c.raised_ms.desc()).limit(limit)
     if open_only:
         query = query.where(alarms.c.cleared_ms.is_(None))
@@ -89,7 +94,7 @@ def list_alarms(engine: Engine, *, open_only: bool = True, limit: int = 200) -> 
         ]
 
 
-def list_rejections(engine: Engine) -> list[dict[str, Any]]:
+def rejection_report(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [
             {"reason": r.reason, "count": int(r.count), "last": local_time(r.last_ms),
