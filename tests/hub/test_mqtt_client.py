@@ -1,4 +1,5 @@
-"""Ingest through a real Mosquitto into real databases."""
+"""The hub over MQTT (hub/mqtt/client.py and the ingest behind it), through a real Mosquitto into real databases: shared
+subscriptions, persistent sessions, presence from retained state and wills, acknowledgement after commit."""
 
 from __future__ import annotations
 
