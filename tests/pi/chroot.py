@@ -166,3 +166,42 @@ class Chroot:
             ["nice", "-n", "10", "unshare", "--mount", "sh", "-c", self._script(command)],
             env=base, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def boot(self, log: Path) -> subprocess.Popen[bytes]:
+        """Boot the overlay with systemd as PID 1: ``systemd-nspawn --boot``, host network.
+
+        --keep-unit and --register=no: this host has no systemd or D-Bus to create a scope or
+        register a machine with ("Failed to open system bus" without them). The tree is bound
+        to a fresh folder under /var/lib for nspawn's lock (a killed run leaves the old one busy)."""
+        q = shlex.quote
+        merged = self.work / "merged"
+        root = f"/var/lib/xl-nspawn/{self.work.name}-{os.getpid()}-{time.monotonic_ns()}"
+        script = "\n".join([
+            "set -e",
+            "mount --make-rprivate /",
+            f"mount -t overlay overlay -o lowerdir={q(str(self.lower))},upperdir={q(str(self.upper))},"
+            f"workdir={q(str(self.work / 'ovl'))} {q(str(merged))}",
+            f"mkdir -p {q(root)}",
+            f"mount --bind {q(str(merged))} {q(root)}",
+            f"exec systemd-nspawn -q -D {q(root)} --boot --keep-unit --register=no",
+        ])
+        out = open(log, "ab")  # noqa: SIM115 - owned by the process
+        return subprocess.Popen(["nice", "-n", "10", "unshare", "--mount", "sh", "-c", script],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    @staticmethod
+    def in_container(nspawn: subprocess.Popen[bytes], command: str, timeout: float = 120) -> Run:
+        """Run a command in a booted container's namespaces (its PID 1 is nspawn's child)."""
+        children = Path(f"/proc/{nspawn.pid}/task/{nspawn.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        if not pids:
+            return Run(command, -1, "", "container not up yet", 0.0)
+        start = time.monotonic()
+        done = subprocess.run(
+            ["nsenter", "-t", pids[0], "-a", "--", "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+             "/bin/sh", "-c", command],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        return Run(command, done.returncode, done.stdout, done.stderr, time.monotonic() - start)
+
