@@ -97,7 +97,7 @@ def alarm_report(engine: Engine, *, open_only: bool = True, limit: int = 200) ->
 def rejection_report(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [
-            {"reason": r.reason, "count": int(r.count), "last": local_time(r.last_ms),
+            {"reason": r.reason, "count": int(r._mapping["count"]), "last": local_time(r.last_ms),
              "last_topic": r.last_topic or "", "last_detail": r.last_detail or ""}
             for r in conn.execute(select(rejections).order_by(rejections.c.count.desc()))
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from hub.console.tables import console_alarm_acks
@@ -128,7 +128,7 @@ def list_alerts(conn: Connection, *, status: str = "", group: str = "", limit: i
 
 def list_alarms(conn: Connection, *, include_cleared_since_ms: int | None = None, limit: int = 300
                 ) -> list[dict[str, Any]]:
-    cond = alarms.c.cleared_ms.is_(None)
+    cond: ColumnElement[bool] = alarms.c.cleared_ms.is_(None)
     if include_cleared_since_ms is not None:
         cond = or_(cond, alarms.c.cleared_ms >= include_cleared_since_ms)
     query = (
@@ -183,8 +183,8 @@ def list_groups(conn: Connection) -> list[dict[str, Any]]:
         if r.response_ms is not None:
             responses.setdefault(r.group_id, []).append(r.response_ms)
     out = []
-    for r in conn.execute(query).mappings():
-        g = dict(r)
+    for group in conn.execute(query).mappings():
+        g = dict(group)
         times = responses.get(g["id"], [])
         g.update(alert_count=counts.get(g["id"], 0), answered=len(times),
                  median_response_ms=int(statistics.median(times)) if times else None)
