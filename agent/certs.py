@@ -51,9 +51,7 @@ def _check_cert(report: CertReport, key: str, path: Path, now: dt.datetime) -> N
     report.expiry[key] = after
     if cert.not_valid_before_utc > now:
         # Usually the clock, not the certificate: a Pi without RTC before NTP sync.
-        report.warnings.append(
-            f"{key}: not valid before {cert.not_valid_before_utc:%Y-%m-%d} (clock not set?)"
-        )
+        report.warnings.append(f"{key}: not valid before {cert.not_valid_before_utc:%Y-%m-%d} (clock not set?)")
     if after <= now:
         report.errors.append(f"{key}: certificate expired on {after:%Y-%m-%d}, expected a valid certificate")
     elif after - now < dt.timedelta(days=WARN_DAYS):

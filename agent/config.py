@@ -74,36 +74,67 @@ _PIN_EXPECT = Expect("a BCM pin number 0..27")
 
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    id: Annotated[Str, AfterValidator(_device_id), Expect("a 20-digit device ID (GB/T 28181), quoted"),
-                  Field(description="20-digit national device code; the certificate's CN (quoted: YAML would "
-                                    "read it as a number).")]
-    group: Annotated[Str, AfterValidator(parse_group_id), Expect("a group id of [A-Za-z0-9_-], 1-32 chars"),
-                     Field(description="联防组: the households this one alerts and is alerted by.")]
-    household: Annotated[Str, Field(min_length=1, max_length=64, description="Household id from the county "
-                                    "register."), Expect("a household id, 1-64 chars")]
+    id: Annotated[
+        Str,
+        AfterValidator(_device_id),
+        Expect("a 20-digit device ID (GB/T 28181), quoted"),
+        Field(
+            description="20-digit national device code; the certificate's CN (quoted: YAML would read it as a number)."
+        ),
+    ]
+    group: Annotated[
+        Str,
+        AfterValidator(parse_group_id),
+        Expect("a group id of [A-Za-z0-9_-], 1-32 chars"),
+        Field(description="联防组: the households this one alerts and is alerted by."),
+    ]
+    household: Annotated[
+        Str,
+        Field(min_length=1, max_length=64, description="Household id from the county register."),
+        Expect("a household id, 1-64 chars"),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    url: Annotated[Str, AfterValidator(_mqtts),
-                   Expect("mqtts://host:port (TLS only; the device never talks to the hub in clear)"),
-                   Field(description="The county broker. TLS only; the username and client id come from the "
-                                     "certificate.")]
+    url: Annotated[
+        Str,
+        AfterValidator(_mqtts),
+        Expect("mqtts://host:port (TLS only; the device never talks to the hub in clear)"),
+        Field(description="The county broker. TLS only; the username and client id come from the certificate."),
+    ]
     ca: Annotated[NonEmptyPath, Field(description="The county CA certificate.")]
-    cert: Annotated[NonEmptyPath, Field(description="This device's client certificate (its expiry is checked "
-                                                    "at start).")]
-    key: Annotated[NonEmptyPath, Field(description="This device's private key: mode 0600, or the agent "
-                                                   "refuses it.")]
-    keepalive: Annotated[Int, Field(ge=10, le=1200, description="Seconds; the broker declares a silent device "
-                                    "offline after 1.5x this: ~68 s, under the 90 s target.")] = 45
-    max_inflight: Annotated[Int, Field(ge=1, le=100, description="Unacknowledged QoS 1 messages at once "
-                                                                 "(bounds data on a slow link).")] = 10
-    session_expiry: Annotated[Int, Field(ge=0, le=30 * 86_400, description="Seconds the broker keeps commands "
-                                         "and alerts queued while the device is offline.")] = 86_400
-    backoff_base_s: Annotated[Float, Field(ge=0.01, le=60, description="Reconnect delay: random in "
-                                           "[0, min(cap, base*2^n)] seconds.")] = 1.0
-    backoff_cap_s: Annotated[Float, Field(ge=0.1, le=3600, description="Seconds; also how late a disconnected "
-                                          "device hears its group's alerts.")] = 60.0
+    cert: Annotated[
+        NonEmptyPath, Field(description="This device's client certificate (its expiry is checked at start).")
+    ]
+    key: Annotated[NonEmptyPath, Field(description="This device's private key: mode 0600, or the agent refuses it.")]
+    keepalive: Annotated[
+        Int,
+        Field(
+            ge=10,
+            le=1200,
+            description="Seconds; the broker declares a silent device "
+            "offline after 1.5x this: ~68 s, under the 90 s target.",
+        ),
+    ] = 45
+    max_inflight: Annotated[
+        Int, Field(ge=1, le=100, description="Unacknowledged QoS 1 messages at once (bounds data on a slow link).")
+    ] = 10
+    session_expiry: Annotated[
+        Int,
+        Field(
+            ge=0,
+            le=30 * 86_400,
+            description="Seconds the broker keeps commands and alerts queued while the device is offline.",
+        ),
+    ] = 86_400
+    backoff_base_s: Annotated[
+        Float, Field(ge=0.01, le=60, description="Reconnect delay: random in [0, min(cap, base*2^n)] seconds.")
+    ] = 1.0
+    backoff_cap_s: Annotated[
+        Float,
+        Field(ge=0.1, le=3600, description="Seconds; also how late a disconnected device hears its group's alerts."),
+    ] = 60.0
 
     @property
     def host(self) -> str:
@@ -116,27 +147,35 @@ class BrokerConfig:
 
 @dataclass(frozen=True, slots=True)
 class OutboxConfig:
-    path: Annotated[NonEmptyPath | None, Field(description="Events wait here until the hub has them (unset: "
-                                                           "outbox.sqlite3 in state_dir).")] = None
-    max_rows: Annotated[Int, Field(ge=10, le=10_000_000, description="When full: motion is dropped before "
-                                                                     "person; panic never.")] = 20_000
-    max_bytes: Annotated[Int, Field(ge=64 * 1024, le=1 << 40, description="Bytes of the SD card at most "
-                                                                          "(64 MB).")] = 64 * 1024 * 1024
+    path: Annotated[
+        NonEmptyPath | None,
+        Field(description="Events wait here until the hub has them (unset: outbox.sqlite3 in state_dir)."),
+    ] = None
+    max_rows: Annotated[
+        Int, Field(ge=10, le=10_000_000, description="When full: motion is dropped before person; panic never.")
+    ] = 20_000
+    max_bytes: Annotated[Int, Field(ge=64 * 1024, le=1 << 40, description="Bytes of the SD card at most (64 MB).")] = (
+        64 * 1024 * 1024
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class HealthSection:
-    interval_s: Annotated[Int, Field(ge=5, le=3600, description="Seconds between heartbeats; the hub marks the "
-                                                                "device offline after 3x this.")] = 60
+    interval_s: Annotated[
+        Int,
+        Field(ge=5, le=3600, description="Seconds between heartbeats; the hub marks the device offline after 3x this."),
+    ] = 60
 
 
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
-    source: Annotated[Str, AfterValidator(_source), Expect("picamera2, synthetic:<scene> or a file path"),
-                      Field(description="picamera2, synthetic:<scene>[?opts] (demo and tests) or a video "
-                                        "file.")] = "picamera2"
-    width: Annotated[Int, Field(ge=64, le=4096, description="Main stream (detection, snapshots), "
-                                                            "pixels.")] = 1280
+    source: Annotated[
+        Str,
+        AfterValidator(_source),
+        Expect("picamera2, synthetic:<scene> or a file path"),
+        Field(description="picamera2, synthetic:<scene>[?opts] (demo and tests) or a video file."),
+    ] = "picamera2"
+    width: Annotated[Int, Field(ge=64, le=4096, description="Main stream (detection, snapshots), pixels.")] = 1280
     height: Annotated[Int, Field(ge=48, le=4096, description="Pixels.")] = 720
     fps: Annotated[Float, Field(ge=0.5, le=60, description="Frames per second.")] = 10.0
     lores_width: Annotated[Int, Field(ge=32, le=1280, description="Motion stream, pixels.")] = 320
@@ -145,28 +184,47 @@ class CameraConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleConfig:
-    armed_from: Annotated[Str, AfterValidator(_hhmm), Expect('"HH:MM" (local time)'),
-                          Field(alias="from", description="Armed hours start, local time; from > to spans "
-                                                          "midnight. The hub can change them.")] = "21:00"
-    armed_to: Annotated[Str, AfterValidator(_hhmm), Expect('"HH:MM" (local time)'),
-                        Field(alias="to", description="Armed hours end.")] = "06:00"
-    timezone: Annotated[Str, AfterValidator(_timezone), Expect("an IANA zone such as Asia/Shanghai"),
-                        Field(description="IANA time zone of the armed hours.")] = "Asia/Shanghai"
+    armed_from: Annotated[
+        Str,
+        AfterValidator(_hhmm),
+        Expect('"HH:MM" (local time)'),
+        Field(
+            alias="from",
+            description="Armed hours start, local time; from > to spans midnight. The hub can change them.",
+        ),
+    ] = "21:00"
+    armed_to: Annotated[
+        Str, AfterValidator(_hhmm), Expect('"HH:MM" (local time)'), Field(alias="to", description="Armed hours end.")
+    ] = "06:00"
+    timezone: Annotated[
+        Str,
+        AfterValidator(_timezone),
+        Expect("an IANA zone such as Asia/Shanghai"),
+        Field(description="IANA time zone of the armed hours."),
+    ] = "Asia/Shanghai"
 
 
 @dataclass(frozen=True, slots=True)
 class GpioConfig:
-    pir: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="PIR sensor (BCM pin): triggers detection, "
-                                                                    "corroborates it.")] = None
+    pir: Annotated[
+        Int | None, _PIN, _PIN_EXPECT, Field(description="PIR sensor (BCM pin): triggers detection, corroborates it.")
+    ] = None
     led: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="Status LED.")] = None
     buzzer: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="Buzzer for 十户联防 alerts.")] = None
-    button: Annotated[Int | None, _PIN, _PIN_EXPECT, Field(description="Household button (to ground): press = "
-                                                                       "acknowledge, hold = panic.")] = None
-    pin_factory: Annotated[Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None,
-                           Field(description="gpiozero pin factory; unset: gpiozero's own choice.")] = None
+    button: Annotated[
+        Int | None,
+        _PIN,
+        _PIN_EXPECT,
+        Field(description="Household button (to ground): press = acknowledge, hold = panic."),
+    ] = None
+    pin_factory: Annotated[
+        Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None,
+        Field(description="gpiozero pin factory; unset: gpiozero's own choice."),
+    ] = None
     hold_s: Annotated[Float, Field(ge=0.1, le=30, description="Seconds; a press this long is a panic.")] = 2.0
-    buzzer_max_s: Annotated[Float, Field(ge=1, le=86_400, description="Seconds; the buzzer stops after this, "
-                                                                      "the LED keeps alerting.")] = 600.0
+    buzzer_max_s: Annotated[
+        Float, Field(ge=1, le=86_400, description="Seconds; the buzzer stops after this, the LED keeps alerting.")
+    ] = 600.0
 
     @property
     def any(self) -> bool:
@@ -184,11 +242,14 @@ class AgentFile:
     camera: Annotated[CameraConfig, SECTION] = field(default_factory=CameraConfig)
     vision: Annotated[VisionFile, SECTION] = field(default_factory=VisionFile)
     schedule: Annotated[ScheduleConfig, SECTION] = field(default_factory=ScheduleConfig)
-    gpio: Annotated[GpioConfig, SECTION,
-                    Field(description="Leave a pin out if the part is not fitted.")] = field(default_factory=GpioConfig)
+    gpio: Annotated[GpioConfig, SECTION, Field(description="Leave a pin out if the part is not fitted.")] = field(
+        default_factory=GpioConfig
+    )
     state_dir: Annotated[NonEmptyPath, Field(description="Boot counter and arming state.")] = DEFAULT_STATE_DIR
-    simulate: Annotated[SimulateConfig | None, Field(description="A simulated household: demo and tests only, "
-                                                                 "with gpio.pin_factory: mock.")] = None
+    simulate: Annotated[
+        SimulateConfig | None,
+        Field(description="A simulated household: demo and tests only, with gpio.pin_factory: mock."),
+    ] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +278,13 @@ def _cross_checks(f: AgentFile) -> list[str]:
         elif number is not None:
             seen[number] = name
     if f.simulate is not None and (f.gpio.pin_factory != "mock" or f.gpio.button is None):
-        problems.append(problem("simulate", dataclasses.asdict(f.simulate),
-                                "only with gpio.pin_factory: mock and a gpio.button (demo and tests)"))
+        problems.append(
+            problem(
+                "simulate",
+                dataclasses.asdict(f.simulate),
+                "only with gpio.pin_factory: mock and a gpio.button (demo and tests)",
+            )
+        )
     return problems
 
 

@@ -36,12 +36,18 @@ SAMPLES = {
     "simulate.panic_at_s": 30,
     "simulate.ack_after_s": 5,
     # The medium preset's values: the motion defaults live in agent.vision.motion, not here.
-    **{f"vision.motion.{f.name}": getattr(MotionSettings(), f.name)
-       for f in dataclasses.fields(MotionSettings) if f.name != "masks"},
+    **{
+        f"vision.motion.{f.name}": getattr(MotionSettings(), f.name)
+        for f in dataclasses.fields(MotionSettings)
+        if f.name != "masks"
+    },
 }
 
-_TLS = {"broker.ca": "/etc/xueliang/tls/ca.crt", "broker.cert": "/etc/xueliang/tls/device.crt",
-        "broker.key": "/etc/xueliang/tls/device.key"}
+_TLS = {
+    "broker.ca": "/etc/xueliang/tls/ca.crt",
+    "broker.cert": "/etc/xueliang/tls/device.crt",
+    "broker.key": "/etc/xueliang/tls/device.key",
+}
 
 EXAMPLE_VALUES = {
     "device.id": '"62062101011198000123"',

@@ -32,22 +32,32 @@ from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPat
 @dataclass(frozen=True, slots=True)
 class DetectConfig:
     enabled: Annotated[Bool, Field(description="Run the person detector where something moves.")] = True
-    model: Annotated[NonEmptyPath | None, Field(description="A .tflite model; unset: the packaged uint8 "
-                                                            "SSDLite person model.")] = None
+    model: Annotated[
+        NonEmptyPath | None, Field(description="A .tflite model; unset: the packaged uint8 SSDLite person model.")
+    ] = None
     num_threads: Annotated[Int, Field(ge=1, le=8, description="Detector threads.")] = 2
-    score_threshold: Annotated[Float, Field(ge=0.05, le=0.99,
-                                            description="A detection below this score is ignored.")] = 0.5
-    detect_fps: Annotated[Float, Field(ge=0.1, le=30, description="At most this many detection runs per "
-                                                                  "second.")] = 3.0
-    track_check_fps: Annotated[Float, Field(ge=0, le=30, description="Re-check a visit whose person stopped "
-                                                                     "moving this often (0: never).")] = 1.0
-    relearn_fps: Annotated[Float, Field(ge=0, le=30, description="Full-frame runs per second after a "
-                                        "frame-wide change (a lamp, the IR switch) while motion re-learns "
-                                        "(0: none).")] = 3.0
-    min_crop: Annotated[Int, Field(ge=64, le=4096, description="Smallest square crop around motion, "
-                                                               "pixels.")] = 300
-    whole_frame_fraction: Annotated[Float, Field(ge=0.05, le=1, description="Motion bigger than this share "
-                                                 "of the frame: detect on the whole frame.")] = 0.5
+    score_threshold: Annotated[
+        Float, Field(ge=0.05, le=0.99, description="A detection below this score is ignored.")
+    ] = 0.5
+    detect_fps: Annotated[Float, Field(ge=0.1, le=30, description="At most this many detection runs per second.")] = 3.0
+    track_check_fps: Annotated[
+        Float, Field(ge=0, le=30, description="Re-check a visit whose person stopped moving this often (0: never).")
+    ] = 1.0
+    relearn_fps: Annotated[
+        Float,
+        Field(
+            ge=0,
+            le=30,
+            description="Full-frame runs per second after a "
+            "frame-wide change (a lamp, the IR switch) while motion re-learns "
+            "(0: none).",
+        ),
+    ] = 3.0
+    min_crop: Annotated[Int, Field(ge=64, le=4096, description="Smallest square crop around motion, pixels.")] = 300
+    whole_frame_fraction: Annotated[
+        Float,
+        Field(ge=0.05, le=1, description="Motion bigger than this share of the frame: detect on the whole frame."),
+    ] = 0.5
 
 
 def _auto(value: Any) -> Any:
@@ -56,29 +66,42 @@ def _auto(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class EventsConfig:
-    confirm_hits: Annotated[Int, Field(ge=1, le=20, description="Detection runs with a person before a "
-                                                                "visit starts ...")] = 2
-    confirm_window: Annotated[Int, Field(ge=1, le=20, description="... among the last N runs, whose median "
-                                                                  "score must pass.")] = 3
-    confirm_span_s: Annotated[Float, Field(ge=0.5, le=60, description="Seconds; runs older than this do not "
-                                                                      "count towards confirmation.")] = 4.0
-    end_after_s: Annotated[Float, Field(ge=0.5, le=600, description="Seconds; a visit ends after this long "
-                                                                    "without a person detection.")] = 5.0
-    update_min_s: Annotated[Float, Field(ge=0, le=600, description="Seconds; no update sooner than this "
-                                                                   "after the previous message.")] = 3.0
-    update_every_s: Annotated[Float, Field(ge=1, le=3600, description="Seconds; a visit that goes on sends "
-                                                                      "an update at least this often.")] = 30.0
-    moved: Annotated[Float, Field(ge=0.01, le=1, description="The person's centre moved by this share of "
-                                                             "the frame: an update.")] = 0.25
-    better_score: Annotated[Float, Field(ge=0.01, le=1, description="The score rose by this much: an update "
-                                                                    "(and a better snapshot).")] = 0.1
-    motion_events: Annotated[Bool | None, BeforeValidator(_auto), Expect("true, false or auto"),
-                             Field(description="Send motion-only events; auto: only when person detection "
-                                               "is off.")] = None
-    motion_start_s: Annotated[Float, Field(ge=0, le=60, description="Seconds motion must last to start a "
-                                                                    "motion event.")] = 0.5
-    motion_end_s: Annotated[Float, Field(ge=0.5, le=600, description="Seconds without motion that end a "
-                                                                     "motion event.")] = 5.0
+    confirm_hits: Annotated[
+        Int, Field(ge=1, le=20, description="Detection runs with a person before a visit starts ...")
+    ] = 2
+    confirm_window: Annotated[
+        Int, Field(ge=1, le=20, description="... among the last N runs, whose median score must pass.")
+    ] = 3
+    confirm_span_s: Annotated[
+        Float, Field(ge=0.5, le=60, description="Seconds; runs older than this do not count towards confirmation.")
+    ] = 4.0
+    end_after_s: Annotated[
+        Float, Field(ge=0.5, le=600, description="Seconds; a visit ends after this long without a person detection.")
+    ] = 5.0
+    update_min_s: Annotated[
+        Float, Field(ge=0, le=600, description="Seconds; no update sooner than this after the previous message.")
+    ] = 3.0
+    update_every_s: Annotated[
+        Float, Field(ge=1, le=3600, description="Seconds; a visit that goes on sends an update at least this often.")
+    ] = 30.0
+    moved: Annotated[
+        Float, Field(ge=0.01, le=1, description="The person's centre moved by this share of the frame: an update.")
+    ] = 0.25
+    better_score: Annotated[
+        Float, Field(ge=0.01, le=1, description="The score rose by this much: an update (and a better snapshot).")
+    ] = 0.1
+    motion_events: Annotated[
+        Bool | None,
+        BeforeValidator(_auto),
+        Expect("true, false or auto"),
+        Field(description="Send motion-only events; auto: only when person detection is off."),
+    ] = None
+    motion_start_s: Annotated[
+        Float, Field(ge=0, le=60, description="Seconds motion must last to start a motion event.")
+    ] = 0.5
+    motion_end_s: Annotated[
+        Float, Field(ge=0.5, le=600, description="Seconds without motion that end a motion event.")
+    ] = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +109,7 @@ class SnapshotConfig:
     enabled: Annotated[Bool, Field(description="Send a picture with each person visit.")] = True
     max_bytes: Annotated[Int, Field(ge=2000, le=60_000, description="JPEG size cap, bytes.")] = 12_000
     max_width: Annotated[Int, Field(ge=64, le=1920, description="Pixels.")] = 640
-    crop: Annotated[Bool, Field(description="Crop around the person rather than send the whole "
-                                            "frame.")] = True
+    crop: Annotated[Bool, Field(description="Crop around the person rather than send the whole frame.")] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +143,14 @@ class MotionOverrides:
     min_area: Annotated[Float | None, _opt(0, 0.5, "Smallest region that counts, a fraction of the frame")] = None
     alpha: Annotated[Float | None, _opt(0.004, 0.5, "Background learning rate per frame")] = None
     work_width: Annotated[Int | None, _opt(32, 480, "Pixels across the frame that motion works on")] = None
-    global_fraction: Annotated[Float | None, _opt(0.1, 1, "More of the frame than this changing at once is "
-                                                          "light")] = None
+    global_fraction: Annotated[Float | None, _opt(0.1, 1, "More of the frame than this changing at once is light")] = (
+        None
+    )
     warmup_s: Annotated[Float | None, _opt(0, 60, "Seconds to learn the scene after start")] = None
     cooldown_s: Annotated[Float | None, _opt(0, 60, "Seconds motion is muted after a light change")] = None
-    chroma_drop: Annotated[Float | None, _opt(0, 0.95, "Colour falling below this share of its recent level "
-                                                       "means the IR light came on")] = None
+    chroma_drop: Annotated[
+        Float | None, _opt(0, 0.95, "Colour falling below this share of its recent level means the IR light came on")
+    ] = None
     grey_chroma: Annotated[Float | None, _opt(0, 50, "Below this colourfulness a frame is monochrome")] = None
 
 
@@ -137,10 +161,11 @@ _Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], Field(min_length=3)]
 @dataclass(frozen=True)
 class VisionFile:
     sensitivity: Annotated[Literal["low", "medium", "high"], Field(description="Motion preset.")] = "medium"
-    masks: Annotated[tuple[_Polygon, ...],
-                     Expect("a list of polygons, each at least 3 [x, y] points within 0..1 of the frame"),
-                     Field(description="Areas where motion never counts, e.g. "
-                                       "[[[0, 0], [0.4, 0], [0.4, 0.25], [0, 0.25]]].")] = ()
+    masks: Annotated[
+        tuple[_Polygon, ...],
+        Expect("a list of polygons, each at least 3 [x, y] points within 0..1 of the frame"),
+        Field(description="Areas where motion never counts, e.g. [[[0, 0], [0.4, 0], [0.4, 0.25], [0, 0.25]]]."),
+    ] = ()
     motion: Annotated[MotionOverrides, SECTION] = field(default_factory=MotionOverrides)
     detect: Annotated[DetectConfig, SECTION] = field(default_factory=DetectConfig)
     events: Annotated[EventsConfig, SECTION] = field(default_factory=EventsConfig)
@@ -149,8 +174,7 @@ class VisionFile:
     def to_config(self) -> VisionConfig:
         overrides = {f.name: getattr(self.motion, f.name) for f in fields(MotionOverrides)}
         masks = tuple(list(polygon) for polygon in self.masks)  # each polygon a list of (x, y), as before
-        motion = settings_for(self.sensitivity, masks=masks,
-                              **{k: v for k, v in overrides.items() if v is not None})
+        motion = settings_for(self.sensitivity, masks=masks, **{k: v for k, v in overrides.items() if v is not None})
         return VisionConfig(self.sensitivity, motion, self.detect, self.events, self.snapshot)
 
 

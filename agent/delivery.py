@@ -34,8 +34,13 @@ LOST = float("-inf")  # the PUBACK said nobody was subscribed: the broker droppe
 
 
 class Deliveries:
-    def __init__(self, window: int = 50, timeout_s: float = 30.0, probe_s: tuple[float, float] = (2.0, 60.0),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: int = 50,
+        timeout_s: float = 30.0,
+        probe_s: tuple[float, float] = (2.0, 60.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.window = window
         self.timeout_s = timeout_s
         self.probe_s = probe_s

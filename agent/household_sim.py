@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    panic_at_s: Annotated[Float | None, Field(ge=0, le=86_400, description="Seconds after start: hold the "
-                                                                           "button (a panic).")] = None
-    ack_after_s: Annotated[Float | None, Field(ge=0, le=86_400, description="Seconds after an alert starts: "
-                                                                            "press to acknowledge.")] = None
+    panic_at_s: Annotated[
+        Float | None, Field(ge=0, le=86_400, description="Seconds after start: hold the button (a panic).")
+    ] = None
+    ack_after_s: Annotated[
+        Float | None, Field(ge=0, le=86_400, description="Seconds after an alert starts: press to acknowledge.")
+    ] = None
 
 
 class SimulatedHousehold:

@@ -208,9 +208,7 @@ class Link:
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(0)
         offline = DELIVERY[Channel.STATE]
-        client.will_set(
-            state_topic(s.device_id), encode(State(state="offline")), qos=offline.qos, retain=True
-        )
+        client.will_set(state_topic(s.device_id), encode(State(state="offline")), qos=offline.qos, retain=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
@@ -314,9 +312,7 @@ class Link:
 
     # -- paho callbacks (on the link thread, inside loop()) ---------------
 
-    def _handle_connect(
-        self, client: mqtt.Client, _ud: object, _flags: object, reason: object, _p: object
-    ) -> None:
+    def _handle_connect(self, client: mqtt.Client, _ud: object, _flags: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
             self.last_error = f"connect refused: {reason}"
             client.disconnect()
@@ -339,9 +335,7 @@ class Link:
         client.publish(state_topic(s.device_id), encode(online), qos=1, retain=True)
         self._set_connected(True)
 
-    def _handle_disconnect(
-        self, _c: mqtt.Client, _ud: object, _flags: object, reason: object, _p: object
-    ) -> None:
+    def _handle_disconnect(self, _c: mqtt.Client, _ud: object, _flags: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
             self.last_error = f"disconnected: {reason}"
         self._set_connected(False)

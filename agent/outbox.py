@@ -121,9 +121,7 @@ class Outbox:
 
     def put(self, topic: str, payload: bytes, *, priority: int, kind: str, qos: int = 1) -> bool:
         """Store a message durably; False when it went to the memory overflow."""
-        item = _Pending(
-            topic, bytes(payload), qos, priority, kind, time.monotonic(), time.time_ns() // 1_000_000
-        )
+        item = _Pending(topic, bytes(payload), qos, priority, kind, time.monotonic(), time.time_ns() // 1_000_000)
         with self._lock:
             self._flush_overflow(force=True)
             if self._overflow:
@@ -165,9 +163,7 @@ class Outbox:
         if rows <= self.max_rows and size <= self.max_bytes:
             return rows, size
         dropped = 0
-        cursor = self._db.execute(
-            "SELECT seq, size FROM outbox WHERE priority < ? ORDER BY priority, seq", (PANIC,)
-        )
+        cursor = self._db.execute("SELECT seq, size FROM outbox WHERE priority < ? ORDER BY priority, seq", (PANIC,))
         victims: list[int] = []
         for seq, row_size in cursor:
             if rows <= self.max_rows and size <= self.max_bytes:

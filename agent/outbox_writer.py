@@ -61,9 +61,7 @@ class OutboxWriter:
         return self.outbox.put(snap_topic(self.device_id), payload, priority=priority, kind="snap")
 
     def ack(self, of: str, ref_id: str, ok: bool, error: str | None = None) -> Ack:
-        ack = Ack(
-            of=of, ref_id=ref_id, ok=ok, time_ms=self.clock.now_ms(), error=error[:200] if error else None
-        )
+        ack = Ack(of=of, ref_id=ref_id, ok=ok, time_ms=self.clock.now_ms(), error=error[:200] if error else None)
         self.outbox.put(ack_topic(self.device_id), encode(ack), priority=ob.ACK, kind="ack")
         self.on_urgent()
         return ack

@@ -96,9 +96,7 @@ class Agent:
             on_pir=self.capture.pir,
         )
         self.desk = AlertDesk(cfg.device.id, self.panel, self.writer, cfg.gpio.buzzer_max_s)
-        self.household = (
-            SimulatedHousehold(cfg.simulate, self.panel, cfg.gpio.hold_s, stop) if cfg.simulate else None
-        )
+        self.household = SimulatedHousehold(cfg.simulate, self.panel, cfg.gpio.hold_s, stop) if cfg.simulate else None
         self.commands = Commands(
             self.writer,
             self.arming,
@@ -155,9 +153,7 @@ class Agent:
         from agent.vision.pipeline import VisionPipeline
 
         # Live wall time for every event; ordering comes from event IDs, never from this.
-        return VisionPipeline(
-            self.cfg.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms()
-        )
+        return VisionPipeline(self.cfg.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms())
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         if topic == self._cmd_topic:

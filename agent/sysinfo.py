@@ -30,8 +30,9 @@ def throttled(vcgencmd: str | None = "auto") -> int | None:
     if not tool:
         return None
     try:
-        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=3, check=False,
-                             env=child_env())
+        out = subprocess.run(
+            [tool, "get_throttled"], capture_output=True, text=True, timeout=3, check=False, env=child_env()
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     _, _, value = out.stdout.strip().partition("=")

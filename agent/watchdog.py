@@ -69,9 +69,7 @@ class Notifier:
 class Watchdog:
     """Pets systemd's watchdog while ``progress()`` is true."""
 
-    def __init__(
-        self, notifier: Notifier, progress: Callable[[], bool], period_s: float | None = None
-    ) -> None:
+    def __init__(self, notifier: Notifier, progress: Callable[[], bool], period_s: float | None = None) -> None:
         self.notifier = notifier
         self.progress = progress
         self.period_s = period_s or (notifier.watchdog_s / 2 if notifier.watchdog_s else None)

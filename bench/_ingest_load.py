@@ -69,9 +69,22 @@ def prefill_history(url: str, devices: list[str], rows: int) -> None:
         for i in range(rows):
             k, d = divmod(i, len(devices))
             t = start + k * step
-            chunk.append({"device_id": devices[d], "event_id": k, "phase": "start", "kind": "motion", "score": 40,
-                          "zone": "gate", "has_snapshot": False, "device_time_ms": t, "received_ms": t, "time_ms": t,
-                          "time_trusted": True, "household_id": f"HH{d:05d}"})
+            chunk.append(
+                {
+                    "device_id": devices[d],
+                    "event_id": k,
+                    "phase": "start",
+                    "kind": "motion",
+                    "score": 40,
+                    "zone": "gate",
+                    "has_snapshot": False,
+                    "device_time_ms": t,
+                    "received_ms": t,
+                    "time_ms": t,
+                    "time_trusted": True,
+                    "household_id": f"HH{d:05d}",
+                }
+            )
             if len(chunk) == 20_000:
                 conn.execute(events.insert(), chunk)
                 chunk = []
@@ -85,13 +98,20 @@ def hub_for(url: str, port: int, client_id: str) -> Hub:
     receive window) and a webhook forwarder. The platform is unreachable, as in
     an outage: every person event gets an outbox row, and delivery (one HTTP
     request an item, on its own thread) stays out of the ingest figure."""
-    cfg = parse_config({
-        "database": {"url": url},
-        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id},
-        "metrics": {"enabled": False},
-        "forward": {"webhook": {"url": f"http://127.0.0.1:{free_port()}/hook", "secret": "bench-secret-0123456789",
-                                "event_kinds": ["person", "panic", "tamper"]}},
-    })
+    cfg = parse_config(
+        {
+            "database": {"url": url},
+            "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id},
+            "metrics": {"enabled": False},
+            "forward": {
+                "webhook": {
+                    "url": f"http://127.0.0.1:{free_port()}/hook",
+                    "secret": "bench-secret-0123456789",
+                    "event_kinds": ["person", "panic", "tamper"],
+                }
+            },
+        }
+    )
     return Hub.from_config(cfg)
 
 
@@ -119,12 +139,20 @@ def publish_events(port: int, devices: list[str], n: int) -> None:
         dev = devices[visit % len(devices)]
         person = visit % 2 == 1
         # Person scores stay under the alert threshold: alerts are measured under county load below.
-        payload = encode(Event(event_id=(_ROUND[0] << 32) | visit, kind="person" if person else "motion",
-                               phase="end" if end else "start", time_ms=t, score=45 if person else 30,
-                               bbox=(250, 100, 500, 900) if person else None, zone="gate",
-                               duration_s=12 if end else None,
-                               # An outbox number, as today's agent sends: the hub then receipts each batch.
-                               seq=_ROUND[0] * n + i + 1))
+        payload = encode(
+            Event(
+                event_id=(_ROUND[0] << 32) | visit,
+                kind="person" if person else "motion",
+                phase="end" if end else "start",
+                time_ms=t,
+                score=45 if person else 30,
+                bbox=(250, 100, 500, 900) if person else None,
+                zone="gate",
+                duration_s=12 if end else None,
+                # An outbox number, as today's agent sends: the hub then receipts each batch.
+                seq=_ROUND[0] * n + i + 1,
+            )
+        )
         infos.append(c.publish(event_topic(dev), payload, qos=1))
     for info in infos:
         info.wait_for_publish(60)

@@ -59,8 +59,7 @@ SOURCE_LIBS = ("skimage", "scipy", "cv2", "opencv", "imageio", "PIL", "pillow", 
 def write_config(work: Path, pki: Any, port: int, source: str) -> Path:
     doc = {
         "device": {"id": DEVICE, "group": GROUP, "household": "HH0123"},
-        "broker": {"url": f"mqtts://127.0.0.1:{port}", "ca": str(pki.ca), "cert": str(pki.cert),
-                   "key": str(pki.key)},
+        "broker": {"url": f"mqtts://127.0.0.1:{port}", "ca": str(pki.ca), "cert": str(pki.cert), "key": str(pki.key)},
         "outbox": {"path": str(work / "state" / "outbox.sqlite3")},
         "health": {"interval_s": 60},
         "camera": {"source": source, "width": 1280, "height": 720, "fps": 10},
@@ -83,7 +82,7 @@ def read_status(pid: int) -> dict[str, int]:
 
 def cpu_ticks(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    after = stat[stat.rindex(")") + 2:].split()
+    after = stat[stat.rindex(")") + 2 :].split()
     return int(after[11]) + int(after[12])  # utime, stime
 
 
@@ -122,8 +121,9 @@ def run_scene(name: str, source: str, seconds: float, out: dict[str, Any], trace
         cmd = [str(Path(sys.executable).parent / "xl-agent")]
         if traced:
             cmd = [sys.executable, str(ROOT / "bench" / "_traced_agent.py")]
-        proc = subprocess.Popen([*cmd, "run", "--config", str(config)],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [*cmd, "run", "--config", str(config)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         rss: list[float] = []
         cpu: list[float] = []
         threads = 0
@@ -140,8 +140,10 @@ def run_scene(name: str, source: str, seconds: float, out: dict[str, Any], trace
                 rss.append(status["VmRSS"] / 1024)
                 threads = status["Threads"]
             if proc.poll() is not None:
-                raise RuntimeError(f"{name}: xl-agent exited {proc.returncode}: "
-                                   f"{(work / 'agent.log').read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"{name}: xl-agent exited {proc.returncode}: "
+                    f"{(work / 'agent.log').read_text(errors='replace')[-2000:]}"
+                )
             status = read_status(proc.pid)
             maps = smaps_by_mapping(proc.pid)
             if traced:
@@ -157,8 +159,13 @@ def run_scene(name: str, source: str, seconds: float, out: dict[str, Any], trace
         events = sum(1 for t, _ in hub.messages if t.endswith("/event"))
         source_libs = sum(v for k, v in maps.items() if any(k.lower().startswith(s.lower()) for s in SOURCE_LIBS))
         out[name] = {
-            "rss": rss, "cpu": cpu, "peak": status["VmHWM"] / 1024, "threads": threads, "maps": maps,
-            "events": events, "source_libs": source_libs,
+            "rss": rss,
+            "cpu": cpu,
+            "peak": status["VmHWM"] / 1024,
+            "threads": threads,
+            "maps": maps,
+            "events": events,
+            "source_libs": source_libs,
         }
 
 
@@ -182,13 +189,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--scenes", default=",".join(SCENES))
-    ap.add_argument("--tracemalloc", action="store_true",
-                    help="rank Python allocation sites instead (figures are not merged: tracing costs memory)")
+    ap.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="rank Python allocation sites instead (figures are not merged: tracing costs memory)",
+    )
     args = ap.parse_args()
     names = [s for s in args.scenes.split(",") if s]
     results: dict[str, Any] = {}
-    threads = [threading.Thread(target=run_scene, args=(n, SCENES[n], args.minutes * 60, results, args.tracemalloc))
-               for n in names]
+    threads = [
+        threading.Thread(target=run_scene, args=(n, SCENES[n], args.minutes * 60, results, args.tracemalloc))
+        for n in names
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -201,10 +213,11 @@ def main() -> int:
         r = results[name]
         fig = summarise(name, r)
         figures.update(fig)
-        rows = [(k.removeprefix(f"footprint_{name}_"), v if not isinstance(v, list) else f"{v[0]}-{v[1]}", "")
-                for k, v in fig.items()]
-        print_table(f"xl-agent run, {name} ({SCENES[name]}), {len(r['rss'])} samples over {args.minutes:g} min",
-                    rows)
+        rows = [
+            (k.removeprefix(f"footprint_{name}_"), v if not isinstance(v, list) else f"{v[0]}-{v[1]}", "")
+            for k, v in fig.items()
+        ]
+        print_table(f"xl-agent run, {name} ({SCENES[name]}), {len(r['rss'])} samples over {args.minutes:g} min", rows)
         top = sorted(r["maps"].items(), key=lambda kv: -kv[1])[:12]
         print_table("  where the RSS is at the end (smaps, MB)", [(k, round(v, 1), "") for k, v in top])
         if args.tracemalloc:

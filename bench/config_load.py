@@ -46,8 +46,13 @@ print(r.ru_maxrss, (r.ru_utime + r.ru_stime) * 1e3)
 
 
 def _import_us() -> int:
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import agent.config"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stderr
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import agent.config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
     # Top-level imports (one space after the second bar) are what this import added; nested ones are inside them.
     total = 0
     for line in out.splitlines():
@@ -77,13 +82,15 @@ def main() -> int:
         f"{args.label}_rss_mb": round((statistics.median(kb for _, kb, _ in loads) - bare_kb) / 1024, 1),
     }
     merge_results(figures)
-    print_table(f"agent config at start ({RUNS} fresh interpreters, medians; {sys.platform}, "
-                f"Python {sys.version.split()[0]})", [
-        (f"{args.label}_import_ms", figures[f"{args.label}_import_ms"], "import agent.config (numpy included)"),
-        (f"{args.label}_load_ms", figures[f"{args.label}_load_ms"], "load + validate the example"),
-        (f"{args.label}_start_cpu_ms", figures[f"{args.label}_start_cpu_ms"], "CPU time of both together"),
-        (f"{args.label}_rss_mb", figures[f"{args.label}_rss_mb"], "peak RSS above a bare interpreter"),
-    ])
+    print_table(
+        f"agent config at start ({RUNS} fresh interpreters, medians; {sys.platform}, Python {sys.version.split()[0]})",
+        [
+            (f"{args.label}_import_ms", figures[f"{args.label}_import_ms"], "import agent.config (numpy included)"),
+            (f"{args.label}_load_ms", figures[f"{args.label}_load_ms"], "load + validate the example"),
+            (f"{args.label}_start_cpu_ms", figures[f"{args.label}_start_cpu_ms"], "CPU time of both together"),
+            (f"{args.label}_rss_mb", figures[f"{args.label}_rss_mb"], "peak RSS above a bare interpreter"),
+        ],
+    )
     return 0
 
 

@@ -190,9 +190,18 @@ def write_csv(path: Path, households: int) -> None:
         w.writerow(["township", "village", "household", "group", "lat", "lon", "name", "leader"])
         for i in range(households):
             town = codes[i * len(codes) // households]
-            w.writerow([town, f"{MINQIN_TOWNSHIPS[town]}第{(i // 60) % 9 + 1}村", f"HH{i:06d}",
-                        f"g{town}{i // 10:04d}", f"{38.6 + (i % 97) / 200:.5f}", f"{103.1 + (i % 89) / 150:.5f}",
-                        f"户主{i}", "1" if i % 10 == 0 else ""])
+            w.writerow(
+                [
+                    town,
+                    f"{MINQIN_TOWNSHIPS[town]}第{(i // 60) % 9 + 1}村",
+                    f"HH{i:06d}",
+                    f"g{town}{i // 10:04d}",
+                    f"{38.6 + (i % 97) / 200:.5f}",
+                    f"{103.1 + (i % 89) / 150:.5f}",
+                    f"户主{i}",
+                    "1" if i % 10 == 0 else "",
+                ]
+            )
 
 
 def bundle_ids(state: Path) -> list[str]:
@@ -252,8 +261,12 @@ def copy_registry(src_url: str, dst_url: str) -> None:
                 if rows:
                     d.execute(table.insert(), rows)
             if dst.dialect.name == "postgresql":
-                d.execute(text("SELECT setval(pg_get_serial_sequence('villages', 'id'), "
-                               "(SELECT coalesce(max(id), 1) FROM villages))"))
+                d.execute(
+                    text(
+                        "SELECT setval(pg_get_serial_sequence('villages', 'id'), "
+                        "(SELECT coalesce(max(id), 1) FROM villages))"
+                    )
+                )
     finally:
         src.dispose()
         dst.dispose()
@@ -273,8 +286,9 @@ class Monitor:
 
     def __init__(self, state: Path, port: int) -> None:
         clients = state / "ca" / "clients"
-        self.client = tls_client("commission", state / "ca" / "ca.crt", clients / "commission.crt",
-                                 clients / "commission.key")
+        self.client = tls_client(
+            "commission", state / "ca" / "ca.crt", clients / "commission.crt", clients / "commission.key"
+        )
         self.lock = threading.Lock()
         self.first_online: dict[str, float] = {}
         self.offline_at: dict[str, float] = {}
@@ -406,16 +420,22 @@ def run_probe(p: Probe, state: Path, port: int, db_url: str, monitor: Monitor, t
         c.loop_start()
         if not connected.wait(20):
             raise RuntimeError("probe did not connect")
-        online = State(state="online", time_ms=int(time.time() * 1000), agent_version="probe", boot=1,
-                       interval_s=60)
+        online = State(state="online", time_ms=int(time.time() * 1000), agent_version="probe", boot=1, interval_s=60)
         c.publish(state_topic(p.device), encode(online), qos=1, retain=True).wait_for_publish(10)
         deadline = time.monotonic() + 30
         while not db_online(engine, p.device):
             if time.monotonic() > deadline:
                 raise RuntimeError("the hub never showed the probe online")
             time.sleep(0.25)
-        hb = Health(time_ms=int(time.time() * 1000), uptime_s=10, agent_version="probe", boot=1, interval_s=60,
-                    camera="ok", clock="synced")
+        hb = Health(
+            time_ms=int(time.time() * 1000),
+            uptime_s=10,
+            agent_version="probe",
+            boot=1,
+            interval_s=60,
+            camera="ok",
+            clock="synced",
+        )
         c.publish(health_topic(p.device), encode(hb), qos=0).wait_for_publish(10)
         time.sleep(0.1)  # the relay has forwarded it: the broker's last-heard time is now
         t0 = relay.die(p.mode)
@@ -452,8 +472,11 @@ def db_counts(engine: Any, ids: list[str]) -> tuple[int, int, int]:
     """(events stored, online devices among ``ids``, rejections)."""
     with engine.connect() as conn:
         n_ev = int(conn.execute(select(func.count()).select_from(events)).scalar_one())
-        n_on = int(conn.execute(select(func.count()).select_from(devices)
-                                .where(devices.c.online.is_(True), devices.c.id.in_(ids))).scalar_one())
+        n_on = int(
+            conn.execute(
+                select(func.count()).select_from(devices).where(devices.c.online.is_(True), devices.c.id.in_(ids))
+            ).scalar_one()
+        )
         n_rej = int(conn.execute(select(func.coalesce(func.sum(rejections.c.count), 0))).scalar_one())
     return n_ev, n_on, n_rej
 
@@ -463,14 +486,29 @@ def db_counts(engine: Any, ids: list[str]) -> tuple[int, int, int]:
 
 def broker_config(state: Path, out: Path, port: int) -> Path:
     root = os.geteuid() == 0
-    run([str(BIN / "xl-provision"), "broker-config", "--state", str(state), "--out", str(out), "--port", str(port),
-         "--bind", "127.0.0.1", *(["--owner", "root"] if root else [])])
+    run(
+        [
+            str(BIN / "xl-provision"),
+            "broker-config",
+            "--state",
+            str(state),
+            "--out",
+            str(out),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            *(["--owner", "root"] if root else []),
+        ]
+    )
     conf = out / "mosquitto.conf"
     body = conf.read_text()
     if root and "\nuser " not in "\n" + body:
         body = "user root\n" + body  # as root Mosquitto would drop to 'mosquitto' and lose the 0600 key
-    body += f"\nlog_dest file {out / 'mosquitto.log'}\nlog_type error\nlog_type warning\nlog_type notice\n" \
-            "log_type subscribe\n"
+    body += (
+        f"\nlog_dest file {out / 'mosquitto.log'}\nlog_type error\nlog_type warning\nlog_type notice\n"
+        "log_type subscribe\n"
+    )
     conf.write_text(body)
     return conf
 
@@ -494,8 +532,9 @@ def hub_yaml(path: Path, state: Path, db_url: str, port: int) -> None:
     )
 
 
-def wait_while_alive(pred: Callable[[], object], timeout: float, what: str,
-                     alive: list[subprocess.Popen[bytes]] | None = None) -> None:
+def wait_while_alive(
+    pred: Callable[[], object], timeout: float, what: str, alive: list[subprocess.Popen[bytes]] | None = None
+) -> None:
     """``tests.support.wait.wait_for``, failing at once if one of ``alive`` exits (no point waiting out the timeout)."""
 
     def check() -> object:
@@ -524,8 +563,9 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
     try:
         port = free_port()
         conf = broker_config(state, rundir / "broker", port)
-        broker = procs.start("mosquitto", [MOSQUITTO, "-c", str(conf)], rundir / "mosquitto.out",
-                             preexec_fn=raise_nofile)
+        broker = procs.start(
+            "mosquitto", [MOSQUITTO, "-c", str(conf)], rundir / "mosquitto.out", preexec_fn=raise_nofile
+        )
         wait_port(port)
 
         if a.postgres:
@@ -541,41 +581,80 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
         hub_yaml(cfg, state, db_url, port)
         hub = procs.start("xl-hub", [str(BIN / "xl-hub"), "run", "--config", str(cfg)], rundir / "hub.log")
         blog = rundir / "broker" / "mosquitto.log"
-        wait_while_alive(lambda: blog.exists() and "$share/xlhub/" in blog.read_text(errors="replace"), 30,
-                 "hub subscribed", [hub, broker])
+        wait_while_alive(
+            lambda: blog.exists() and "$share/xlhub/" in blog.read_text(errors="replace"),
+            30,
+            "hub subscribed",
+            [hub, broker],
+        )
         monitor = Monitor(state, port)
         engine = make_engine(db_url)
 
-        log(f"broker :{port} pid {broker.pid}, hub pid {hub.pid} ({'PostgreSQL' if a.postgres else 'SQLite'}); "
-            f"starting xl-sim with {n} devices")
+        log(
+            f"broker :{port} pid {broker.pid}, hub pid {hub.pid} ({'PostgreSQL' if a.postgres else 'SQLite'}); "
+            f"starting xl-sim with {n} devices"
+        )
         allow = n / SIM_CONNECT_RATE + (30 if a.connect_allow is None else a.connect_allow)
         duration = allow + 5 + a.seconds + 5
         dusk_at = allow + max(0.0, a.seconds / 2 - 30)
         sim_out = rundir / "sim.json"
         t_sim = time.time()
-        sim = procs.start("xl-sim", [
-            str(BIN / "xl-sim"), "--devices", str(n), "--state", str(state), "--broker", f"127.0.0.1:{port}",
-            "--rate", str(a.rate), "--heartbeat", str(a.heartbeat), "--duration", f"{duration:.0f}", "--dusk-at",
-            f"{dusk_at:.0f}", "--churn-per-min", "0", "--procs", str(a.procs), "--json",
-        ], rundir / "sim.log", stdout=open(sim_out, "wb"))  # noqa: SIM115
+        sim = procs.start(
+            "xl-sim",
+            [
+                str(BIN / "xl-sim"),
+                "--devices",
+                str(n),
+                "--state",
+                str(state),
+                "--broker",
+                f"127.0.0.1:{port}",
+                "--rate",
+                str(a.rate),
+                "--heartbeat",
+                str(a.heartbeat),
+                "--duration",
+                f"{duration:.0f}",
+                "--dusk-at",
+                f"{dusk_at:.0f}",
+                "--churn-per-min",
+                "0",
+                "--procs",
+                str(a.procs),
+                "--json",
+            ],
+            rundir / "sim.log",
+            stdout=open(sim_out, "wb"),  # noqa: SIM115 - the child owns it for its lifetime
+        )
 
         sim_set = set(sim_ids)
-        wait_while_alive(lambda: monitor.online_among(sim_set)[0] >= n, allow + 60, "all devices connected",
-                 [hub, broker, sim])
+        wait_while_alive(
+            lambda: monitor.online_among(sim_set)[0] >= n, allow + 60, "all devices connected", [hub, broker, sim]
+        )
         connect_s = monitor.online_among(sim_set)[1] - t_sim
         out["connect_s"] = round(connect_s, 1)
-        log(f"all {n} sessions up {connect_s:.1f} s after xl-sim started (its schedule alone is "
-            f"{n / SIM_CONNECT_RATE / a.procs:.1f} s)")
+        log(
+            f"all {n} sessions up {connect_s:.1f} s after xl-sim started (its schedule alone is "
+            f"{n / SIM_CONNECT_RATE / a.procs:.1f} s)"
+        )
         wait_while_alive(lambda: db_counts(engine, sim_ids)[1] >= n, 60, "hub shows all online", [hub])
         out["hub_online_s"] = round(time.time() - t_sim, 1)
 
-        probes = [] if a.no_probes else [
-            Probe("keepalive_compare", probe_ids[0], a.compare_keepalive, "silent"),
-            Probe("keepalive_agent", probe_ids[1], a.keepalive, "silent"),
-            Probe("closed", probe_ids[2], a.keepalive, "closed")]
-        threads = [threading.Thread(target=run_probe, args=(p, state, port, db_url, monitor,
-                                                            1.5 * p.keepalive + 60), daemon=True)
-                   for p in probes]
+        probes = (
+            []
+            if a.no_probes
+            else [
+                Probe("keepalive_compare", probe_ids[0], a.compare_keepalive, "silent"),
+                Probe("keepalive_agent", probe_ids[1], a.keepalive, "silent"),
+                Probe("closed", probe_ids[2], a.keepalive, "closed"),
+            ]
+        )
+        threads = [
+            threading.Thread(
+                target=run_probe, args=(p, state, port, db_url, monitor, 1.5 * p.keepalive + 60), daemon=True
+            )
+            for p in probes
+        ]
         for t in threads:
             t.start()
 
@@ -584,17 +663,17 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
         window_end = min(samples[0][0].t + a.seconds, t_sim + duration - 3)
         while time.time() < window_end - 0.5 and sim.poll() is None:
             time.sleep(min(5.0, max(0.1, window_end - time.time())))
-            samples.append((CpuSample(time.time(), cpu_ticks(hub.pid)),
-                            CpuSample(time.time(), cpu_ticks(broker.pid))))
+            samples.append((CpuSample(time.time(), cpu_ticks(hub.pid)), CpuSample(time.time(), cpu_ticks(broker.pid))))
         out["window_s"] = round(samples[-1][0].t - samples[0][0].t, 1)
         out["hub_cpu_pct"] = round(pct(samples[0][0], samples[-1][0]), 1)
         out["broker_cpu_pct"] = round(pct(samples[0][1], samples[-1][1]), 1)
-        out["hub_cpu_peak_pct"] = round(max((pct(x[0], y[0]) for x, y in itertools.pairwise(samples)),
-                                            default=0.0), 1)
+        out["hub_cpu_peak_pct"] = round(max((pct(x[0], y[0]) for x, y in itertools.pairwise(samples)), default=0.0), 1)
         out["hub_rss_mb"], out["hub_hwm_mb"] = rss_mb(hub.pid)
         out["broker_rss_mb"], _ = rss_mb(broker.pid)
-        log(f"window {out['window_s']} s: hub {out['hub_cpu_pct']} % CPU (peak 5 s {out['hub_cpu_peak_pct']} %), "
-            f"RSS {out['hub_rss_mb']} MB; broker {out['broker_cpu_pct']} %")
+        log(
+            f"window {out['window_s']} s: hub {out['hub_cpu_pct']} % CPU (peak 5 s {out['hub_cpu_peak_pct']} %), "
+            f"RSS {out['hub_rss_mb']} MB; broker {out['broker_cpu_pct']} %"
+        )
 
         sim.wait(duration + 120)
         rep = json.loads(sim_out.read_text())
@@ -603,8 +682,9 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
         qos1_sent = sum(v for k, v in sent.items() if k != "health")
         qos1_acked = sum(v for k, v in acked.items() if k != "health")
         ev_sent = sum(sent.get(k, 0) for k in EVENT_KINDS)
-        out.update(qos1_sent=qos1_sent, qos1_acked=qos1_acked, events_sent=ev_sent,
-                   heartbeats_sent=sent.get("health", 0))
+        out.update(
+            qos1_sent=qos1_sent, qos1_acked=qos1_acked, events_sent=ev_sent, heartbeats_sent=sent.get("health", 0)
+        )
         # Wait for the hub to store the tail (it commits, then acks the broker).
         last, stable_since = -1, time.monotonic()
         while True:
@@ -615,8 +695,11 @@ def fleet_run(a: argparse.Namespace) -> dict[str, Any]:
                 last, stable_since = stored, time.monotonic()
             time.sleep(0.2)
         with engine.connect() as conn:
-            distinct = conn.execute(select(func.count()).select_from(
-                select(events.c.device_id, events.c.event_id, events.c.phase).distinct().subquery())).scalar_one()
+            distinct = conn.execute(
+                select(func.count()).select_from(
+                    select(events.c.device_id, events.c.event_id, events.c.phase).distinct().subquery()
+                )
+            ).scalar_one()
         stored, _, rej = db_counts(engine, sim_ids)
         out.update(events_stored=stored, events_distinct=int(distinct), rejections=rej)
 
@@ -640,21 +723,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--devices", type=int, default=3312)
     ap.add_argument("--seconds", type=float, default=120.0, help="measured window after all devices connected")
     ap.add_argument("--rate", type=float, default=2.0, help="visits per second across the county (dusk: 5x)")
-    ap.add_argument("--heartbeat", type=float, default=60.0,
-                    help="seconds between a device's heartbeats (60 is the real one; less = a bigger fleet's load)")
+    ap.add_argument(
+        "--heartbeat",
+        type=float,
+        default=60.0,
+        help="seconds between a device's heartbeats (60 is the real one; less = a bigger fleet's load)",
+    )
     ap.add_argument("--no-probes", action="store_true", help="skip the offline-detection probes")
     ap.add_argument("--procs", type=int, default=2, help="xl-sim worker processes")
     ap.add_argument("--postgres", action="store_true", help="hub on a fresh PostgreSQL schema instead of SQLite")
-    ap.add_argument("--keepalive", type=int, default=45,
-                    help="the agent's broker.keepalive (default 45, the agent's default): offline_detect_s")
-    ap.add_argument("--compare-keepalive", type=int, default=60,
-                    help="a second silent probe for comparison (default 60, the agent's earlier default)")
+    ap.add_argument(
+        "--keepalive",
+        type=int,
+        default=45,
+        help="the agent's broker.keepalive (default 45, the agent's default): offline_detect_s",
+    )
+    ap.add_argument(
+        "--compare-keepalive",
+        type=int,
+        default=60,
+        help="a second silent probe for comparison (default 60, the agent's earlier default)",
+    )
     ap.add_argument("--fresh", action="store_true", help="re-provision even if the cached state is complete")
     ap.add_argument("--keep", action="store_true", help="keep the run folder (logs, DB) under var/bench-fleet/")
     ap.add_argument("--no-results", action="store_true", help="print only; do not touch bench/results.json")
     ap.add_argument("--work", type=Path, default=WORK, help="cache and run folder (default var/bench-fleet)")
-    ap.add_argument("--connect-allow", type=float, default=None,
-                    help="seconds the sim schedule leaves for connecting beyond its ramp (default 30)")
+    ap.add_argument(
+        "--connect-allow",
+        type=float,
+        default=None,
+        help="seconds the sim schedule leaves for connecting beyond its ramp (default 30)",
+    )
     return ap.parse_args(argv)
 
 
@@ -699,38 +798,64 @@ def main(argv: list[str] | None = None) -> int:
     if closed is not None and closed.offline_s is not None:
         figures[f"offline_detect_closed_s{sfx}"] = closed.offline_s
     rows: list[tuple[str, Any, str]] = [
-        (f"{k}_connect_s{sfx}", r["connect_s"],
-         f"xl-sim start → all {n} retained 'online' at the broker (sim schedule "
-         f"{n / SIM_CONNECT_RATE / a.procs:.1f} s)"),
+        (
+            f"{k}_connect_s{sfx}",
+            r["connect_s"],
+            f"xl-sim start → all {n} retained 'online' at the broker (sim schedule "
+            f"{n / SIM_CONNECT_RATE / a.procs:.1f} s)",
+        ),
         (f"{k}_hub_online_s{sfx}", r["hub_online_s"], "xl-sim start → hub DB shows all online"),
-        (f"{k}_hub_cpu_pct{sfx}", r["hub_cpu_pct"],
-         f"% of one core over {r['window_s']:.0f} s after all connected (incl. dusk burst)"),
+        (
+            f"{k}_hub_cpu_pct{sfx}",
+            r["hub_cpu_pct"],
+            f"% of one core over {r['window_s']:.0f} s after all connected (incl. dusk burst)",
+        ),
         (f"{k}_hub_cpu_peak_pct{sfx}", r["hub_cpu_peak_pct"], "busiest 5 s"),
         (f"{k}_hub_rss_mb{sfx}", r["hub_rss_mb"], f"peak {r['hub_hwm_mb']} MB"),
         (f"{k}_broker_cpu_pct{sfx}", r["broker_cpu_pct"], f"Mosquitto, RSS {r['broker_rss_mb']} MB"),
-        (f"{k}_events_sent{sfx}", r["events_sent"],
-         f"heartbeats {r['heartbeats_sent']:,} (QoS 0); ≈ {n / a.heartbeat + 2 * a.rate:,.0f} msg/s to the hub "
-         f"outside dusk, ≈ {n / a.heartbeat + 10 * a.rate:,.0f} in it"),
-        (f"{k}_events_stored{sfx}", r["events_stored"],
-         f"{'== sent, each once' if ok_stored else 'MISMATCH'} (distinct {r['events_distinct']}, "
-         f"rejections {r['rejections']})"),
-        (f"{k}_qos1_unacked{sfx}", r["qos1_sent"] - r["qos1_acked"],
-         f"of {r['qos1_sent']:,} QoS 1 sent ({'all acked' if ok_acked else 'NOT all acked'})"),
+        (
+            f"{k}_events_sent{sfx}",
+            r["events_sent"],
+            f"heartbeats {r['heartbeats_sent']:,} (QoS 0); ≈ {n / a.heartbeat + 2 * a.rate:,.0f} msg/s to the hub "
+            f"outside dusk, ≈ {n / a.heartbeat + 10 * a.rate:,.0f} in it",
+        ),
+        (
+            f"{k}_events_stored{sfx}",
+            r["events_stored"],
+            f"{'== sent, each once' if ok_stored else 'MISMATCH'} (distinct {r['events_distinct']}, "
+            f"rejections {r['rejections']})",
+        ),
+        (
+            f"{k}_qos1_unacked{sfx}",
+            r["qos1_sent"] - r["qos1_acked"],
+            f"of {r['qos1_sent']:,} QoS 1 sent ({'all acked' if ok_acked else 'NOT all acked'})",
+        ),
     ]
     for p in probes:
-        key = {"keepalive_compare": f"offline_detect_s_keepalive{p.keepalive}", "keepalive_agent":
-               "offline_detect_s", "closed": "offline_detect_closed_s"}[p.name] + sfx
-        what = (f"silent death, keepalive {p.keepalive} s (will due ≤ {1.5 * p.keepalive:.1f} s)"
-                if p.mode == "silent" else "socket closed without DISCONNECT")
+        key = {
+            "keepalive_compare": f"offline_detect_s_keepalive{p.keepalive}",
+            "keepalive_agent": "offline_detect_s",
+            "closed": "offline_detect_closed_s",
+        }[p.name] + sfx
+        what = (
+            f"silent death, keepalive {p.keepalive} s (will due ≤ {1.5 * p.keepalive:.1f} s)"
+            if p.mode == "silent"
+            else "socket closed without DISCONNECT"
+        )
         if p.name == "keepalive_agent":
             what += " — the agent's setting"
-        note = p.error or (f"{what}; will at the broker after {p.will_s} s, received by the hub after "
-                           f"{p.hub_received_s} s; target <= 90")
+        note = p.error or (
+            f"{what}; will at the broker after {p.will_s} s, received by the hub after "
+            f"{p.hub_received_s} s; target <= 90"
+        )
         rows.append((key, p.offline_s if p.offline_s is not None else "failed", note))
     if r["provision_s"] is not None:
         rows.append(("provision (first run only)", round(r["provision_s"], 1), "s, now cached in var/bench-fleet/"))
-    print_table(f"county fleet: {n} TLS devices → Mosquitto → xl-hub ({'PostgreSQL' if a.postgres else 'SQLite'}), "
-                f"{a.rate}/s visits, {a.heartbeat:g} s heartbeats; run took {time.monotonic() - t_all:.0f} s", rows)
+    print_table(
+        f"county fleet: {n} TLS devices → Mosquitto → xl-hub ({'PostgreSQL' if a.postgres else 'SQLite'}), "
+        f"{a.rate}/s visits, {a.heartbeat:g} s heartbeats; run took {time.monotonic() - t_all:.0f} s",
+        rows,
+    )
     if not a.no_results:
         merge_results(figures)
     failed = [p for p in probes if p.error]

@@ -9,8 +9,9 @@ import json
 from typing import Any
 
 
-def _state(frame_time: float, score: float, box: list[int], area: int, region: list[int],
-           zones: list[str]) -> dict[str, Any]:
+def _state(
+    frame_time: float, score: float, box: list[int], area: int, region: list[int], zones: list[str]
+) -> dict[str, Any]:
     return {
         "id": "1607123955.475377-mxklsc",
         "camera": "front_door",
@@ -40,10 +41,10 @@ def frigate_event_payload() -> bytes:
     """Serialised the way Frigate does it (json.dumps with default separators)."""
     message = {
         "type": "update",
-        "before": _state(1607123961.837752, 0.7890625, [424, 500, 536, 712], 23744,
-                         [264, 450, 667, 853], ["driveway"]),
-        "after": _state(1607123962.082975, 0.87890625, [432, 496, 544, 854], 40096,
-                        [218, 440, 693, 915], ["yard", "driveway"]),
+        "before": _state(1607123961.837752, 0.7890625, [424, 500, 536, 712], 23744, [264, 450, 667, 853], ["driveway"]),
+        "after": _state(
+            1607123962.082975, 0.87890625, [432, 496, 544, 854], 40096, [218, 440, 693, 915], ["yard", "driveway"]
+        ),
     }
     return json.dumps(message).encode()
 

@@ -62,8 +62,9 @@ class Failures:
             self.items.append((target, repr(case)[:300], "".join(traceback.format_exception_only(exc)).strip()))
 
 
-def _loop(name: str, n: int, rng: random.Random, one: Callable[[random.Random], object], fails: Failures,
-          per_call: int = 1) -> tuple[int, float]:
+def _loop(
+    name: str, n: int, rng: random.Random, one: Callable[[random.Random], object], fails: Failures, per_call: int = 1
+) -> tuple[int, float]:
     started = time.perf_counter()
     done = 0
     while done < n:
@@ -94,8 +95,11 @@ def main() -> int:
     proc = BatchProcessor(engine, directory, AlertEngine(directory, AlertConfig(), sink), sink, HealthConfig())
     noon = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     box = Outbox(work / "outbox.sqlite3", max_rows=500)  # acks go here; bounded so it stays small
-    cmds = Commands(OutboxWriter(targets.DEVICE, box, 1, DeviceClock(probe=lambda: "synced")),
-                    Arming(work / "arming.json", "21:00", "06:00", now=lambda: noon), CommandPorts())
+    cmds = Commands(
+        OutboxWriter(targets.DEVICE, box, 1, DeviceClock(probe=lambda: "synced")),
+        Arming(work / "arming.json", "21:00", "06:00", now=lambda: noon),
+        CommandPorts(),
+    )
     agent_example = targets.agent_example()
     channels = list(targets.SEEDS)
 
@@ -138,8 +142,7 @@ def main() -> int:
         ("agent_config", lambda r: targets.agent_config_doc(targets.random_doc(r, agent_example)), 1),
         ("hub_config", lambda r: targets.hub_config_doc(targets.random_doc(r, targets.HUB_EXAMPLE)), 1),
         ("csv_row", lambda r: targets.csv_row(targets.random_row(r)), 1),
-        ("command", lambda r: targets.command(cmds, targets.mutate_json(r, r.choice(targets.SEEDS[Channel.CMD]))),
-         1),
+        ("command", lambda r: targets.command(cmds, targets.mutate_json(r, r.choice(targets.SEEDS[Channel.CMD]))), 1),
     ]
     rows: list[tuple[str, object, str]] = []
     total = 0
@@ -157,12 +160,14 @@ def main() -> int:
     print_table(f"Fuzz soak (seed {args.seed})", rows)
     for target, case, error in fails.items:
         print(f"  FAIL {target}: {error}\n       case seed: {case}")
-    merge_results({
-        "fuzz_soak_cases": total,
-        "fuzz_soak_cases_per_s": round(total / elapsed, 1),
-        "fuzz_soak_failures": len(fails.items),
-        "fuzz_soak_seed": args.seed,
-    })
+    merge_results(
+        {
+            "fuzz_soak_cases": total,
+            "fuzz_soak_cases_per_s": round(total / elapsed, 1),
+            "fuzz_soak_failures": len(fails.items),
+            "fuzz_soak_seed": args.seed,
+        }
+    )
     return 1 if fails.items else 0
 
 

@@ -44,8 +44,16 @@ def produce(box: Outbox, stop: threading.Event) -> None:
     n = 0
     while not stop.wait(2.0):
         n += 1
-        ev = Event(event_id=(1 << 32) + n, kind="person", phase="start", time_ms=int(time.time() * 1000), score=80,
-                   bbox=(112, 204, 331, 912), count=1, has_snapshot=n % 10 == 0)
+        ev = Event(
+            event_id=(1 << 32) + n,
+            kind="person",
+            phase="start",
+            time_ms=int(time.time() * 1000),
+            score=80,
+            bbox=(112, 204, 331, 912),
+            count=1,
+            has_snapshot=n % 10 == 0,
+        )
         box.put(event_topic(DEVICE), encode(ev), priority=ob.PERSON, kind="person")
         if n % 10 == 0:
             snap = encode_snapshot(Snapshot(ev.event_id, "start", ev.time_ms, 640, 360, JPEG))
@@ -61,8 +69,20 @@ def run() -> dict[str, object]:
         hub = Hub(p, broker, topics, client_id="hub")
         proxy = CountingProxy(broker.port).start()
         box = Outbox(tmp / "ob.sqlite3")
-        link = Link(LinkSettings(device_id=DEVICE, group=GROUP, host="127.0.0.1", port=proxy.port, ca=p.ca,
-                                 cert=p.cert, key=p.key, keepalive=45, boot=1), box)
+        link = Link(
+            LinkSettings(
+                device_id=DEVICE,
+                group=GROUP,
+                host="127.0.0.1",
+                port=proxy.port,
+                ca=p.ca,
+                cert=p.cert,
+                key=p.key,
+                keepalive=45,
+                boot=1,
+            ),
+            box,
+        )
         stop = threading.Event()
         producer = threading.Thread(target=produce, args=(box, stop), daemon=True)
         link.start()
@@ -98,14 +118,19 @@ def run() -> dict[str, object]:
         "hub_absence_outbox_left": depth,
         "hub_absence_probes": link.deliveries.probes,
     }
-    print_table("upload while the hub is away (bytes per minute, device → broker)", [
-        ("normal minute", normal, "B"),
-        *[(f"absent minute {i + 1}", b, f"B ({r}× normal)") for i, (b, r) in enumerate(zip(absent, ratios,
-                                                                                                  strict=True))],
-        ("minute after the hub returned", recovery, "B"),
-        ("probes sent", link.deliveries.probes, ""),
-        ("outbox rows left at the end", depth, ""),
-    ])
+    print_table(
+        "upload while the hub is away (bytes per minute, device → broker)",
+        [
+            ("normal minute", normal, "B"),
+            *[
+                (f"absent minute {i + 1}", b, f"B ({r}× normal)")
+                for i, (b, r) in enumerate(zip(absent, ratios, strict=True))
+            ],
+            ("minute after the hub returned", recovery, "B"),
+            ("probes sent", link.deliveries.probes, ""),
+            ("outbox rows left at the end", depth, ""),
+        ],
+    )
     merge_results(figures)
     return figures
 

@@ -210,6 +210,7 @@ def county_load(url: str, port: int, groups: dict[str, list[str]]) -> tuple[list
                 with lock:
                     got.setdefault(a.alert_id, {})[client_dev] = time.time()
                     origin_of.setdefault(a.alert_id, (a.origin, 0.0))
+
         return handler
 
     for g in alert_groups:
@@ -238,24 +239,41 @@ def county_load(url: str, port: int, groups: dict[str, list[str]]) -> tuple[list
         while next_hb <= now:
             dev = all_devices[hb_i % DEVICES]
             hb_i += 1
-            h = Health(time_ms=now_ms(), uptime_s=1000, interval_s=60, cpu_temp_c=52.1, load1=0.4,
-                       mem_avail_mb=300, disk_free_mb=20000, camera="ok", throttled=0, outbox_depth=0,
-                       outbox_dropped=0, clock="synced")
+            h = Health(
+                time_ms=now_ms(),
+                uptime_s=1000,
+                interval_s=60,
+                cpu_temp_c=52.1,
+                load1=0.4,
+                mem_avail_mb=300,
+                disk_free_mb=20000,
+                camera="ok",
+                throttled=0,
+                outbox_depth=0,
+                outbox_dropped=0,
+                clock="synced",
+            )
             pub.publish(health_topic(dev), encode(h), qos=0)
             next_hb += hb_interval
         if now >= next_burst:
             for dev in random.sample(all_devices, 60):  # a gust: 60 visitors in the same second
                 eid += 1
                 published[(dev, eid)] = time.time()
-                pub.publish(event_topic(dev), encode(Event(event_id=eid, kind="person", phase="start",
-                                                           time_ms=now_ms(), score=45)), qos=1)
+                pub.publish(
+                    event_topic(dev),
+                    encode(Event(event_id=eid, kind="person", phase="start", time_ms=now_ms(), score=45)),
+                    qos=1,
+                )
             next_burst += 2.0
         if now >= next_panic and panic_queue:
             _g, dev = panic_queue.pop(0)
             eid += 1
             panic_sent[dev] = time.time()
-            pub.publish(event_topic(dev), encode(Event(event_id=eid, kind="panic", phase="start",
-                                                       time_ms=now_ms(), score=100)), qos=1)
+            pub.publish(
+                event_topic(dev),
+                encode(Event(event_id=eid, kind="panic", phase="start", time_ms=now_ms(), score=100)),
+                qos=1,
+            )
             next_panic += 1.0
         time.sleep(0.002)
     time.sleep(2.0)
@@ -336,12 +354,19 @@ def main() -> None:
             figures[f"e2e_latency_p99_ms{suffix}"] = round(pct(e2e, 0.99), 1)
             figures[f"alert_latency_p99_ms{suffix}"] = round(pct(alert_lat, 0.99), 1)
             rows += [
-                (f"hub_ingest_ratio_{name}", ratio, f"hub {hub_rate:,.0f}/s vs bare paho {bare:,.0f}/s, best of"
-                                                    f" each; rounds {per_round} (target >= 0.5)"),
+                (
+                    f"hub_ingest_ratio_{name}",
+                    ratio,
+                    f"hub {hub_rate:,.0f}/s vs bare paho {bare:,.0f}/s, best of"
+                    f" each; rounds {per_round} (target >= 0.5)",
+                ),
                 (f"e2e_latency_p50_ms{suffix}", round(pct(e2e, 0.5), 1), f"{len(e2e)} events at county load"),
                 (f"e2e_latency_p99_ms{suffix}", round(pct(e2e, 0.99), 1), "target <= 250"),
-                (f"alert_latency_p99_ms{suffix}", round(pct(alert_lat, 0.99), 1),
-                 f"{len(alert_lat)} panics, 9 neighbours each (target <= 300)"),
+                (
+                    f"alert_latency_p99_ms{suffix}",
+                    round(pct(alert_lat, 0.99), 1),
+                    f"{len(alert_lat)} panics, 9 neighbours each (target <= 300)",
+                ),
             ]
     finally:
         if pg is not None:

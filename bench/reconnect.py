@@ -52,8 +52,12 @@ class OldReconnect(Reconnect):
 Outages = Callable[[float | None], list[tuple[float, float]]]  # (down from, down to), given the first reconnect
 
 
-def replay(policy: Reconnect, outages: list[tuple[float, float]], restart_after_s: float | None = None,
-           restart_down_s: float = 5.0) -> tuple[float, int]:
+def replay(
+    policy: Reconnect,
+    outages: list[tuple[float, float]],
+    restart_after_s: float | None = None,
+    restart_down_s: float = 5.0,
+) -> tuple[float, int]:
     """One device through ``outages`` (broker down intervals, sorted); with
     ``restart_after_s``, a further restart that long after the device's first
     reconnection. Returns (lag after the last return, attempts made)."""
@@ -80,8 +84,9 @@ def replay(policy: Reconnect, outages: list[tuple[float, float]], restart_after_
         t = following[0]
 
 
-def lags(make: Callable[[random.Random], Reconnect], outages: list[tuple[float, float]],
-         restart_after_s: float | None = None) -> tuple[list[float], list[int]]:
+def lags(
+    make: Callable[[random.Random], Reconnect], outages: list[tuple[float, float]], restart_after_s: float | None = None
+) -> tuple[list[float], list[int]]:
     out, tries = [], []
     for seed in range(DEVICES):
         lag, n = replay(make(random.Random(seed)), outages, restart_after_s)
@@ -173,12 +178,17 @@ def real(links_n: int = 6) -> dict[str, float]:
             for lk in links:
                 lk.stop()
     values = sorted(lag.values())
-    figures = {"reconnect_real_restart_after_return_max_s": round(max(values), 1),
-               "reconnect_real_restart_after_return_median_s": round(statistics.median(values), 1)}
-    print_table(f"Real links ({links_n}) back 10 s before a 5 s broker restart", [
-        ("median lag", figures["reconnect_real_restart_after_return_median_s"], "s after the broker returned"),
-        ("max lag", figures["reconnect_real_restart_after_return_max_s"], "s (the issue measured 62 s before)"),
-    ])
+    figures = {
+        "reconnect_real_restart_after_return_max_s": round(max(values), 1),
+        "reconnect_real_restart_after_return_median_s": round(statistics.median(values), 1),
+    }
+    print_table(
+        f"Real links ({links_n}) back 10 s before a 5 s broker restart",
+        [
+            ("median lag", figures["reconnect_real_restart_after_return_median_s"], "s after the broker returned"),
+            ("max lag", figures["reconnect_real_restart_after_return_max_s"], "s (the issue measured 62 s before)"),
+        ],
+    )
     return figures
 
 

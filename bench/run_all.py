@@ -13,8 +13,18 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["wire_size.py", "config_load.py", "vision.py", "vision_relearn.py", "provision.py", "hub_ingest.py",
-         "fleet.py", "hub_absence.py", "reconnect.py", "fuzz_soak.py"]
+ORDER = [
+    "wire_size.py",
+    "config_load.py",
+    "vision.py",
+    "vision_relearn.py",
+    "provision.py",
+    "hub_ingest.py",
+    "fleet.py",
+    "hub_absence.py",
+    "reconnect.py",
+    "fuzz_soak.py",
+]
 
 TARGETS = {
     "event_wire_bytes": ("<=", 160),

@@ -313,8 +313,11 @@ def _motion_rows(figures: dict[str, Any]) -> list[tuple[str, Any, str]]:
     return [
         ("motion_us_per_frame", figures["motion_us_per_frame"], "numpy motion, busy scene (median round)"),
         ("opencv_motion_us_per_frame", figures["opencv_motion_us_per_frame"], "OpenCV classic steps"),
-        ("motion_ratio_vs_opencv", f"{figures['motion_ratio_vs_opencv']:.3f}",
-         f"median; range {figures['motion_ratio_vs_opencv_range']}; target <= 1.0"),
+        (
+            "motion_ratio_vs_opencv",
+            f"{figures['motion_ratio_vs_opencv']:.3f}",
+            f"median; range {figures['motion_ratio_vs_opencv_range']}; target <= 1.0",
+        ),
         ("motion_agreement_vs_opencv", figures["motion_agreement_vs_opencv"], "frames both call alike"),
         ("motion_rounds", "", figures["motion_rounds"]),
         ("motion_compares", "", figures["motion_compares"]),

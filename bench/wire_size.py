@@ -82,16 +82,49 @@ def measure(port: int, messages: list[tuple[str, bytes, int]]) -> list[int]:
 
 def typical_messages() -> dict[str, tuple[str, bytes, int]]:
     # As the agent sends it: with its outbox number "q", here a year of kept messages.
-    event = Event(event_id=make_event_id(3, 41), kind="person", phase="start", time_ms=1764138000123,
-                  score=87, bbox=(112, 204, 331, 912), count=1, has_snapshot=True, seq=36_500)
-    health = Health(time_ms=1764138060000, uptime_s=86400, agent_version="0.1.0", boot=3, interval_s=60,
-                    cpu_temp_c=51.2, throttled=0, load1=0.42, mem_avail_mb=612, mem_total_mb=906,
-                    disk_free_mb=11234, camera="ok", camera_fps=10.0, motion_fps=10.0,
-                    inference_ms_p50=38.5, outbox_depth=0, outbox_dropped=0, armed=True, rssi_dbm=-67,
-                    clock="synced")
-    header_only = encode_snapshot(Snapshot(event_id=make_event_id(3, 41), phase="start",
-                                           time_ms=1764138000123, width=320, height=180,
-                                           jpeg=b"\xff\xd8\xff\xd9"))[:-4]
+    event = Event(
+        event_id=make_event_id(3, 41),
+        kind="person",
+        phase="start",
+        time_ms=1764138000123,
+        score=87,
+        bbox=(112, 204, 331, 912),
+        count=1,
+        has_snapshot=True,
+        seq=36_500,
+    )
+    health = Health(
+        time_ms=1764138060000,
+        uptime_s=86400,
+        agent_version="0.1.0",
+        boot=3,
+        interval_s=60,
+        cpu_temp_c=51.2,
+        throttled=0,
+        load1=0.42,
+        mem_avail_mb=612,
+        mem_total_mb=906,
+        disk_free_mb=11234,
+        camera="ok",
+        camera_fps=10.0,
+        motion_fps=10.0,
+        inference_ms_p50=38.5,
+        outbox_depth=0,
+        outbox_dropped=0,
+        armed=True,
+        rssi_dbm=-67,
+        clock="synced",
+    )
+    header_only = encode_snapshot(
+        Snapshot(
+            event_id=make_event_id(3, 41),
+            phase="start",
+            time_ms=1764138000123,
+            width=320,
+            height=180,
+            jpeg=b"\xff\xd8\xff\xd9",
+        )
+    )[:-4]
     return {
         "event": (event_topic(DEVICE), encode(event), 1),
         "event_without_q": (event_topic(DEVICE), encode(dataclasses.replace(event, seq=None)), 1),
@@ -129,14 +162,19 @@ def run() -> dict[str, Any]:
         [
             ("event_wire_bytes", figures["event_wire_bytes"], "typical person start event (target <= 160)"),
             ("event_payload_bytes", figures["event_payload_bytes"], "its JSON payload alone"),
-            ("event_without_q_wire_bytes", figures["event_without_q_wire_bytes"],
-             "the same event without its outbox number (an old agent)"),
+            (
+                "event_without_q_wire_bytes",
+                figures["event_without_q_wire_bytes"],
+                "the same event without its outbox number (an old agent)",
+            ),
             ("receipt_wire_bytes", figures["receipt_wire_bytes"], "the hub's receipt for a batch (downlink)"),
             ("health_wire_bytes", figures["health_wire_bytes"], "a full heartbeat"),
-            ("snapshot_header_wire_bytes", figures["snapshot_header_wire_bytes"],
-             "snapshot PUBLISH without the JPEG bytes"),
-            ("frigate_event_bytes", figures["frigate_event_bytes"],
-             "Frigate's frigate/events, its documented example"),
+            (
+                "snapshot_header_wire_bytes",
+                figures["snapshot_header_wire_bytes"],
+                "snapshot PUBLISH without the JPEG bytes",
+            ),
+            ("frigate_event_bytes", figures["frigate_event_bytes"], "Frigate's frigate/events, its documented example"),
             ("ratio vs documented example", figures["event_ratio_vs_frigate_doc_example"], "x smaller"),
             ("ratio vs ~2,000 B", figures["event_ratio_vs_frigate_2000"], "x smaller"),
         ],

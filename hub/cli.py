@@ -36,15 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run ingest, health watcher and alert engine until SIGTERM")
     add_source(run, config_help="hub YAML config", db=False)
-    run.add_argument("--retire", action="store_true",
-                     help="on stop, end this worker's MQTT session (when removing a worker for good)")
+    run.add_argument(
+        "--retire",
+        action="store_true",
+        help="on stop, end this worker's MQTT session (when removing a worker for good)",
+    )
 
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     add_source(db, db=True)
     add_source(dbsub.add_parser("upgrade", help="apply pending schema migrations (every room's branch)"))
-    add_source(dbsub.add_parser("status", help="each room's migration branch: where the database is, "
-                                               "what is pending (exit 1 unless at every head)"))
+    add_source(
+        dbsub.add_parser(
+            "status",
+            help="each room's migration branch: where the database is, what is pending (exit 1 unless at every head)",
+        )
+    )
 
     dev = sub.add_parser("devices", help="list devices with presence and open alarms")
     _list_args(dev)

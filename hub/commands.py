@@ -48,15 +48,15 @@ class PahoPublisher:
         return self.client.is_connected()
 
 
-def send_command(engine: Engine, client: Publisher, device_id: str, op: str,
-                 args: dict[str, Any] | None = None) -> str:
+def send_command(engine: Engine, client: Publisher, device_id: str, op: str, args: dict[str, Any] | None = None) -> str:
     """Validate, record and publish a command; returns its id.
 
     Recorded before publishing, so an ack can never arrive for a command the
     database does not know yet.
     """
-    command = Command(command_id=uuid.uuid4().hex, op=op, args=dict(args or {}),
-                      time_ms=int(time.time() * 1000))  # raises ProtocolError on a bad op/args
+    command = Command(
+        command_id=uuid.uuid4().hex, op=op, args=dict(args or {}), time_ms=int(time.time() * 1000)
+    )  # raises ProtocolError on a bad op/args
     payload = encode(command)
     with engine.begin() as conn:
         status = conn.execute(select(devices.c.status).where(devices.c.id == device_id)).scalar()
@@ -64,13 +64,15 @@ def send_command(engine: Engine, client: Publisher, device_id: str, op: str,
             raise CommandError(f"device {device_id} is not registered")
         if status != "active":
             raise CommandError(f"device {device_id} is {status}")
-        conn.execute(commands.insert().values(id=command.command_id, device_id=device_id, op=op,
-                                              args=command.args or None, sent_ms=command.time_ms))
+        conn.execute(
+            commands.insert().values(
+                id=command.command_id, device_id=device_id, op=op, args=command.args or None, sent_ms=command.time_ms
+            )
+        )
     [rc] = client.publish([(cmd_topic(device_id), payload, DELIVERY[Channel.CMD].qos, None)])
     if rc != mqtt.MQTT_ERR_SUCCESS:
         raise CommandError(f"command not queued for publishing (rc={rc})")
     return command.command_id
-
 
 
 def record_result(conn: Connection, device_id: str, ack: Ack, received_ms: int) -> None:

@@ -57,67 +57,101 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class DatabaseSection:
-    url: Annotated[Str, Field(min_length=1, description="SQLAlchemy URL: sqlite:///var/hub.sqlite3 or "
-                                                        "postgresql+psycopg://xl@db/xl."),
-                   Expect("a database URL such as sqlite:///var/hub.sqlite3")]
+    url: Annotated[
+        Str,
+        Field(min_length=1, description="SQLAlchemy URL: sqlite:///var/hub.sqlite3 or postgresql+psycopg://xl@db/xl."),
+        Expect("a database URL such as sqlite:///var/hub.sqlite3"),
+    ]
 
 
 @dataclass(frozen=True)
 class MqttConfig:
     host: Annotated[Str, Field(description="The county broker.")] = "127.0.0.1"
     port: Annotated[Int, _PORT, Field(description="TCP port (8883: TLS).")] = 8883
-    client_id: Annotated[Str, Field(min_length=1, max_length=64, description="One per hub process; the "
-                                    "broker keeps this client's session.")] = "xl-hub-1"
-    share_group: Annotated[Str, AfterValidator(parse_group_id), Expect("a group id of [A-Za-z0-9_-], 1-32 chars"),
-                           Field(description="Hub workers with the same group split the load.")] = "xlhub"
+    client_id: Annotated[
+        Str,
+        Field(min_length=1, max_length=64, description="One per hub process; the broker keeps this client's session."),
+    ] = "xl-hub-1"
+    share_group: Annotated[
+        Str,
+        AfterValidator(parse_group_id),
+        Expect("a group id of [A-Za-z0-9_-], 1-32 chars"),
+        Field(description="Hub workers with the same group split the load."),
+    ] = "xlhub"
     keepalive_s: Annotated[Int, Field(gt=0, description="MQTT keepalive.")] = 30
-    session_expiry_s: Annotated[Int, Field(ge=0, description="The broker queues for us this long while the hub "
-                                                             "is down.")] = 3600
-    receive_maximum: Annotated[Int, Field(gt=0, le=65535, description="Unacknowledged messages the broker may "
-                                          "send us: bounds a batch.")] = 2000
-    tls: Annotated[TlsConfig | None, Field(description="Client certificate login; unset: no TLS (a broker "
-                                                       "on loopback only).")] = None
+    session_expiry_s: Annotated[
+        Int, Field(ge=0, description="The broker queues for us this long while the hub is down.")
+    ] = 3600
+    receive_maximum: Annotated[
+        Int, Field(gt=0, le=65535, description="Unacknowledged messages the broker may send us: bounds a batch.")
+    ] = 2000
+    tls: Annotated[
+        TlsConfig | None, Field(description="Client certificate login; unset: no TLS (a broker on loopback only).")
+    ] = None
 
 
 @dataclass(frozen=True)
 class IngestConfig:
     batch_max: Annotated[Int, Field(gt=0, description="Commit after this many messages ...")] = 1000
-    batch_ms: Annotated[Int, Field(gt=0, description="... or this long after the first, whichever comes "
-                                                     "first.")] = 20
+    batch_ms: Annotated[Int, Field(gt=0, description="... or this long after the first, whichever comes first.")] = 20
     registry_ttl_s: Annotated[Float, Field(gt=0, description="A registry change is seen within this.")] = 30.0
-    reject_log_interval_s: Annotated[Float, Field(ge=0, description="At most one log line per rejection reason "
-                                                                    "this often.")] = 10.0
+    reject_log_interval_s: Annotated[
+        Float, Field(ge=0, description="At most one log line per rejection reason this often.")
+    ] = 10.0
 
 
 @dataclass(frozen=True)
 class HealthConfig:
     check_interval_s: Annotated[Float, Field(gt=0, description="How often device health is evaluated.")] = 5.0
-    missed_heartbeats: Annotated[Int, Field(gt=0, description="A device is offline after this many missed "
-                                                              "heartbeats.")] = 3
+    missed_heartbeats: Annotated[
+        Int, Field(gt=0, description="A device is offline after this many missed heartbeats.")
+    ] = 3
     disk_low_mb: Annotated[Int, Field(ge=0, description="Free SD card below this: a health warning.")] = 500
     bucket_minutes: Annotated[Int, Field(gt=0, description="Width of the health history buckets.")] = 10
-    offline_grace_s: Annotated[Float, Field(gt=0, description="An armed device must stay away this long before "
-                                            "its offline_armed alarm: an agent restart or a Wi-Fi blip is back "
-                                            "within it (hub/README.md gives the worst case).")] = 30.0
-    broker_window_s: Annotated[Float, Field(gt=0, description="A broker-wide disconnect: at least "
-                                            "broker_min_devices, and broker_fraction of those online, gone "
-                                            "within this many seconds. One alarm about the broker, not one per "
-                                            "house. Shorter than offline_grace_s.")] = 10.0
+    offline_grace_s: Annotated[
+        Float,
+        Field(
+            gt=0,
+            description="An armed device must stay away this long before "
+            "its offline_armed alarm: an agent restart or a Wi-Fi blip is back "
+            "within it (hub/README.md gives the worst case).",
+        ),
+    ] = 30.0
+    broker_window_s: Annotated[
+        Float,
+        Field(
+            gt=0,
+            description="A broker-wide disconnect: at least "
+            "broker_min_devices, and broker_fraction of those online, gone "
+            "within this many seconds. One alarm about the broker, not one per "
+            "house. Shorter than offline_grace_s.",
+        ),
+    ] = 10.0
     broker_fraction: Annotated[Float, Field(gt=0, le=1)] = 0.5
     broker_min_devices: Annotated[Int, Field(gt=0)] = 10
 
 
 @dataclass(frozen=True)
 class AlertConfig:
-    person_score_min: Annotated[Int, Field(ge=0, le=100, description="A person below this score alerts "
-                                                                     "nobody.")] = 60
+    person_score_min: Annotated[Int, Field(ge=0, le=100, description="A person below this score alerts nobody.")] = 60
     debounce_minutes: Annotated[Float, Field(ge=0, description="One alert per household this often.")] = 5.0
-    ack_timeout_s: Annotated[Float, Field(gt=0, description="Neighbours not acknowledging within this: "
-                                                            "recorded as unanswered.")] = 300.0
-    max_event_age_s: Annotated[Float, Field(gt=0, description="Older events (replayed from an outbox) do not "
-                                            "alert neighbours; a late panic still does, marked delayed.")] = 300.0
-    timezone: Annotated[Str, AfterValidator(_timezone), Expect("an IANA time zone such as Asia/Shanghai"),
-                        Field(description="Armed hours and the console's dates.")] = "Asia/Shanghai"
+    ack_timeout_s: Annotated[
+        Float, Field(gt=0, description="Neighbours not acknowledging within this: recorded as unanswered.")
+    ] = 300.0
+    max_event_age_s: Annotated[
+        Float,
+        Field(
+            gt=0,
+            description="Older events (replayed from an outbox) do not "
+            "alert neighbours; a late panic still does, marked delayed.",
+        ),
+    ] = 300.0
+    timezone: Annotated[
+        Str,
+        AfterValidator(_timezone),
+        Expect("an IANA time zone such as Asia/Shanghai"),
+        Field(description="Armed hours and the console's dates."),
+    ] = "Asia/Shanghai"
 
 
 @dataclass(frozen=True)
@@ -138,10 +172,10 @@ class HubFile:
     alerts: Annotated[AlertConfig, SECTION] = field(default_factory=AlertConfig)
     metrics: Annotated[MetricsConfig, SECTION] = field(default_factory=MetricsConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    forward: Annotated[ForwardConfig | None, Field(description="Forwarding to the county 综治 platform; unset: "
-                                                               "none.")] = None
-    console: Annotated[ConsoleSection | None, Field(description="The operators' console; unset: "
-                                                                         "none.")] = None
+    forward: Annotated[
+        ForwardConfig | None, Field(description="Forwarding to the county 综治 platform; unset: none.")
+    ] = None
+    console: Annotated[ConsoleSection | None, Field(description="The operators' console; unset: none.")] = None
 
 
 @dataclass(frozen=True)
@@ -170,13 +204,26 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
     if f.health.broker_window_s >= f.health.offline_grace_s:
         # Otherwise the first houses of a broker restart get their own alarm
         # before the burst is recognised as the broker's.
-        problems.append(problem("health.broker_window_s", f.health.broker_window_s,
-                                f"shorter than health.offline_grace_s ({f.health.offline_grace_s:g})"))
+        problems.append(
+            problem(
+                "health.broker_window_s",
+                f.health.broker_window_s,
+                f"shorter than health.offline_grace_s ({f.health.offline_grace_s:g})",
+            )
+        )
     if problems:
         raise ConfigError(problems, source)
     plugins = {name: getattr(f, name) for name in PLUGIN_SECTIONS if getattr(f, name) is not None}
-    return HubConfig(database_url=f.database.url, mqtt=f.mqtt, ingest=f.ingest, health=f.health, alerts=f.alerts,
-                     metrics=f.metrics, log_level=f.log_level, plugins=plugins)
+    return HubConfig(
+        database_url=f.database.url,
+        mqtt=f.mqtt,
+        ingest=f.ingest,
+        health=f.health,
+        alerts=f.alerts,
+        metrics=f.metrics,
+        log_level=f.log_level,
+        plugins=plugins,
+    )
 
 
 def load_config(path: str | Path) -> HubConfig:

@@ -27,8 +27,9 @@ class Throttle:
 class ConsoleSettings:
     host: Str = "127.0.0.1"
     port: Annotated[Int, Field(ge=1, le=65535)] = 8080
-    session_hours: Annotated[Float, Field(gt=0, description="One shift plus a margin; logging in again each "
-                                                            "morning is expected.")] = 12.0
+    session_hours: Annotated[
+        Float, Field(gt=0, description="One shift plus a margin; logging in again each morning is expected.")
+    ] = 12.0
     secure_cookie: Annotated[Bool, Field(description="Set true behind TLS (a reverse proxy).")] = False
     refresh_s: Annotated[Int, Field(ge=1, description="How often the pages refresh.")] = 5
     throttle: Annotated[Throttle, SECTION, Field(alias="login_throttle")] = field(default_factory=Throttle)

@@ -37,23 +37,36 @@ def _verify_tls(value: Any) -> bool | str:
 
 
 _URL = (AfterValidator(_http_url), Expect("an http(s) URL"))
-_VERIFY = Annotated[bool | str, PlainValidator(_verify_tls), Expect("true, false or a CA bundle path"),
-                    Field(description="Check the platform's certificate: true, false or a CA bundle path (a "
-                                      "county-internal CA).")]
+_VERIFY = Annotated[
+    bool | str,
+    PlainValidator(_verify_tls),
+    Expect("true, false or a CA bundle path"),
+    Field(description="Check the platform's certificate: true, false or a CA bundle path (a county-internal CA)."),
+]
 EventKind = Literal["motion", "person", "panic", "tamper"]
 
 
 @dataclass(frozen=True)
 class ViidSection:
     base_url: Annotated[Str, *_URL, Field(description="The 视图库, without the trailing /VIID.")]
-    gateway_id: Annotated[Str, AfterValidator(_gateway_id), Expect("a 20-digit GA/T 1400 ID, quoted"),
-                          Field(description="The hub's registered 20-digit ID; also the Digest username.")]
+    gateway_id: Annotated[
+        Str,
+        AfterValidator(_gateway_id),
+        Expect("a 20-digit GA/T 1400 ID, quoted"),
+        Field(description="The hub's registered 20-digit ID; also the Digest username."),
+    ]
     password_file: Annotated[NonEmptyPath | None, Field(description="A file holding the Digest password.")] = None
     password: Annotated[Str | None, Field(description="The password inline (tests; prefer password_file).")] = None
     keepalive_s: Annotated[Float, Field(gt=0, description="The platform expects 30-60 s.")] = 45.0
     timeout_s: Annotated[Float, Field(gt=0)] = 10.0
-    event_sort: Annotated[Int, Field(gt=0, description="EventSort of the scene image: the code list differs "
-                                     "between platform vendors; confirm it at integration.")] = 4
+    event_sort: Annotated[
+        Int,
+        Field(
+            gt=0,
+            description="EventSort of the scene image: the code list differs "
+            "between platform vendors; confirm it at integration.",
+        ),
+    ] = 4
     verify_tls: _VERIFY = True
 
 
@@ -64,19 +77,29 @@ class WebhookSection:
     secret: Annotated[Str | None, Field(description="The secret inline (tests; prefer secret_file).")] = None
     include_snapshot: Annotated[Bool, Field(description="Send the picture with a person event.")] = True
     # Motion-only events are noise for the governance platform; alerts always go.
-    event_kinds: Annotated[tuple[EventKind, ...], Expect("a list of event kinds: motion, person, panic, tamper"),
-                           Field(description="Events sent; alerts always go.")] = ("person", "panic", "tamper")
+    event_kinds: Annotated[
+        tuple[EventKind, ...],
+        Expect("a list of event kinds: motion, person, panic, tamper"),
+        Field(description="Events sent; alerts always go."),
+    ] = ("person", "panic", "tamper")
     timeout_s: Annotated[Float, Field(gt=0)] = 10.0
     verify_tls: _VERIFY = True
 
 
 @dataclass(frozen=True)
 class ForwardConfig:
-    dead_after_h: Annotated[Float, Field(gt=0, description="An item undeliverable this long becomes a dead "
-                                                           "letter: a long weekend of outage loses nothing.")] = 72.0
+    dead_after_h: Annotated[
+        Float,
+        Field(
+            gt=0,
+            description="An item undeliverable this long becomes a dead "
+            "letter: a long weekend of outage loses nothing.",
+        ),
+    ] = 72.0
     retry_base_s: Annotated[Float, Field(gt=0, description="First retry after half to all of this.")] = 5.0
-    retry_cap_s: Annotated[Float, Field(gt=0, description="Never wait longer: a recovered platform is noticed "
-                                                          "quickly.")] = 600.0
+    retry_cap_s: Annotated[
+        Float, Field(gt=0, description="Never wait longer: a recovered platform is noticed quickly.")
+    ] = 600.0
     viid: Annotated[ViidSection | None, Field(description="GA/T 1400 视图库 (optional).")] = None
     webhook: Annotated[WebhookSection | None, Field(description="Signed JSON webhook (optional).")] = None
 
@@ -88,8 +111,10 @@ def forward_problems(section: ForwardConfig | None, where: str) -> list[str]:
     if section.viid is None and section.webhook is None:
         return [problem(where, {}, "at least one of viid or webhook (or remove the forward section)")]
     out = []
-    for name, sink, file_key, inline in (("viid", section.viid, "password_file", "password"),
-                                         ("webhook", section.webhook, "secret_file", "secret")):
+    for name, sink, file_key, inline in (
+        ("viid", section.viid, "password_file", "password"),
+        ("webhook", section.webhook, "secret_file", "secret"),
+    ):
         if sink is None:
             continue
         path: Path | None = getattr(sink, file_key)

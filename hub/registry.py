@@ -53,8 +53,7 @@ class Registry:
             vid = inserted.inserted_primary_key[0]
         return int(vid)
 
-    def ensure_group(self, conn: Connection, group_id: str, village_id: int | None,
-                     name: str | None = None) -> None:
+    def ensure_group(self, conn: Connection, group_id: str, village_id: int | None, name: str | None = None) -> None:
         parse_group_id(group_id)
         if conn.execute(select(groups.c.id).where(groups.c.id == group_id)).first() is None:
             conn.execute(groups.insert().values(id=group_id, village_id=village_id, name=name))
@@ -94,8 +93,15 @@ class Registry:
         else:
             conn.execute(update(households).where(households.c.id == household_id).values(**values))
 
-    def add_device(self, conn: Connection, device_id: str, household_id: str, *,
-                   cert_fingerprint: str | None = None, cert_serial: str | None = None) -> None:
+    def add_device(
+        self,
+        conn: Connection,
+        device_id: str,
+        household_id: str,
+        *,
+        cert_fingerprint: str | None = None,
+        cert_serial: str | None = None,
+    ) -> None:
         parse_device_id(device_id)
         exists = conn.execute(select(devices.c.id).where(devices.c.id == device_id)).first()
         if exists is None:
@@ -114,8 +120,7 @@ class Registry:
             conn.execute(
                 update(devices)
                 .where(devices.c.id == device_id)
-                .values(household_id=household_id, cert_fingerprint=cert_fingerprint,
-                        cert_serial=cert_serial)
+                .values(household_id=household_id, cert_fingerprint=cert_fingerprint, cert_serial=cert_serial)
             )
 
     def revoke_device(self, device_id: str, reason: str = "revoked") -> bool:

@@ -69,8 +69,15 @@ def plugins_from_config(config: HubConfig, engine: Engine) -> tuple[ForwardSink 
 
 
 class Hub:
-    def __init__(self, config: HubConfig, *, engine: Engine | None = None, sink: ForwardSink | None = None,
-                 client_id: str | None = None, extensions: list[Extension] | None = None) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        engine: Engine | None = None,
+        sink: ForwardSink | None = None,
+        client_id: str | None = None,
+        extensions: list[Extension] | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine or make_engine(config.database_url)
         self.sink: ForwardSink = sink if sink is not None else MemoryForwardSink()
@@ -79,8 +86,16 @@ class Hub:
         self.alerts = AlertEngine(self.directory, config.alerts, self.sink)
         processor = BatchProcessor(self.engine, self.directory, self.alerts, self.sink, config.health)
         self.worker = IngestWorker(config, processor, self.metrics, client_id=client_id)
-        self.watcher = Watcher(self.engine, self.directory, self.alerts, config.health, self.metrics,
-                               self.sink, self.worker.publish, self.worker.take_confirmed)
+        self.watcher = Watcher(
+            self.engine,
+            self.directory,
+            self.alerts,
+            config.health,
+            self.metrics,
+            self.sink,
+            self.worker.publish,
+            self.worker.take_confirmed,
+        )
         self.extensions = list(extensions or [])
         self._stop_metrics: object = None
 

@@ -76,8 +76,9 @@ class Receipt:
         for item in items:
             if is_seq(item):
                 ranges.append((item, item))
-            elif isinstance(item, list) and len(item) == 2 and is_seq(item[0]) and is_seq(item[1]) \
-                    and item[0] <= item[1]:
+            elif (
+                isinstance(item, list) and len(item) == 2 and is_seq(item[0]) and is_seq(item[1]) and item[0] <= item[1]
+            ):
                 ranges.append((item[0], item[1]))
             else:
                 raise ProtocolError("bad_field", f"'q' entry {item!r:.40} is not a number or [lo, hi]")

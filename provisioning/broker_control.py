@@ -137,10 +137,12 @@ class Control:
         return sorted(got, key=lambda r: int(str(r["correlationData"]).rsplit("-", 1)[1]))
 
     def model(self) -> dynsec.Model:
-        clients, roles = self.run([
-            {"command": "listClients", "verbose": True, "count": -1},
-            {"command": "listRoles", "verbose": True, "count": -1},
-        ])
+        clients, roles = self.run(
+            [
+                {"command": "listClients", "verbose": True, "count": -1},
+                {"command": "listRoles", "verbose": True, "count": -1},
+            ]
+        )
         return dynsec.from_listing(clients["data"]["clients"], roles["data"]["roles"])
 
     def close(self) -> None:

@@ -36,8 +36,14 @@ class Card:
 def village_cards(engine: Engine, village: str, township: str | None = None) -> list[Card]:
     """Active devices of one village, in household order."""
     q = (
-        select(devices.c.id, households.c.id, households.c.group_id, households.c.name, villages.c.name,
-               villages.c.township_code)
+        select(
+            devices.c.id,
+            households.c.id,
+            households.c.group_id,
+            households.c.name,
+            villages.c.name,
+            villages.c.township_code,
+        )
         .join(households, households.c.id == devices.c.household_id)
         .join(villages, villages.c.id == households.c.village_id)
         .where(villages.c.name == village, devices.c.status == "active")
@@ -75,8 +81,9 @@ def sd_card(state: State, device_id: str, image: Path, wheels: Path) -> int:
     return 0
 
 
-def village_plan(state: State, engine: Engine, village: str, township: str | None, image: str, wheels: Path,
-                 labels: Path | None) -> int:
+def village_plan(
+    state: State, engine: Engine, village: str, township: str | None, image: str, wheels: Path, labels: Path | None
+) -> int:
     """Print one command per card in the village's order; write the label sheet if asked."""
     cards = village_cards(engine, village, township)
     sheets = write_sheet(labels_for(state, cards), village, labels) if labels is not None else []
@@ -85,8 +92,12 @@ def village_plan(state: State, engine: Engine, village: str, township: str | Non
     for i, c in enumerate(cards, 1):
         who = c.household + (f" {c.name}" if c.name else "")
         page, pos = divmod(i - 1, 24)
-        print(f"# card {i}/{len(cards)}: household {who}, group {c.group}; label sheet {page + 1}, "
-              f"row {pos // 3 + 1}, column {pos % 3 + 1}")
-        print(f"xl-provision sd-card {c.device_id} --state {shlex.quote(str(state.root))} "
-              f"--image {shlex.quote(image)} --wheels {shlex.quote(str(wheels))}")
+        print(
+            f"# card {i}/{len(cards)}: household {who}, group {c.group}; label sheet {page + 1}, "
+            f"row {pos // 3 + 1}, column {pos % 3 + 1}"
+        )
+        print(
+            f"xl-provision sd-card {c.device_id} --state {shlex.quote(str(state.root))} "
+            f"--image {shlex.quote(image)} --wheels {shlex.quote(str(wheels))}"
+        )
     return 0

@@ -71,11 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--ntp-server", help="county NTP server for the Pis (default: the broker host)")
     init.add_argument("--hub-cn", default="hub", help="CN (MQTT username) of the hub's client certificate")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
-    client = ca.add_parser("client", parents=[common],
-                           help="issue another hub-side identity (a second hub worker, the console)")
+    client = ca.add_parser(
+        "client", parents=[common], help="issue another hub-side identity (a second hub worker, the console)"
+    )
     client.add_argument("name", metavar="CN", help="its CN and MQTT username/client id, e.g. hub-2")
-    client.add_argument("--role", choices=["hub", "monitor"], default="hub",
-                        help="hub: reads uplink, writes cmd and alerts; monitor: reads uplink only")
+    client.add_argument(
+        "--role",
+        choices=["hub", "monitor"],
+        default="hub",
+        help="hub: reads uplink, writes cmd and alerts; monitor: reads uplink only",
+    )
     client.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
 
     dev_parser = sub.add_parser("device", parents=[common], help="one device")
@@ -95,14 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--broker-dir", type=Path, help="broker-config folder to update (default: the last one)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    bc = sub.add_parser("broker-config", parents=[common],
-                        help="Mosquitto 2.0 TLS + dynamic-security config for the hub (brings a running one in step)")
+    bc = sub.add_parser(
+        "broker-config",
+        parents=[common],
+        help="Mosquitto 2.0 TLS + dynamic-security config for the hub (brings a running one in step)",
+    )
     bc.add_argument("--out", type=Path, required=True, metavar="DIR")
     bc.add_argument("--port", type=int, help="TLS listener port (default: the CA's broker port, 8883)")
     bc.add_argument("--bind", help="listen address (default: all)")
     bc.add_argument("--owner", default="mosquitto", help="user the broker runs as (owns key, data; root only)")
-    bc.add_argument("--dynsec-plugin", type=Path, metavar="PATH",
-                    help="mosquitto_dynamic_security.so (default: found under /usr/lib)")
+    bc.add_argument(
+        "--dynsec-plugin",
+        type=Path,
+        metavar="PATH",
+        help="mosquitto_dynamic_security.so (default: found under /usr/lib)",
+    )
 
     rv = sub.add_parser("revoke", parents=[common], help="revoke a lost or stolen device")
     rv.add_argument("device", metavar="DEVICE")
@@ -116,17 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--broker", metavar="HOST:PORT", help="default: the CA's broker host and port")
     vf.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (default 180)")
 
-    sd = sub.add_parser("sd-card", parents=[common],
-                        help="put a device's bundle on a Raspberry Pi OS card or image (or list a village's cards)")
+    sd = sub.add_parser(
+        "sd-card",
+        parents=[common],
+        help="put a device's bundle on a Raspberry Pi OS card or image (or list a village's cards)",
+    )
     sd.add_argument("device", metavar="DEVICE", nargs="?", help="the device to write (omit with --village)")
-    sd.add_argument("--image", required=True, metavar="IMG",
-                    help="the card (/dev/sdX) or a Raspberry Pi OS image file, already written by Imager")
-    sd.add_argument("--wheels", type=Path, required=True, metavar="DIR",
-                    help="aarch64 wheels from tools/pi-wheels.sh (the Pi installs offline)")
+    sd.add_argument(
+        "--image",
+        required=True,
+        metavar="IMG",
+        help="the card (/dev/sdX) or a Raspberry Pi OS image file, already written by Imager",
+    )
+    sd.add_argument(
+        "--wheels",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="aarch64 wheels from tools/pi-wheels.sh (the Pi installs offline)",
+    )
     sd.add_argument("--village", help="print one sd-card command per device of this village, in order")
     sd.add_argument("--township", metavar="NN", help="with --village: its township code, if the name repeats")
-    sd.add_argument("--labels", type=Path, metavar="SHEET.pdf|png",
-                    help="with --village: also write its A4 label sheet (3 x 8), in the same order")
+    sd.add_argument(
+        "--labels",
+        type=Path,
+        metavar="SHEET.pdf|png",
+        help="with --village: also write its A4 label sheet (3 x 8), in the same order",
+    )
 
     lb = sub.add_parser("labels", parents=[common], help="a village's A4 label sheet (3 x 8 labels), PDF or PNG")
     lb.add_argument("--village", required=True)
@@ -191,8 +219,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 state, engine, args.csv, reissue=args.reissue, broker_dir=args.broker_dir, quiet=args.quiet
             )
         if args.command == "broker-config":
-            conf = broker_config.generate(state, engine, args.out, port=args.port, bind=args.bind, owner=args.owner,
-                                          plugin=args.dynsec_plugin)
+            conf = broker_config.generate(
+                state, engine, args.out, port=args.port, bind=args.bind, owner=args.owner, plugin=args.dynsec_plugin
+            )
             print(conf)
             return 0
         if args.command == "revoke":
@@ -227,8 +256,7 @@ def _cards(args: argparse.Namespace, parser: argparse.ArgumentParser, state: Sta
                 print(path)
             return 0
         if args.village:
-            return cards.village_plan(state, engine, args.village, args.township, args.image, args.wheels,
-                                      args.labels)
+            return cards.village_plan(state, engine, args.village, args.township, args.image, args.wheels, args.labels)
         if not args.device:
             parser.error("sd-card needs a DEVICE or --village")
         return cards.sd_card(state, args.device, Path(args.image), args.wheels)

@@ -114,8 +114,10 @@ def _refresh_broker(state: State, engine: Engine, broker_dir: Path | None, pid: 
     try:
         done = broker_config.sync(state, engine, out, pid=pid)
     except ControlError as exc:
-        raise UsageError(f"the registry is updated but the running broker is not: {exc}; "
-                         f"run `xl-provision broker-config --out {out}` once it answers") from None
+        raise UsageError(
+            f"the registry is updated but the running broker is not: {exc}; "
+            f"run `xl-provision broker-config --out {out}` once it answers"
+        ) from None
     if restart:
         done += f"; broker restarted (pid {broker_config.restart(out, pid)})"
     return done

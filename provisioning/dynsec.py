@@ -170,8 +170,13 @@ def commands(current: Model, wanted: Model) -> list[dict[str, Any]]:
         for acltype, topic in sorted(have - want):
             out.append({"command": "removeRoleACL", "rolename": name, "acltype": acltype, "topic": topic})
     for name in sorted(set(wanted.clients) - set(current.clients)):
-        out.append({"command": "createClient", "username": name,
-                    "roles": [{"rolename": r} for r in sorted(wanted.clients[name])]})
+        out.append(
+            {
+                "command": "createClient",
+                "username": name,
+                "roles": [{"rolename": r} for r in sorted(wanted.clients[name])],
+            }
+        )
     for name in sorted(set(wanted.clients) & set(current.clients)):
         for role in sorted(wanted.clients[name] - current.clients[name]):
             out.append({"command": "addClientRole", "username": name, "rolename": role})

@@ -54,8 +54,9 @@ def find_cjk_font() -> str:
         if Path(path).is_file():
             return path
     if shutil.which("fc-match"):
-        found = subprocess.run(["fc-match", "-f", "%{file}", "sans:lang=zh-cn"], capture_output=True, text=True,
-                               check=False).stdout.strip()
+        found = subprocess.run(
+            ["fc-match", "-f", "%{file}", "sans:lang=zh-cn"], capture_output=True, text=True, check=False
+        ).stdout.strip()
         if found and Path(found).is_file() and ("wqy" in found.lower() or "cjk" in found.lower()):
             return found
     raise LabelSheetError("no CJK font for the labels' Chinese text: apt install fonts-wqy-microhei")
@@ -103,7 +104,7 @@ def render_pages(labels: list[LabelInfo], title: str, font_path: str | None = No
     for start in range(0, len(labels), per_page):
         page = Image.new("L", (px(PAGE_MM[0]), px(PAGE_MM[1])), 255)
         draw = ImageDraw.Draw(page)
-        for i, info in enumerate(labels[start:start + per_page]):
+        for i, info in enumerate(labels[start : start + per_page]):
             col, row = i % COLS, i // COLS
             x0, y0 = px(MARGIN_MM[0] + col * PITCH_MM[0]), px(MARGIN_MM[1] + row * PITCH_MM[1])
             _draw_label(draw, x0, y0, info, f"{title} {start + i + 1}/{len(labels)}", font)

@@ -29,8 +29,9 @@ from pathlib import Path
 
 SECTOR = 512
 FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
-HOOK = ("systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot "
-        "systemd.unit=kernel-command-line.target")
+HOOK = (
+    "systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+)
 OUR_STEP = "XL_FIRST_BOOT_NO_REBOOT=1 sh /boot/firmware/xueliang/first-boot.sh"
 FIRSTRUN = f"""#!/bin/bash
 # Written by xl-provision sd-card: runs once at first boot from the kernel command
@@ -63,7 +64,7 @@ def partitions(image: Path) -> list[Partition]:
         return []
     found = []
     for i in range(4):
-        entry = mbr[446 + 16 * i: 446 + 16 * (i + 1)]
+        entry = mbr[446 + 16 * i : 446 + 16 * (i + 1)]
         type_id = entry[4]
         start, count = struct.unpack("<II", entry[8:16])
         if type_id and count:
@@ -130,8 +131,9 @@ def _hook_existing_firstrun(text: str) -> str:
         if line.strip().startswith("rm -f") and "firstrun.sh" in line:
             lines.insert(i, OUR_STEP + "\n")
             return "".join(lines)
-    raise SdCardError("the card's firstrun.sh does not remove itself as Imager's does; add this line to it: "
-                      + OUR_STEP)
+    raise SdCardError(
+        "the card's firstrun.sh does not remove itself as Imager's does; add this line to it: " + OUR_STEP
+    )
 
 
 def write_card(image: Path, bundle: Path, wheels: Path) -> list[str]:

@@ -53,13 +53,15 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def run_fleet(idents: list[Identity], host: str, port: int, ca: str | None, traffic: Traffic,
-              duration: float, procs: int) -> Report:
+def run_fleet(
+    idents: list[Identity], host: str, port: int, ca: str | None, traffic: Traffic, duration: float, procs: int
+) -> Report:
     raise_fd_limit()
     chunks = [c for c in (idents[i::procs] for i in range(procs)) if c]
     # Traffic rates are fleet-wide: each process drives its share of them.
-    share = replace(traffic, event_rate=traffic.event_rate / len(chunks),
-                    panic_per_hour=traffic.panic_per_hour / len(chunks))
+    share = replace(
+        traffic, event_rate=traffic.event_rate / len(chunks), panic_per_hour=traffic.panic_per_hour / len(chunks)
+    )
     jobs = [(c, host, port, ca, share, duration, i + 1) for i, c in enumerate(chunks)]
     if len(jobs) == 1:
         return _worker(jobs[0])
@@ -88,16 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     idents, ca = load_identities(a.state, a.devices)
     if len(idents) < a.devices:
         print(f"xl-sim: only {len(idents)} provisioned devices in {a.state}; simulating those", file=sys.stderr)
-    traffic = Traffic(heartbeat_s=a.heartbeat, event_rate=a.rate, dusk_at_s=a.dusk_at,
-                      panic_per_hour=a.panic_per_hour, churn_per_min=a.churn_per_min)
+    traffic = Traffic(
+        heartbeat_s=a.heartbeat,
+        event_rate=a.rate,
+        dusk_at_s=a.dusk_at,
+        panic_per_hour=a.panic_per_hour,
+        churn_per_min=a.churn_per_min,
+    )
     rep = run_fleet(idents, host or "127.0.0.1", int(port), ca, traffic, a.duration, max(1, a.procs))
-    out = {"devices": len(idents), "connected": rep.connected, "connect_failures": rep.connect_failures,
-           "dropped_offline": rep.dropped_offline, "sent": dict(rep.sent), "acked": dict(rep.acked)}
+    out = {
+        "devices": len(idents),
+        "connected": rep.connected,
+        "connect_failures": rep.connect_failures,
+        "dropped_offline": rep.dropped_offline,
+        "sent": dict(rep.sent),
+        "acked": dict(rep.acked),
+    }
     if a.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"devices {out['devices']}  connected {rep.connected}  failures {rep.connect_failures}  "
-              f"silent drops {rep.dropped_offline}")
+        print(
+            f"devices {out['devices']}  connected {rep.connected}  failures {rep.connect_failures}  "
+            f"silent drops {rep.dropped_offline}"
+        )
         print(f"{'kind':<14}{'sent':>10}{'acked':>10}")
         for kind in sorted(set(rep.sent) | set(rep.acked)):
             acked = rep.acked.get(kind, "-") if kind != "health" else "(QoS 0)"

@@ -90,12 +90,18 @@ def provision(state: Path, broker_port: int) -> list[dict[str, str]]:
     rows = []
     for v, (town, village, group) in enumerate(VILLAGES):
         for i in range(10):
-            rows.append({
-                "township": town, "village": village, "household": f"HH{v + 1}{i:02d}",
-                "group": group, "lat": f"{38.62 + v * 0.01 + i * 0.0004:.5f}",
-                "lon": f"{103.08 + v * 0.01 + i * 0.0004:.5f}",
-                "name": f"{'张王李赵刘陈杨黄周吴'[i]}家", "leader": "1" if i == 0 else "",
-            })
+            rows.append(
+                {
+                    "township": town,
+                    "village": village,
+                    "household": f"HH{v + 1}{i:02d}",
+                    "group": group,
+                    "lat": f"{38.62 + v * 0.01 + i * 0.0004:.5f}",
+                    "lon": f"{103.08 + v * 0.01 + i * 0.0004:.5f}",
+                    "name": f"{'张王李赵刘陈杨黄周吴'[i]}家",
+                    "leader": "1" if i == 0 else "",
+                }
+            )
     csv_path = WORK / "county.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -104,8 +110,18 @@ def provision(state: Path, broker_port: int) -> list[dict[str, str]]:
     xp = str(BIN / "xl-provision")
     run(xp, "ca", "init", "--state", str(state), "--broker-host", "127.0.0.1", "--broker-port", str(broker_port))
     run(xp, "batch", str(csv_path), "--state", str(state), "--quiet")
-    run(xp, "broker-config", "--state", str(state), "--out", str(state / "broker"), "--port", str(broker_port),
-        "--bind", "127.0.0.1")
+    run(
+        xp,
+        "broker-config",
+        "--state",
+        str(state),
+        "--out",
+        str(state / "broker"),
+        "--port",
+        str(broker_port),
+        "--bind",
+        "127.0.0.1",
+    )
     return rows
 
 
@@ -123,8 +139,12 @@ def agent_config(state: Path, device: str, broker_port: int, scene: str, simulat
     home = WORK / "agents" / device
     home.mkdir(parents=True, exist_ok=True)
     tls = bundle / "tls"
-    doc["broker"].update(url=f"mqtts://127.0.0.1:{broker_port}", ca=str(tls / "ca.crt"),
-                         cert=str(tls / "device.crt"), key=str(tls / "device.key"))
+    doc["broker"].update(
+        url=f"mqtts://127.0.0.1:{broker_port}",
+        ca=str(tls / "ca.crt"),
+        cert=str(tls / "device.crt"),
+        key=str(tls / "device.key"),
+    )
     doc["outbox"] = {"path": str(home / "outbox.sqlite3")}
     doc["state_dir"] = str(home)
     doc["health"] = {"interval_s": 10}  # brisk heartbeats so the console moves during a short demo
@@ -136,8 +156,9 @@ def agent_config(state: Path, device: str, broker_port: int, scene: str, simulat
     return path
 
 
-def hub_config(state: Path, broker_port: int, viid_url: str, viid_password: str, hook_url: str,
-               hook_secret: str) -> Path:
+def hub_config(
+    state: Path, broker_port: int, viid_url: str, viid_password: str, hook_url: str, hook_secret: str
+) -> Path:
     secrets_dir = WORK / "secrets"
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     (secrets_dir / "viid.password").write_text(viid_password)
@@ -147,16 +168,28 @@ def hub_config(state: Path, broker_port: int, viid_url: str, viid_password: str,
     clients = state / "ca" / "clients"
     doc = {
         "database": {"url": f"sqlite:///{state / 'hub.sqlite3'}"},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "client_id": "hub",
-                 "tls": {"ca": str(state / "ca" / "ca.crt"), "cert": str(clients / "hub.crt"),
-                         "key": str(clients / "hub.key")}},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker_port,
+            "client_id": "hub",
+            "tls": {
+                "ca": str(state / "ca" / "ca.crt"),
+                "cert": str(clients / "hub.crt"),
+                "key": str(clients / "hub.key"),
+            },
+        },
         "health": {"check_interval_s": 2.0},
         "metrics": {"port": free_port()},
         "console": {"port": CONSOLE_PORT, "refresh_s": 3},
         "forward": {
-            "retry_base_s": 1, "retry_cap_s": 10,
-            "viid": {"base_url": viid_url, "gateway_id": GATEWAY_ID,
-                     "password_file": str(secrets_dir / "viid.password"), "keepalive_s": 30},
+            "retry_base_s": 1,
+            "retry_cap_s": 10,
+            "viid": {
+                "base_url": viid_url,
+                "gateway_id": GATEWAY_ID,
+                "password_file": str(secrets_dir / "viid.password"),
+                "keepalive_s": 30,
+            },
             "webhook": {"url": hook_url, "secret_file": str(secrets_dir / "webhook.secret")},
         },
     }
@@ -180,10 +213,14 @@ def wait_port(port: int, what: str, timeout: float = 60.0) -> None:
     try:
         ports.wait_port(port, timeout)
     except TimeoutError:
-        logs = "\n".join(f"--- {name}\n{(WORK / 'logs' / name).read_text(errors='replace')[-1500:]}"
-                         for name in ("hub.log", "mosquitto.log") if (WORK / "logs" / name).exists())
-        raise SystemExit(f"demo: {what} did not start listening on port {port} within {timeout:.0f} s\n{logs}"
-                         ) from None
+        logs = "\n".join(
+            f"--- {name}\n{(WORK / 'logs' / name).read_text(errors='replace')[-1500:]}"
+            for name in ("hub.log", "mosquitto.log")
+            if (WORK / "logs" / name).exists()
+        )
+        raise SystemExit(
+            f"demo: {what} did not start listening on port {port} within {timeout:.0f} s\n{logs}"
+        ) from None
 
 
 def main() -> int:
@@ -211,8 +248,17 @@ def main() -> int:
         password = secrets.token_urlsafe(9)
         # "--password=…" in one word: one token in 64 starts with "-", which argparse
         # took for an option (the demo test's rare "console never answered").
-        run(str(BIN / "xl-hub"), "user", "add", "admin", "--role", "admin", f"--password={password}",
-            "--config", str(config))
+        run(
+            str(BIN / "xl-hub"),
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            f"--password={password}",
+            "--config",
+            str(config),
+        )
         procs.start("hub", [str(BIN / "xl-hub"), "run", "--config", str(config)], WORK / "logs" / "hub.log")
         wait_port(CONSOLE_PORT, "the hub console")
 
@@ -222,8 +268,11 @@ def main() -> int:
         for i, device in enumerate(real):
             simulate = {"panic_at_s": PANIC_AT_S} if i == 0 else {"ack_after_s": 2.0}
             cfg = agent_config(state, device, broker_port, scenes[i % len(scenes)], simulate)
-            procs.start(f"agent {device}", [str(BIN / "xl-agent"), "run", "--config", str(cfg)],
-                        WORK / "logs" / f"agent-{device}.log")
+            procs.start(
+                f"agent {device}",
+                [str(BIN / "xl-agent"), "run", "--config", str(cfg)],
+                WORK / "logs" / f"agent-{device}.log",
+            )
         simulated = WORK / "sim-state"
         simulated.mkdir()
         (simulated / "ca").mkdir()
@@ -232,23 +281,46 @@ def main() -> int:
         for bundle in (state / "bundles").iterdir():
             if bundle.name not in real:
                 (simulated / "bundles" / bundle.name).symlink_to(bundle)
-        procs.start("xl-sim", [str(BIN / "xl-sim"), "--state", str(simulated), "--devices", "25",
-                               "--broker", f"127.0.0.1:{broker_port}", "--rate", "0.05", "--heartbeat", "10",
-                               "--panic-per-hour", "0", "--churn-per-min", "0", "--procs", "1",
-                               "--duration", str(seconds + 5 if seconds else 86400)],
-                    WORK / "logs" / "xl-sim.log")
+        procs.start(
+            "xl-sim",
+            [
+                str(BIN / "xl-sim"),
+                "--state",
+                str(simulated),
+                "--devices",
+                "25",
+                "--broker",
+                f"127.0.0.1:{broker_port}",
+                "--rate",
+                "0.05",
+                "--heartbeat",
+                "10",
+                "--panic-per-hour",
+                "0",
+                "--churn-per-min",
+                "0",
+                "--procs",
+                "1",
+                "--duration",
+                str(seconds + 5 if seconds else 86400),
+            ],
+            WORK / "logs" / "xl-sim.log",
+        )
 
-        print(f"""
+        print(
+            f"""
   雪亮 Xueliang edge demo is running.
     console   http://127.0.0.1:{CONSOLE_PORT}   user: admin   password: {password}
     broker    mqtts://127.0.0.1:{broker_port} (TLS, client certificates, ACL)
     platform  mock 视图库 {viid_url}  ·  webhook {hook_url}
     devices   {len(real)} real agents (group {VILLAGES[0][2]}) + 25 simulated households
-    logs      {WORK / 'logs'}
-  Household {group[0]['name']} ({real[0]}) holds its panic button at t={PANIC_AT_S:.0f}s;
+    logs      {WORK / "logs"}
+  Household {group[0]["name"]} ({real[0]}) holds its panic button at t={PANIC_AT_S:.0f}s;
   its neighbours' buzzers sound and they acknowledge with their buttons.
-  {'Ctrl-C to stop.' if seconds is None else f'Running for {seconds:.0f} s.'}
-""", flush=True)
+  {"Ctrl-C to stop." if seconds is None else f"Running for {seconds:.0f} s."}
+""",
+            flush=True,
+        )
         next_report = 10.0
         while seconds is None or time.monotonic() - started < seconds:
             time.sleep(1)

@@ -34,10 +34,13 @@ class Summary:
         lines.append(f"  events stored        {self.event_rows} rows; visits by kind: {kinds}")
         lines.append(f"  alerts               {self.alerts_raised} raised, {self.alerts_acked} acknowledged")
         for a in self.panic_alerts:
-            lines.append(f"    panic from {a['household']} ({a['origin']}): {a['acks']} neighbour acks, "
-                         f"first after {a['response_s']}")
-        lines.append(f"  forwarded            视图库 persons {self.forwarded_viid}, "
-                     f"webhook posts {self.forwarded_webhook}")
+            lines.append(
+                f"    panic from {a['household']} ({a['origin']}): {a['acks']} neighbour acks, "
+                f"first after {a['response_s']}"
+            )
+        lines.append(
+            f"  forwarded            视图库 persons {self.forwarded_viid}, webhook posts {self.forwarded_webhook}"
+        )
         lines.append(f"  devices online       {self.devices_online} of {self.devices_total}")
         for p in self.problems:
             lines.append(f"  PROBLEM: {p}")
@@ -64,8 +67,9 @@ def summarize(db_url: str, viid: Any, hook: Any, panic_device: str) -> Summary:
                     select(func.count()).select_from(alert_acks).where(alert_acks.c.alert_id == row["id"])
                 ).scalar_one()
                 rs = f"{row['response_ms'] / 1000:.1f} s" if row["response_ms"] is not None else "no ack yet"
-                s.panic_alerts.append({"household": row["household_id"], "origin": row["origin_device"],
-                                       "acks": acks, "response_s": rs})
+                s.panic_alerts.append(
+                    {"household": row["household_id"], "origin": row["origin_device"], "acks": acks, "response_s": rs}
+                )
             s.devices_total = conn.execute(select(func.count()).select_from(devices)).scalar_one()
             s.devices_online = conn.execute(
                 select(func.count()).select_from(devices).where(devices.c.online.is_(True))
@@ -98,5 +102,7 @@ def progress_line(db_url: str, viid: Any, hook: Any, elapsed: float) -> str:
             ).scalar_one()
     finally:
         engine.dispose()
-    return (f"  t={elapsed:4.0f}s  events {n_events:4d}  alerts {n_alerts}  online {online:2d}  "
-            f"forwarded: 视图库 {len(viid.persons)}, webhook {len(hook.bodies)}")
+    return (
+        f"  t={elapsed:4.0f}s  events {n_events:4d}  alerts {n_alerts}  online {online:2d}  "
+        f"forwarded: 视图库 {len(viid.persons)}, webhook {len(hook.bodies)}"
+    )

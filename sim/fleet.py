@@ -68,8 +68,7 @@ class Report:
 
 
 class SimDevice:
-    def __init__(self, ident: Identity, host: str, port: int, ca: str | None, boot: int,
-                 report: Report) -> None:
+    def __init__(self, ident: Identity, host: str, port: int, ca: str | None, boot: int, report: Report) -> None:
         self.ident = ident
         self.gen = EventIdGenerator(boot)
         self.boot = boot
@@ -88,8 +87,7 @@ class SimDevice:
         c.on_disconnect = self._disconnected
         self.client = c
 
-    def _connected(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode,
-                   _p: object) -> None:
+    def _connected(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         if rc.is_failure:
             return
         self.online = True
@@ -107,8 +105,7 @@ class SimDevice:
     def publish(self, kind: str, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         if not self.online:
             return False
-        info = self.client.publish(topic, payload, qos=qos, retain=retain,
-                                   properties=Properties(PacketTypes.PUBLISH))
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=Properties(PacketTypes.PUBLISH))
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
         self.report.sent[kind] += 1
@@ -117,20 +114,41 @@ class SimDevice:
         return True
 
     def heartbeat(self) -> bool:
-        health = Health(time_ms=now_ms(), uptime_s=int(time.monotonic() - self.started), agent_version="sim",
-                        boot=self.boot, interval_s=60, cpu_temp_c=48.0 + random.random() * 8, throttled=0,
-                        camera="ok", camera_fps=10.0, motion_fps=10.0, inference_ms_p50=40.0,
-                        outbox_depth=0, outbox_dropped=0, armed=True, clock="synced")
+        health = Health(
+            time_ms=now_ms(),
+            uptime_s=int(time.monotonic() - self.started),
+            agent_version="sim",
+            boot=self.boot,
+            interval_s=60,
+            cpu_temp_c=48.0 + random.random() * 8,
+            throttled=0,
+            camera="ok",
+            camera_fps=10.0,
+            motion_fps=10.0,
+            inference_ms_p50=40.0,
+            outbox_depth=0,
+            outbox_dropped=0,
+            armed=True,
+            clock="synced",
+        )
         return self.publish("health", health_topic(self.ident.device_id), encode(health), qos=0)
 
     def event(self, kind: str, phase: str, event_id: int, score: int) -> bool:
         x = random.randint(0, 700)
         y = random.randint(0, 300)
-        ev = Event(event_id=event_id, kind=kind, phase=phase, time_ms=now_ms(), score=score,
-                   bbox=None if kind == "panic" else (x, y, x + 150, y + 500),
-                   count=1 if kind == "person" else None, duration_s=8 if phase == "end" else None)
-        return self.publish(kind if phase == "start" else f"{kind}_{phase}",
-                            event_topic(self.ident.device_id), encode(ev))
+        ev = Event(
+            event_id=event_id,
+            kind=kind,
+            phase=phase,
+            time_ms=now_ms(),
+            score=score,
+            bbox=None if kind == "panic" else (x, y, x + 150, y + 500),
+            count=1 if kind == "person" else None,
+            duration_s=8 if phase == "end" else None,
+        )
+        return self.publish(
+            kind if phase == "start" else f"{kind}_{phase}", event_topic(self.ident.device_id), encode(ev)
+        )
 
 
 def now_ms() -> int:
@@ -140,8 +158,16 @@ def now_ms() -> int:
 class Fleet:
     """Runs a set of devices for ``duration`` seconds and reports by kind."""
 
-    def __init__(self, idents: list[Identity], host: str, port: int, ca: str | None,
-                 traffic: Traffic, seed: int = 1, connect_rate: float = 300.0) -> None:
+    def __init__(
+        self,
+        idents: list[Identity],
+        host: str,
+        port: int,
+        ca: str | None,
+        traffic: Traffic,
+        seed: int = 1,
+        connect_rate: float = 300.0,
+    ) -> None:
         self.rng = random.Random(seed)
         self.traffic = traffic
         self.report = Report()

@@ -16,8 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 # (acyclically, as everywhere), except in a layer marked apart: ingest and
 # forwarding meet only through the port in hub.core.forwarding.
 HUB_LAYERS: list[tuple[str, list[str], bool]] = [
-    ("foundation", ["hub", "hub.config", "hub.config_console", "hub.config_forward", "hub.cli_options",
-                    "hub.cli_output", "hub.db"], False),
+    (
+        "foundation",
+        [
+            "hub",
+            "hub.config",
+            "hub.config_console",
+            "hub.config_forward",
+            "hub.cli_options",
+            "hub.cli_output",
+            "hub.db",
+        ],
+        False,
+    ),
     ("shared types and the registry cache", ["hub.core"], False),
     ("services several rooms use", ["hub.mqtt", "hub.metrics", "hub.commands", "hub.registry", "hub.reports"], True),
     ("alert rules", ["hub.alerts"], False),
@@ -115,8 +126,12 @@ def absolute_imports(path: Path) -> Iterator[str]:
 
 
 def imports_of_tests(package: str) -> list[str]:
-    return [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / package).rglob("*.py"))
-            for name in absolute_imports(path) if name == "tests" or name.startswith("tests.")]
+    return [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in absolute_imports(path)
+        if name == "tests" or name.startswith("tests.")
+    ]
 
 
 def room_of(module: str) -> tuple[int, str] | None:
@@ -148,8 +163,12 @@ def test_tests_and_benches_import_only_the_test_kit() -> None:
     # bench/ may use the kit too: it starts real brokers and PKIs the same way.
     # tests/pi is left out while its userland work is in progress (its helpers
     # are tests/pi/chroot.py and conftest.py, imported by its test modules).
-    wrong = [line for package in ("tests", "bench") for line in imports_of_tests(package)
-             if not line.startswith("tests/pi/") and not line.split(" imports ")[1].startswith("tests.support")]
+    wrong = [
+        line
+        for package in ("tests", "bench")
+        for line in imports_of_tests(package)
+        if not line.startswith("tests/pi/") and not line.split(" imports ")[1].startswith("tests.support")
+    ]
     assert wrong == []
 
 

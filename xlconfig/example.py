@@ -58,8 +58,15 @@ def _comment(spec: FieldSpec, pad: str) -> list[str]:
     return textwrap.wrap(text, WIDTH - len(pad) - 2, initial_indent=f"{pad}# ", subsequent_indent=f"{pad}#   ")
 
 
-def _section(cls: type, prefix: str, depth: int, commented: bool, values: Mapping[str, str],
-             samples: Mapping[str, Any], used: set[str]) -> list[str]:
+def _section(
+    cls: type,
+    prefix: str,
+    depth: int,
+    commented: bool,
+    values: Mapping[str, str],
+    samples: Mapping[str, Any],
+    used: set[str],
+) -> list[str]:
     pad = "  " * depth
     out: list[str] = []
     for key, spec in fields_of(cls).items():
@@ -77,14 +84,20 @@ def _section(cls: type, prefix: str, depth: int, commented: bool, values: Mappin
             used.add(dotted)
             out.append(f"{pad}{key}: {values[dotted]}".rstrip())
             continue
-        has_default = spec.field.default is not dataclasses.MISSING or \
-            spec.field.default_factory is not dataclasses.MISSING
+        has_default = (
+            spec.field.default is not dataclasses.MISSING or spec.field.default_factory is not dataclasses.MISSING
+        )
         if not has_default and not commented:
             raise KeyError(f"the example needs a value for the required key {dotted}")
         shown = samples.get(dotted)
         if shown is None and has_default:
             factory = spec.field.default_factory
-            shown = spec.field.default if spec.field.default is not dataclasses.MISSING \
-                else factory() if callable(factory) else None
+            shown = (
+                spec.field.default
+                if spec.field.default is not dataclasses.MISSING
+                else factory()
+                if callable(factory)
+                else None
+            )
         out.append(f"{pad}# {key}: {yaml_value(shown)}".rstrip())
     return out

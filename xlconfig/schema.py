@@ -92,8 +92,15 @@ class FieldSpec:
 
 
 # The unit a field's name ends in, said in its error line: "seconds 10..1200" rather than "a number 10..1200".
-_UNITS = {"_s": "seconds", "_ms": "milliseconds", "_h": "hours", "_minutes": "minutes", "_mb": "megabytes",
-          "_bytes": "bytes", "_fps": "times per second"}
+_UNITS = {
+    "_s": "seconds",
+    "_ms": "milliseconds",
+    "_h": "hours",
+    "_minutes": "minutes",
+    "_mb": "megabytes",
+    "_bytes": "bytes",
+    "_fps": "times per second",
+}
 
 
 def _unit(name: str) -> str | None:
@@ -109,8 +116,12 @@ def _range(b: dict[str, float]) -> str:
     hi = _num(b["le"]) if "le" in b else None
     if lo is not None and hi is not None:
         return f" {lo}..{hi}"
-    parts = [f"at least {lo}" if lo is not None else "", f"more than {_num(b['gt'])}" if "gt" in b else "",
-             f"at most {hi}" if hi is not None else "", f"less than {_num(b['lt'])}" if "lt" in b else ""]
+    parts = [
+        f"at least {lo}" if lo is not None else "",
+        f"more than {_num(b['gt'])}" if "gt" in b else "",
+        f"at most {hi}" if hi is not None else "",
+        f"less than {_num(b['lt'])}" if "lt" in b else "",
+    ]
     words = " and ".join(p for p in parts if p)
     return f", {words}" if words else ""
 

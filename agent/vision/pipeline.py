@@ -107,9 +107,7 @@ class VisionPipeline:
         self.stats = PipelineStats()
         self.persons: PersonTracker | None = None
         if self.detector is not None:
-            self.persons = PersonTracker(
-                config.events, ids, clock, config.detect.score_threshold, self._snapshot
-            )
+            self.persons = PersonTracker(config.events, ids, clock, config.detect.score_threshold, self._snapshot)
             self._pick_region = region_picker or default_region_picker()
         # "auto" (None) means motion events only where no person can be seen:
         # detection switched off, or no detector could be loaded.

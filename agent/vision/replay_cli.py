@@ -26,9 +26,7 @@ def add_replay_command(commands: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("source", metavar="SOURCE", help="video file, image folder or synthetic:<scene>")
     p.add_argument("--config", type=Path, metavar="FILE", help="agent YAML; only its vision: section is used")
-    p.add_argument(
-        "--events-out", metavar="FILE.jsonl", help="write events as JSON lines here ('-' for stdout)"
-    )
+    p.add_argument("--events-out", metavar="FILE.jsonl", help="write events as JSON lines here ('-' for stdout)")
     p.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary as JSON here")
     p.add_argument("--realtime", action="store_true", help="pace frames to the source fps (default: flat out)")
     p.add_argument("--fps", type=float, help="frame rate of an image folder (default 10), or override a file's")

@@ -79,8 +79,10 @@ def make_snapshot(
             round(x2 * 1000 / width),
             round(y2 * 1000 / height),
         )
-    person = None
+    person: tuple[int, int, int, int] | None = None
     if box is not None:
-        person = tuple(min(1000, max(0, round(v * 1000))) for v in box)
-    return Snapshot(event_id=event_id, phase=phase, time_ms=time_ms, width=w, height=h, jpeg=jpeg, crop=permille,
-                    box=person)  # type: ignore[arg-type]
+        bx1, by1, bx2, by2 = (min(1000, max(0, round(v * 1000))) for v in box)
+        person = (bx1, by1, bx2, by2)
+    return Snapshot(
+        event_id=event_id, phase=phase, time_ms=time_ms, width=w, height=h, jpeg=jpeg, crop=permille, box=person
+    )

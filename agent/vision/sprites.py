@@ -49,8 +49,7 @@ def _skimage_data() -> Any:
         from skimage import data
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
-            "synthetic scenes use scikit-image's sample photos: pip install scikit-image "
-            "(it is in the dev extra)"
+            "synthetic scenes use scikit-image's sample photos: pip install scikit-image (it is in the dev extra)"
         ) from exc
     return data
 
@@ -97,9 +96,7 @@ def sprite_at_height(name: str, height: int, lo: int = 0, hi: int = 255) -> Spri
     )
 
 
-def texture(
-    name: str, height: int, width: int, tint: tuple[float, float, float], contrast: float
-) -> np.ndarray:
+def texture(name: str, height: int, width: int, tint: tuple[float, float, float], contrast: float) -> np.ndarray:
     """A grey skimage texture tiled to height x width, contrast-scaled and tinted."""
     grey = getattr(_skimage_data(), name)().astype(np.float32)
     reps = (-(-height // grey.shape[0]), -(-width // grey.shape[1]))

@@ -77,44 +77,97 @@ class AlertEngine:
         delay_s = None
         if age_ms > self.config.max_event_age_s * 1000:
             if kind != "panic":
-                log.info("not alerting on %s event %s of %s: %d s old", kind, ev.event_id,
-                         item.device.device_id, age_ms // 1000)
+                log.info(
+                    "not alerting on %s event %s of %s: %d s old",
+                    kind,
+                    ev.event_id,
+                    item.device.device_id,
+                    age_ms // 1000,
+                )
                 return None
             delay_s = age_ms // 1000
-            log.warning("panic %s of %s reached the hub %d s late: alerting, marked delayed", ev.event_id,
-                        item.device.device_id, delay_s)
-        return self.raise_alert(conn, kind, item.device.device_id, item.device.household_id,
-                                item.device.group_id, item.received_ms, ev.event_id, delay_s)
+            log.warning(
+                "panic %s of %s reached the hub %d s late: alerting, marked delayed",
+                ev.event_id,
+                item.device.device_id,
+                delay_s,
+            )
+        return self.raise_alert(
+            conn,
+            kind,
+            item.device.device_id,
+            item.device.household_id,
+            item.device.group_id,
+            item.received_ms,
+            ev.event_id,
+            delay_s,
+        )
 
-    def raise_alert(self, conn: Connection, kind: str, origin: str, household_id: str, group_id: str,
-                    now_ms: int, event_id: int | None = None, delay_s: int | None = None) -> Publication | None:
+    def raise_alert(
+        self,
+        conn: Connection,
+        kind: str,
+        origin: str,
+        household_id: str,
+        group_id: str,
+        now_ms: int,
+        event_id: int | None = None,
+        delay_s: int | None = None,
+    ) -> Publication | None:
         since = now_ms - int(self.config.debounce_minutes * 60_000)
         recent = conn.execute(
-            select(alerts.c.id).where(
-                alerts.c.household_id == household_id, alerts.c.kind == kind, alerts.c.raised_ms > since
-            ).limit(1)
+            select(alerts.c.id)
+            .where(alerts.c.household_id == household_id, alerts.c.kind == kind, alerts.c.raised_ms > since)
+            .limit(1)
         ).first()
         if recent is not None:
-            log.info("debounced %s alert for household %s (alert %s is recent)", kind, household_id,
-                     recent.id)
+            log.info("debounced %s alert for household %s (alert %s is recent)", kind, household_id, recent.id)
             return None
         alert_id = uuid.uuid4().hex
         conn.execute(
             alerts.insert().values(
-                id=alert_id, kind=kind, origin_device=origin, household_id=household_id, group_id=group_id,
-                event_id=event_id, raised_ms=now_ms, status="open", delay_s=delay_s,
+                id=alert_id,
+                kind=kind,
+                origin_device=origin,
+                household_id=household_id,
+                group_id=group_id,
+                event_id=event_id,
+                raised_ms=now_ms,
+                status="open",
+                delay_s=delay_s,
             )
         )
         hh = self.directory.household(household_id)
         name = hh.name if hh is not None else None
-        self.sink.hand_over(conn, [AlertItem(alert_id=alert_id, phase="raise", kind=kind, origin=origin,
-                                             household_id=household_id, time_ms=now_ms, group_id=group_id,
-                                             text=name)])
+        self.sink.hand_over(
+            conn,
+            [
+                AlertItem(
+                    alert_id=alert_id,
+                    phase="raise",
+                    kind=kind,
+                    origin=origin,
+                    household_id=household_id,
+                    time_ms=now_ms,
+                    group_id=group_id,
+                    text=name,
+                )
+            ],
+        )
         log.warning("%s alert %s raised for household %s (group %s)", kind, alert_id, household_id, group_id)
-        return Publication(group_id, Alert(
-            alert_id=alert_id, phase="raise", kind=kind, origin=origin, household=household_id[:64],
-            time_ms=now_ms, text=(name or None) and name[: limits.MAX_TEXT_LEN], delay_s=delay_s,
-        ))
+        return Publication(
+            group_id,
+            Alert(
+                alert_id=alert_id,
+                phase="raise",
+                kind=kind,
+                origin=origin,
+                household=household_id[:64],
+                time_ms=now_ms,
+                text=(name or None) and name[: limits.MAX_TEXT_LEN],
+                delay_s=delay_s,
+            ),
+        )
 
     # -- delivery to the group ----------------------------------------------
 
@@ -124,27 +177,44 @@ class AlertEngine:
 
     def mark_published(self, conn: Connection, confirmed: list[tuple[str, int]]) -> None:
         for alert_id, at_ms in confirmed:
-            conn.execute(update(alerts).where(alerts.c.id == alert_id, alerts.c.published_ms.is_(None))
-                         .values(published_ms=at_ms))
+            conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert_id, alerts.c.published_ms.is_(None))
+                .values(published_ms=at_ms)
+            )
 
     def unconfirmed(self, conn: Connection, now_ms: int) -> list[Publication]:
         """Open alerts whose raise the broker never confirmed (the hub died between
         commit and publish, or the broker was down): send them again, same id."""
-        rows = conn.execute(select(alerts).where(
-            alerts.c.status == "open", alerts.c.published_ms.is_(None),
-            alerts.c.raised_ms < now_ms - self.RESEND_AFTER_MS,
-        )).all()
+        rows = conn.execute(
+            select(alerts).where(
+                alerts.c.status == "open",
+                alerts.c.published_ms.is_(None),
+                alerts.c.raised_ms < now_ms - self.RESEND_AFTER_MS,
+            )
+        ).all()
         out = []
         for row in rows:
             hh = self.directory.household(row.household_id)
             name = hh.name if hh is not None else None
-            log.warning("re-sending %s alert %s to group %s: never confirmed by the broker",
-                        row.kind, row.id, row.group_id)
-            out.append(Publication(row.group_id, Alert(
-                alert_id=row.id, phase="raise", kind=row.kind, origin=row.origin_device,
-                household=row.household_id[:64], time_ms=row.raised_ms,
-                text=(name or None) and name[: limits.MAX_TEXT_LEN], delay_s=row.delay_s,
-            )))
+            log.warning(
+                "re-sending %s alert %s to group %s: never confirmed by the broker", row.kind, row.id, row.group_id
+            )
+            out.append(
+                Publication(
+                    row.group_id,
+                    Alert(
+                        alert_id=row.id,
+                        phase="raise",
+                        kind=row.kind,
+                        origin=row.origin_device,
+                        household=row.household_id[:64],
+                        time_ms=row.raised_ms,
+                        text=(name or None) and name[: limits.MAX_TEXT_LEN],
+                        delay_s=row.delay_s,
+                    ),
+                )
+            )
         return out
 
     # -- closing -----------------------------------------------------------
@@ -160,18 +230,28 @@ class AlertEngine:
             log.warning("ack from %s for alert %s of another group ignored", item.device.device_id, row.id)
             return None
         ins = upsert_insert(conn, alert_acks)
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["alert_id", "device_id"]).values(
-            alert_id=row.id, device_id=item.device.device_id, received_ms=item.received_ms,
-            device_time_ms=ack.time_ms, ok=ack.ok,
-        ))
+        conn.execute(
+            ins.on_conflict_do_nothing(index_elements=["alert_id", "device_id"]).values(
+                alert_id=row.id,
+                device_id=item.device.device_id,
+                received_ms=item.received_ms,
+                device_time_ms=ack.time_ms,
+                ok=ack.ok,
+            )
+        )
         # The origin acknowledging its own alert is not a neighbour responding.
         if row.status != "open" or not ack.ok or item.device.device_id == row.origin_device:
             return None
         response_ms = max(0, item.received_ms - row.raised_ms)
         closed = conn.execute(
-            update(alerts).where(alerts.c.id == row.id, alerts.c.status == "open").values(
-                status="closed", closed_ms=item.received_ms, close_reason="ack",
-                first_ack_ms=item.received_ms, first_ack_device=item.device.device_id,
+            update(alerts)
+            .where(alerts.c.id == row.id, alerts.c.status == "open")
+            .values(
+                status="closed",
+                closed_ms=item.received_ms,
+                close_reason="ack",
+                first_ack_ms=item.received_ms,
+                first_ack_device=item.device.device_id,
                 response_ms=response_ms,
             )
         ).rowcount
@@ -187,22 +267,42 @@ class AlertEngine:
         out = []
         for row in rows:
             closed = conn.execute(
-                update(alerts).where(alerts.c.id == row.id, alerts.c.status == "open")
+                update(alerts)
+                .where(alerts.c.id == row.id, alerts.c.status == "open")
                 .values(status="closed", closed_ms=now_ms, close_reason="timeout")
             ).rowcount
             if closed:
-                log.warning("%s alert %s for household %s timed out unacknowledged",
-                            row.kind, row.id, row.household_id)
+                log.warning("%s alert %s for household %s timed out unacknowledged", row.kind, row.id, row.household_id)
                 out.append(self._cleared(conn, row, now_ms, "timeout", None))
         return out
 
-    def _cleared(self, conn: Connection, row: Row[Any], now_ms: int, reason: str,
-                 response_ms: int | None) -> Publication:
-        self.sink.hand_over(conn, [AlertItem(alert_id=row.id, phase="clear", kind=row.kind, origin=row.origin_device,
-                                             household_id=row.household_id, time_ms=now_ms,
-                                             group_id=row.group_id, close_reason=reason,
-                                             response_ms=response_ms)])
-        return Publication(row.group_id, Alert(
-            alert_id=row.id, phase="clear", kind=row.kind, origin=row.origin_device,
-            household=row.household_id[:64], time_ms=now_ms,
-        ))
+    def _cleared(
+        self, conn: Connection, row: Row[Any], now_ms: int, reason: str, response_ms: int | None
+    ) -> Publication:
+        self.sink.hand_over(
+            conn,
+            [
+                AlertItem(
+                    alert_id=row.id,
+                    phase="clear",
+                    kind=row.kind,
+                    origin=row.origin_device,
+                    household_id=row.household_id,
+                    time_ms=now_ms,
+                    group_id=row.group_id,
+                    close_reason=reason,
+                    response_ms=response_ms,
+                )
+            ],
+        )
+        return Publication(
+            row.group_id,
+            Alert(
+                alert_id=row.id,
+                phase="clear",
+                kind=row.kind,
+                origin=row.origin_device,
+                household=row.household_id[:64],
+                time_ms=now_ms,
+            ),
+        )

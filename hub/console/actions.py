@@ -88,8 +88,9 @@ async def retry(request: Request, user: Operator) -> Response:
 
 
 @router.post("/users")
-def add_user(request: Request, user: Admin, name: str = Form(""), role: str = Form("viewer"),
-             password: str = Form("")) -> Response:
+def add_user(
+    request: Request, user: Admin, name: str = Form(""), role: str = Form("viewer"), password: str = Form("")
+) -> Response:
     try:
         auth.add_user(ctx_of(request).engine, name.strip(), role, password)
     except ValueError as exc:

@@ -39,13 +39,18 @@ def overview(request: Request, _u: Viewer) -> dict[str, Any]:
 
 
 @router.get("/devices", summary="Device table: filter with q, village, group, township, status; sort with sort, dir")
-def devices(request: Request, _u: Viewer,
-            q: str = Query("", description="device ID, household ID or name contains"),
-            village: str = Query("", description="village id"), group: str = "", township: str = "",
-            status: str = Query("", description="online | offline | armed | revoked | alarm"),
-            sort: str = Query("health", description="one of " + ", ".join(fleet.SORT_KEYS)),
-            dir: str = Query("asc", description="asc | desc"),
-            page: str = "1") -> dict[str, Any]:
+def devices(
+    request: Request,
+    _u: Viewer,
+    q: str = Query("", description="device ID, household ID or name contains"),
+    village: str = Query("", description="village id"),
+    group: str = "",
+    township: str = "",
+    status: str = Query("", description="online | offline | armed | revoked | alarm"),
+    sort: str = Query("health", description="one of " + ", ".join(fleet.SORT_KEYS)),
+    dir: str = Query("asc", description="asc | desc"),
+    page: str = "1",
+) -> dict[str, Any]:
     with ctx_of(request).engine.connect() as conn:
         data = views.devices(conn, _now(), _params(request))
     data.pop("choices")
@@ -62,10 +67,17 @@ def device(request: Request, device_id: str, _u: Viewer) -> dict[str, Any]:
 
 
 @router.get("/events", summary="Events, newest first; before=<row id> pages back")
-def events(request: Request, _u: Viewer,
-           kind: str = Query("", description="motion | person | panic | tamper"), village: str = "",
-           device: str = "", since: str = Query("", description="YYYY-MM-DD[THH:MM], Asia/Shanghai"),
-           until: str = "", before: str = "", limit: str = "100") -> dict[str, Any]:
+def events(
+    request: Request,
+    _u: Viewer,
+    kind: str = Query("", description="motion | person | panic | tamper"),
+    village: str = "",
+    device: str = "",
+    since: str = Query("", description="YYYY-MM-DD[THH:MM], Asia/Shanghai"),
+    until: str = "",
+    before: str = "",
+    limit: str = "100",
+) -> dict[str, Any]:
     with ctx_of(request).engine.connect() as conn:
         data = views.events(conn, _params(request))
     data.pop("choices")
@@ -75,8 +87,9 @@ def events(request: Request, _u: Viewer,
 
 
 @router.get("/alerts", summary="十户联防 alerts (open first) and operator alarms")
-def alerts(request: Request, _u: Viewer,
-           status: str = Query("", description="open | closed"), group: str = "") -> dict[str, Any]:
+def alerts(
+    request: Request, _u: Viewer, status: str = Query("", description="open | closed"), group: str = ""
+) -> dict[str, Any]:
     with ctx_of(request).engine.connect() as conn:
         return views.alerts(conn, _params(request), _now())
 

@@ -25,17 +25,24 @@ from hub.console.i18n import fmt_duration, fmt_time
 HERE = Path(__file__).parent
 
 # Strict: no inline script or style anywhere, so an injected string can at worst be text.
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
-       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 
 class Renderer:
     def __init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
-        env.globals.update(fmt_time=fmt_time, fmt_duration=fmt_duration, version=__version__, qs=query_string,
-                           hasbit=lambda v, mask: bool(int(v) & mask),
-                           labelled=lambda values, t, prefix: [(v, t(prefix + v)) for v in values])
+        env.globals.update(
+            fmt_time=fmt_time,
+            fmt_duration=fmt_duration,
+            version=__version__,
+            qs=query_string,
+            hasbit=lambda v, mask: bool(int(v) & mask),
+            labelled=lambda values, t, prefix: [(v, t(prefix + v)) for v in values],
+        )
         env.trim_blocks = True
         env.lstrip_blocks = True
 
@@ -44,10 +51,16 @@ class Renderer:
 
         t = translator(request)
         user = getattr(request.state, "user", None)
-        base = {"t": t, "lang": t.lang, "user": user, "now_ms": int(time.time() * 1000),
-                "csrf": user.csrf if user else "", "refresh_s": ctx_of(request).settings.refresh_s,
-                "path": request.url.path, "here": str(request.url.path) + (
-                    "?" + request.url.query if request.url.query else "")}
+        base = {
+            "t": t,
+            "lang": t.lang,
+            "user": user,
+            "now_ms": int(time.time() * 1000),
+            "csrf": user.csrf if user else "",
+            "refresh_s": ctx_of(request).settings.refresh_s,
+            "path": request.url.path,
+            "here": str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+        }
         base.update(context)
         resp = self.templates.TemplateResponse(request, name, base, status_code=status_code)
         return resp
@@ -62,10 +75,15 @@ def query_string(filters: dict[str, Any], **override: Any) -> str:
 def create_app(ctx: ConsoleContext) -> FastAPI:
     from hub.console import actions, api, pages
 
-    app = FastAPI(title="Xueliang console API", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json",
-                  description="JSON behind the operators' console. Log in at /login; the session cookie "
-                              "authenticates every /api call. Times are epoch milliseconds (UTC).")
+    app = FastAPI(
+        title="Xueliang console API",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        description="JSON behind the operators' console. Log in at /login; the session cookie "
+        "authenticates every /api call. Times are epoch milliseconds (UTC).",
+    )
     app.state.console = ctx
     app.state.renderer = Renderer()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -100,4 +118,3 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         return renderer.page(request, "error.html", {"message": t(exc.key)}, status_code=403)
 
     return app
-

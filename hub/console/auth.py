@@ -33,8 +33,6 @@ class User:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
@@ -55,19 +53,26 @@ def add_user(engine: Engine, name: str, role: str, password: str) -> None:
         exists = conn.execute(select(console_users.c.name).where(console_users.c.name == name)).first()
         if exists is not None:
             # Re-adding resets password and role: the documented way to recover an account.
-            conn.execute(update(console_users).where(console_users.c.name == name)
-                         .values(role=role, password_hash=hashed, disabled=False))
+            conn.execute(
+                update(console_users)
+                .where(console_users.c.name == name)
+                .values(role=role, password_hash=hashed, disabled=False)
+            )
             conn.execute(delete(console_sessions).where(console_sessions.c.user_name == name))
         else:
-            conn.execute(console_users.insert().values(name=name, role=role, password_hash=hashed,
-                                                       disabled=False, created_ms=now_ms()))
+            conn.execute(
+                console_users.insert().values(
+                    name=name, role=role, password_hash=hashed, disabled=False, created_ms=now_ms()
+                )
+            )
         audit(conn, None, "user_add", name, f"role={role}")
 
 
 def set_disabled(engine: Engine, actor: str, name: str, disabled: bool) -> bool:
     with engine.begin() as conn:
-        done = conn.execute(update(console_users).where(console_users.c.name == name)
-                            .values(disabled=disabled)).rowcount
+        done = conn.execute(
+            update(console_users).where(console_users.c.name == name).values(disabled=disabled)
+        ).rowcount
         if disabled:
             conn.execute(delete(console_sessions).where(console_sessions.c.user_name == name))
         audit(conn, actor, "user_disable" if disabled else "user_enable", name, None)
@@ -75,9 +80,15 @@ def set_disabled(engine: Engine, actor: str, name: str, disabled: bool) -> bool:
 
 
 def audit(conn: Connection, user: str | None, action: str, target: str | None, detail: str | None) -> None:
-    conn.execute(console_audit.insert().values(at_ms=now_ms(), user_name=user, action=action,
-                                               target=None if target is None else target[:64],
-                                               detail=None if detail is None else detail[:200]))
+    conn.execute(
+        console_audit.insert().values(
+            at_ms=now_ms(),
+            user_name=user,
+            action=action,
+            target=None if target is None else target[:64],
+            detail=None if detail is None else detail[:200],
+        )
+    )
 
 
 class LoginLocked(Exception):
@@ -87,8 +98,9 @@ class LoginLocked(Exception):
 
 
 def _locked_for(conn: Connection, key: str, now: int) -> int:
-    until = conn.execute(select(console_login_failures.c.locked_until_ms)
-                         .where(console_login_failures.c.key == key)).scalar()
+    until = conn.execute(
+        select(console_login_failures.c.locked_until_ms).where(console_login_failures.c.key == key)
+    ).scalar()
     return 0 if until is None or until <= now else (until - now + 999) // 1000
 
 
@@ -100,8 +112,11 @@ def _fail(conn: Connection, key: str, limit: int, throttle: Throttle, now: int) 
     if row is None or now - row.window_start_ms > throttle.window_s * 1000:
         values = {"failures": 1, "window_start_ms": now, "locked_until_ms": None}
     else:
-        values = {"failures": row.failures + 1, "window_start_ms": row.window_start_ms,
-                  "locked_until_ms": row.locked_until_ms}
+        values = {
+            "failures": row.failures + 1,
+            "window_start_ms": row.window_start_ms,
+            "locked_until_ms": row.locked_until_ms,
+        }
     if int(values["failures"] or 0) >= limit:
         values = {"failures": 0, "window_start_ms": now, "locked_until_ms": now + throttle.lockout_s * 1000}
     if row is None:
@@ -110,8 +125,9 @@ def _fail(conn: Connection, key: str, limit: int, throttle: Throttle, now: int) 
         conn.execute(update(console_login_failures).where(console_login_failures.c.key == key).values(**values))
 
 
-def login(engine: Engine, name: str, password: str, ip: str, *, session_s: int,
-          throttle: Throttle = _THROTTLE) -> str | None:
+def login(
+    engine: Engine, name: str, password: str, ip: str, *, session_s: int, throttle: Throttle = _THROTTLE
+) -> str | None:
     """A new session token, or None for bad credentials; raises LoginLocked while throttled.
 
     A locked account is refused even with the right password, otherwise the
@@ -135,9 +151,16 @@ def login(engine: Engine, name: str, password: str, ip: str, *, session_s: int,
         conn.execute(delete(console_login_failures).where(console_login_failures.c.key == ukey))
         conn.execute(delete(console_sessions).where(console_sessions.c.expires_ms < now))
         token = secrets.token_urlsafe(32)
-        conn.execute(console_sessions.insert().values(
-            token_hash=_token_hash(token), user_name=name, csrf=secrets.token_urlsafe(32), created_ms=now,
-            expires_ms=now + session_s * 1000, ip=ip[:64]))
+        conn.execute(
+            console_sessions.insert().values(
+                token_hash=_token_hash(token),
+                user_name=name,
+                csrf=secrets.token_urlsafe(32),
+                created_ms=now,
+                expires_ms=now + session_s * 1000,
+                ip=ip[:64],
+            )
+        )
         conn.execute(update(console_users).where(console_users.c.name == name).values(last_login_ms=now))
         audit(conn, name, "login", None, f"ip={ip}")
     return token
@@ -147,8 +170,13 @@ def session_user(engine: Engine, token: str | None) -> User | None:
     if not token or len(token) > 100:
         return None
     query = (
-        select(console_users.c.name, console_users.c.role, console_users.c.disabled, console_sessions.c.csrf,
-               console_sessions.c.expires_ms)
+        select(
+            console_users.c.name,
+            console_users.c.role,
+            console_users.c.disabled,
+            console_sessions.c.csrf,
+            console_sessions.c.expires_ms,
+        )
         .join(console_users, console_users.c.name == console_sessions.c.user_name)
         .where(console_sessions.c.token_hash == _token_hash(token))
     )

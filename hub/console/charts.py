@@ -9,8 +9,17 @@ from html import escape
 from markupsafe import Markup
 
 
-def sparkline(points: Sequence[tuple[int, float | None]], start_ms: int, end_ms: int, *, width: int = 240,
-              height: int = 48, label: str = "", unit: str = "", warn: float | None = None) -> Markup:
+def sparkline(
+    points: Sequence[tuple[int, float | None]],
+    start_ms: int,
+    end_ms: int,
+    *,
+    width: int = 240,
+    height: int = 48,
+    label: str = "",
+    unit: str = "",
+    warn: float | None = None,
+) -> Markup:
     """A line over a fixed time window; gaps (no heartbeat in a bucket) break the line.
 
     The time axis is fixed to the window rather than to the data, so a device
@@ -20,9 +29,11 @@ def sparkline(points: Sequence[tuple[int, float | None]], start_ms: int, end_ms:
     vals = [v for _, v in points if v is not None]
     title = escape(label)
     if not vals or end_ms <= start_ms:
-        return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">'
-                      f'<text x="{width / 2}" y="{height / 2 + 4}" text-anchor="middle" class="spark-empty">—'
-                      f'</text></svg>')
+        return Markup(
+            f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">'
+            f'<text x="{width / 2}" y="{height / 2 + 4}" text-anchor="middle" class="spark-empty">—'
+            f"</text></svg>"
+        )
     lo, hi = min(vals), max(vals)
     if warn is not None:
         hi = max(hi, warn)
@@ -44,8 +55,9 @@ def sparkline(points: Sequence[tuple[int, float | None]], start_ms: int, end_ms:
         if v is not None:
             segments[-1].append(xy(t, v))
         prev_t = t
-    parts = [f'<svg class="spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
-             f'aria-label="{title}">']
+    parts = [
+        f'<svg class="spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" aria-label="{title}">'
+    ]
     if warn is not None:
         y = height - pad - (height - 2 * pad) * (warn - lo) / (hi - lo)
         parts.append(f'<line class="spark-warn" x1="0" x2="{width}" y1="{y:.1f}" y2="{y:.1f}"/>')

@@ -24,8 +24,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     add = usub.add_parser("add", help="create a user, or reset an existing user's password and role")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
-    add.add_argument("--password", help="the password (default: read from stdin if piped, else prompt); "
-                                        "beware shell history")
+    add.add_argument(
+        "--password", help="the password (default: read from stdin if piped, else prompt); beware shell history"
+    )
     add_source(add)
     dis = usub.add_parser("disable", help="disable a user and end their sessions")
     dis.add_argument("name")

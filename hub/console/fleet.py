@@ -55,17 +55,34 @@ def _badness(d: dict[str, Any], now_ms: int) -> tuple[float, list[str]]:
     return score, why
 
 
-def device_rows(conn: Connection, now_ms: int, *, q: str = "", village: int | None = None, group: str = "",
-                township: str = "", status: str = "") -> list[dict[str, Any]]:
-    open_alarms = (
-        select(alarms.c.device_id, alarms.c.kind).where(alarms.c.cleared_ms.is_(None)).subquery()
-    )
+def device_rows(
+    conn: Connection,
+    now_ms: int,
+    *,
+    q: str = "",
+    village: int | None = None,
+    group: str = "",
+    township: str = "",
+    status: str = "",
+) -> list[dict[str, Any]]:
+    open_alarms = select(alarms.c.device_id, alarms.c.kind).where(alarms.c.cleared_ms.is_(None)).subquery()
     query = (
-        select(devices.c.id, devices.c.household_id, devices.c.status, devices.c.online, devices.c.armed,
-               devices.c.last_seen_ms, devices.c.agent_version, households.c.name.label("hh_name"),
-               households.c.group_id, villages.c.id.label("village_id"), villages.c.name.label("village"),
-               townships.c.code.label("township_code"), townships.c.name.label("township"),
-               health_latest.c.data)
+        select(
+            devices.c.id,
+            devices.c.household_id,
+            devices.c.status,
+            devices.c.online,
+            devices.c.armed,
+            devices.c.last_seen_ms,
+            devices.c.agent_version,
+            households.c.name.label("hh_name"),
+            households.c.group_id,
+            villages.c.id.label("village_id"),
+            villages.c.name.label("village"),
+            townships.c.code.label("township_code"),
+            townships.c.name.label("township"),
+            health_latest.c.data,
+        )
         .join(households, households.c.id == devices.c.household_id)
         .join(villages, villages.c.id == households.c.village_id)
         .join(townships, townships.c.code == villages.c.township_code)
@@ -73,8 +90,13 @@ def device_rows(conn: Connection, now_ms: int, *, q: str = "", village: int | No
     )
     if q:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(devices.c.id.like(like, escape="\\"), devices.c.household_id.like(like, escape="\\"),
-                                households.c.name.like(like, escape="\\")))
+        query = query.where(
+            or_(
+                devices.c.id.like(like, escape="\\"),
+                devices.c.household_id.like(like, escape="\\"),
+                households.c.name.like(like, escape="\\"),
+            )
+        )
     if village is not None:
         query = query.where(villages.c.id == village)
     if group:
@@ -96,14 +118,27 @@ def device_rows(conn: Connection, now_ms: int, *, q: str = "", village: int | No
     for r in conn.execute(query):
         h = r.data or {}
         d = {
-            "id": r.id, "household_id": r.household_id, "household": r.hh_name or r.household_id,
-            "group": r.group_id, "village_id": r.village_id, "village": r.village,
-            "township_code": r.township_code, "township": r.township, "status": r.status,
-            "online": bool(r.online) and r.status == "active", "armed": bool(r.armed),
-            "last_seen_ms": r.last_seen_ms, "version": r.agent_version or h.get("ver"),
-            "temp": _num(h.get("temp")), "thr": h.get("thr"), "fps": _num(h.get("fps")),
-            "inf": _num(h.get("inf")), "ob": h.get("ob"), "cam": h.get("cam"),
-            "open_alarms": len(kinds.get(r.id, [])), "alarm_kinds": sorted(kinds.get(r.id, [])),
+            "id": r.id,
+            "household_id": r.household_id,
+            "household": r.hh_name or r.household_id,
+            "group": r.group_id,
+            "village_id": r.village_id,
+            "village": r.village,
+            "township_code": r.township_code,
+            "township": r.township,
+            "status": r.status,
+            "online": bool(r.online) and r.status == "active",
+            "armed": bool(r.armed),
+            "last_seen_ms": r.last_seen_ms,
+            "version": r.agent_version or h.get("ver"),
+            "temp": _num(h.get("temp")),
+            "thr": h.get("thr"),
+            "fps": _num(h.get("fps")),
+            "inf": _num(h.get("inf")),
+            "ob": h.get("ob"),
+            "cam": h.get("cam"),
+            "open_alarms": len(kinds.get(r.id, [])),
+            "alarm_kinds": sorted(kinds.get(r.id, [])),
         }
         d["badness"], d["problems"] = _badness(d, now_ms)
         out.append(d)
@@ -155,12 +190,14 @@ class Counts:
 
 def counts(conn: Connection, now_ms: int) -> Counts:
     active = devices.c.status == "active"
-    row = conn.execute(select(
-        func.count().filter(active),
-        func.count().filter(active, devices.c.online.is_(True)),
-        func.count().filter(active, devices.c.online.is_(True), devices.c.armed.is_(True)),
-        func.count().filter(devices.c.status == "revoked"),
-    )).one()
+    row = conn.execute(
+        select(
+            func.count().filter(active),
+            func.count().filter(active, devices.c.online.is_(True)),
+            func.count().filter(active, devices.c.online.is_(True), devices.c.armed.is_(True)),
+            func.count().filter(devices.c.status == "revoked"),
+        )
+    ).one()
     n_alerts = conn.execute(select(func.count()).where(alerts.c.status == "open")).scalar_one()
     alarm_row = conn.execute(
         select(func.count(), func.count(console_alarm_acks.c.alarm_id))
@@ -169,27 +206,45 @@ def counts(conn: Connection, now_ms: int) -> Counts:
     ).one()
     start = events.c.phase == "start"
     ev = conn.execute(
-        select(func.count(), func.count().filter(events.c.kind == "person"),
-               func.count().filter(events.c.kind == "panic"))
-        .where(start, events.c.time_ms >= local_midnight_ms(now_ms))
+        select(
+            func.count(), func.count().filter(events.c.kind == "person"), func.count().filter(events.c.kind == "panic")
+        ).where(start, events.c.time_ms >= local_midnight_ms(now_ms))
     ).one()
-    return Counts(devices=row[0], online=row[1], offline=row[0] - row[1], armed=row[2], revoked=row[3],
-                  open_alerts=n_alerts, open_alarms=alarm_row[0], unacked_alarms=alarm_row[0] - alarm_row[1],
-                  events_today=ev[0], persons_today=ev[1], panics_today=ev[2])
+    return Counts(
+        devices=row[0],
+        online=row[1],
+        offline=row[0] - row[1],
+        armed=row[2],
+        revoked=row[3],
+        open_alerts=n_alerts,
+        open_alarms=alarm_row[0],
+        unacked_alarms=alarm_row[0] - alarm_row[1],
+        events_today=ev[0],
+        persons_today=ev[1],
+        panics_today=ev[2],
+    )
 
 
 def breakdown(conn: Connection) -> list[dict[str, Any]]:
     """Township → village: devices, online, armed; townships carry their villages' sums."""
     active = devices.c.status == "active"
     query = (
-        select(townships.c.code, townships.c.name.label("township"), villages.c.id, villages.c.name,
-               func.count(devices.c.id).filter(active).label("n"),
-               func.sum(case((active & devices.c.online.is_(True), 1), else_=0)).label("online"),
-               func.sum(case((active & devices.c.online.is_(True) & devices.c.armed.is_(True), 1),
-                             else_=0)).label("armed"))
-        .select_from(villages.join(townships, townships.c.code == villages.c.township_code)
-                     .outerjoin(households, households.c.village_id == villages.c.id)
-                     .outerjoin(devices, devices.c.household_id == households.c.id))
+        select(
+            townships.c.code,
+            townships.c.name.label("township"),
+            villages.c.id,
+            villages.c.name,
+            func.count(devices.c.id).filter(active).label("n"),
+            func.sum(case((active & devices.c.online.is_(True), 1), else_=0)).label("online"),
+            func.sum(case((active & devices.c.online.is_(True) & devices.c.armed.is_(True), 1), else_=0)).label(
+                "armed"
+            ),
+        )
+        .select_from(
+            villages.join(townships, townships.c.code == villages.c.township_code)
+            .outerjoin(households, households.c.village_id == villages.c.id)
+            .outerjoin(devices, devices.c.household_id == households.c.id)
+        )
         .group_by(townships.c.code, townships.c.name, villages.c.id, villages.c.name)
         .order_by(townships.c.code, villages.c.name)
     )
@@ -198,8 +253,7 @@ def breakdown(conn: Connection) -> list[dict[str, Any]]:
         if not out or out[-1]["code"] != r.code:
             out.append({"code": r.code, "name": r.township, "n": 0, "online": 0, "armed": 0, "villages": []})
         t = out[-1]
-        v = {"id": r.id, "name": r.name, "n": int(r.n or 0), "online": int(r.online or 0),
-             "armed": int(r.armed or 0)}
+        v = {"id": r.id, "name": r.name, "n": int(r.n or 0), "online": int(r.online or 0), "armed": int(r.armed or 0)}
         t["villages"].append(v)
         for k in ("n", "online", "armed"):
             t[k] += v[k]
@@ -207,18 +261,26 @@ def breakdown(conn: Connection) -> list[dict[str, Any]]:
 
 
 def filter_choices(conn: Connection) -> dict[str, list[Any]]:
-    vil = conn.execute(select(villages.c.id, villages.c.name, townships.c.name.label("town"))
-                       .join(townships, townships.c.code == villages.c.township_code)
-                       .order_by(townships.c.code, villages.c.name)).all()
+    vil = conn.execute(
+        select(villages.c.id, villages.c.name, townships.c.name.label("town"))
+        .join(townships, townships.c.code == villages.c.township_code)
+        .order_by(townships.c.code, villages.c.name)
+    ).all()
     grp = conn.execute(select(groups.c.id).order_by(groups.c.id)).scalars().all()
     return {"villages": [(v.id, f"{v.town} · {v.name}") for v in vil], "groups": [(g, g) for g in grp]}
 
 
 def device_detail(conn: Connection, device_id: str, now_ms: int, hours: int = 24) -> dict[str, Any] | None:
     base = (
-        select(devices, households.c.name.label("hh_name"), households.c.group_id,
-               households.c.armed_from, households.c.armed_to, villages.c.name.label("village"),
-               townships.c.name.label("township"))
+        select(
+            devices,
+            households.c.name.label("hh_name"),
+            households.c.group_id,
+            households.c.armed_from,
+            households.c.armed_to,
+            villages.c.name.label("village"),
+            townships.c.name.label("township"),
+        )
         .join(households, households.c.id == devices.c.household_id)
         .join(villages, villages.c.id == households.c.village_id)
         .join(townships, townships.c.code == villages.c.township_code)
@@ -229,24 +291,46 @@ def device_detail(conn: Connection, device_id: str, now_ms: int, hours: int = 24
         return None
     latest = conn.execute(select(health_latest).where(health_latest.c.device_id == device_id)).mappings().first()
     since = now_ms - hours * 3_600_000
-    history = conn.execute(
-        select(health_history).where(health_history.c.device_id == device_id, health_history.c.bucket_ms >= since)
-        .order_by(health_history.c.bucket_ms)
-    ).mappings().all()
-    alarm_rows = conn.execute(
-        select(alarms, console_alarm_acks.c.user_name.label("ack_user"), console_alarm_acks.c.ack_ms)
-        .outerjoin(console_alarm_acks, console_alarm_acks.c.alarm_id == alarms.c.id)
-        .where(alarms.c.device_id == device_id)
-        .order_by(alarms.c.cleared_ms.is_not(None), alarms.c.raised_ms.desc()).limit(20)
-    ).mappings().all()
-    recent_events = conn.execute(
-        select(events).where(events.c.device_id == device_id)
-        .order_by(events.c.time_ms.desc(), events.c.id.desc()).limit(15)
-    ).mappings().all()
-    cmds = conn.execute(
-        select(commands).where(commands.c.device_id == device_id)
-        .order_by(commands.c.sent_ms.desc().nulls_last(), commands.c.ack_ms.desc()).limit(10)
-    ).mappings().all()
+    history = (
+        conn.execute(
+            select(health_history)
+            .where(health_history.c.device_id == device_id, health_history.c.bucket_ms >= since)
+            .order_by(health_history.c.bucket_ms)
+        )
+        .mappings()
+        .all()
+    )
+    alarm_rows = (
+        conn.execute(
+            select(alarms, console_alarm_acks.c.user_name.label("ack_user"), console_alarm_acks.c.ack_ms)
+            .outerjoin(console_alarm_acks, console_alarm_acks.c.alarm_id == alarms.c.id)
+            .where(alarms.c.device_id == device_id)
+            .order_by(alarms.c.cleared_ms.is_not(None), alarms.c.raised_ms.desc())
+            .limit(20)
+        )
+        .mappings()
+        .all()
+    )
+    recent_events = (
+        conn.execute(
+            select(events)
+            .where(events.c.device_id == device_id)
+            .order_by(events.c.time_ms.desc(), events.c.id.desc())
+            .limit(15)
+        )
+        .mappings()
+        .all()
+    )
+    cmds = (
+        conn.execute(
+            select(commands)
+            .where(commands.c.device_id == device_id)
+            .order_by(commands.c.sent_ms.desc().nulls_last(), commands.c.ack_ms.desc())
+            .limit(10)
+        )
+        .mappings()
+        .all()
+    )
     return {
         "device": dict(row),
         "online": bool(row["online"]) and row["status"] == "active",

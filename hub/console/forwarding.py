@@ -19,8 +19,12 @@ def overview(conn: Connection, now_ms: int, dead_limit: int = 200) -> dict[str, 
     names = conn.execute(select(forward_sinks.c.sink).order_by(forward_sinks.c.sink)).scalars().all()
     stats = [asdict(outbox.sink_stats(conn, name, now_ms)) for name in names]
     dead = [asdict(d) for d in outbox.dead_letters(conn, None, dead_limit)]
-    return {"sinks": stats, "dead": dead, "depth": sum(s["depth"] for s in stats),
-            "dead_total": sum(s["dead"] for s in stats)}
+    return {
+        "sinks": stats,
+        "dead": dead,
+        "depth": sum(s["depth"] for s in stats),
+        "dead_total": sum(s["dead"] for s in stats),
+    }
 
 
 def retry(conn: Connection, ids: list[int] | None, now_ms: int) -> int:

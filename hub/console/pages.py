@@ -36,15 +36,24 @@ def _not_found(request: Request) -> HTMLResponse:
 
 # -- login -----------------------------------------------------------------------
 
-def _login_page(request: Request, error: str = "", status_code: int = 200, next_: str | None = None
-                ) -> HTMLResponse:
+
+def _login_page(request: Request, error: str = "", status_code: int = 200, next_: str | None = None) -> HTMLResponse:
     # Login CSRF (double submit): the form must echo a cookie only this site could set.
     token = new_login_token()
-    resp = _render(request, "login.html", {"error": error, "login_token": token,
-                                           "next": safe_next(next_ or request.query_params.get("next"))},
-                   status_code)
-    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
-                    secure=ctx_of(request).settings.secure_cookie)
+    resp = _render(
+        request,
+        "login.html",
+        {"error": error, "login_token": token, "next": safe_next(next_ or request.query_params.get("next"))},
+        status_code,
+    )
+    resp.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/login",
+        secure=ctx_of(request).settings.secure_cookie,
+    )
     return resp
 
 
@@ -54,8 +63,9 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-def login_submit(request: Request, username: str = Form(""), password: str = Form(""),
-                 csrf: str = Form(""), next: str = Form("/")) -> Response:
+def login_submit(
+    request: Request, username: str = Form(""), password: str = Form(""), csrf: str = Form(""), next: str = Form("/")
+) -> Response:
     ctx = ctx_of(request)
     t = translator(request)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
@@ -63,15 +73,28 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
         return _login_page(request, t("err.csrf"), 403, next)
     ip = request.client.host if request.client else "?"
     try:
-        token = auth.login(ctx.engine, username.strip()[:32], password[:200], ip,
-                           session_s=int(ctx.settings.session_hours * 3600), throttle=ctx.settings.throttle)
+        token = auth.login(
+            ctx.engine,
+            username.strip()[:32],
+            password[:200],
+            ip,
+            session_s=int(ctx.settings.session_hours * 3600),
+            throttle=ctx.settings.throttle,
+        )
     except auth.LoginLocked as exc:
         return _login_page(request, t("login.locked", n=exc.retry_after_s), 429, next)
     if token is None:
         return _login_page(request, t("login.bad"), 401, next)
     resp = RedirectResponse(safe_next(next), status_code=303)
-    resp.set_cookie(auth.SESSION_COOKIE, token, httponly=True, samesite="lax", path="/",
-                    secure=ctx.settings.secure_cookie, max_age=int(ctx.settings.session_hours * 3600))
+    resp.set_cookie(
+        auth.SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        path="/",
+        secure=ctx.settings.secure_cookie,
+        max_age=int(ctx.settings.session_hours * 3600),
+    )
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return resp
 
@@ -79,12 +102,12 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
 @router.get("/lang")
 def switch_language(request: Request, to: str = "zh", next: str = "/") -> Response:
     resp = RedirectResponse(safe_next(next), status_code=303)
-    resp.set_cookie(LANG_COOKIE, to if to in LANGS else "zh", max_age=365 * 86400, samesite="lax",
-                    httponly=True)
+    resp.set_cookie(LANG_COOKIE, to if to in LANGS else "zh", max_age=365 * 86400, samesite="lax", httponly=True)
     return resp
 
 
 # -- pages -------------------------------------------------------------------------
+
 
 @router.get("/")
 def overview_page(request: Request, _u: Viewer) -> Response:
@@ -107,8 +130,17 @@ def device_page(request: Request, device_id: str, _u: Viewer) -> Response:
     if data is None:
         return _not_found(request)
     charts = _charts(data["history"], translator(request))
-    return _render(request, "device.html", {"nav": "devices", **data, "charts": charts, "notice": _notice(request),
-                                            "has_publisher": ctx_of(request).publisher is not None})
+    return _render(
+        request,
+        "device.html",
+        {
+            "nav": "devices",
+            **data,
+            "charts": charts,
+            "notice": _notice(request),
+            "has_publisher": ctx_of(request).publisher is not None,
+        },
+    )
 
 
 def _charts(history: list[dict[str, Any]], t: Any) -> list[tuple[str, Any, str]]:
@@ -117,9 +149,13 @@ def _charts(history: list[dict[str, Any]], t: Any) -> list[tuple[str, Any, str]]
     end = _now()
     start = end - 24 * 3_600_000
     out = []
-    for column, key, unit, warn in (("temp_max", "col.temp", "°C", 80.0), ("load_max", "dev.load", "", None),
-                                    ("mem_min_mb", "dev.mem", "", None), ("disk_min_mb", "dev.disk", "", None),
-                                    ("outbox_max", "col.ob", "", None)):
+    for column, key, unit, warn in (
+        ("temp_max", "col.temp", "°C", 80.0),
+        ("load_max", "dev.load", "", None),
+        ("mem_min_mb", "dev.mem", "", None),
+        ("disk_min_mb", "dev.disk", "", None),
+        ("outbox_max", "col.ob", "", None),
+    ):
         points = [(int(h["bucket_ms"]), None if h[column] is None else float(h[column])) for h in history]
         last = next((v for _, v in reversed(points) if v is not None), None)
         svg = sparkline(points, start, end, label=t(key), unit=unit, warn=warn)
@@ -140,8 +176,12 @@ def _notice(request: Request) -> str:
         return q.get("err", "")[:200]
     if key == "retried":
         return t("fw.retried", n=views.as_int(q.get("n")) or 0)
-    fixed = {"no_channel": "cmd.no_channel", "revoked": "dev.revoked_ok", "acked": "al.acked_ok",
-             "user_saved": "users.added"}
+    fixed = {
+        "no_channel": "cmd.no_channel",
+        "revoked": "dev.revoked_ok",
+        "acked": "al.acked_ok",
+        "user_saved": "users.added",
+    }
     return t(fixed[key]) if key in fixed else ""
 
 
@@ -214,8 +254,18 @@ def users_page(request: Request, user: Viewer) -> Response:
     if not user.can("admin"):
         return _render(request, "error.html", {"message": translator(request)("err.forbidden")}, 403)
     with ctx_of(request).engine.connect() as conn:
-        users = conn.execute(select(console_users.c.name, console_users.c.role, console_users.c.disabled,
-                                    console_users.c.last_login_ms).order_by(console_users.c.name)).mappings().all()
+        users = (
+            conn.execute(
+                select(
+                    console_users.c.name, console_users.c.role, console_users.c.disabled, console_users.c.last_login_ms
+                ).order_by(console_users.c.name)
+            )
+            .mappings()
+            .all()
+        )
         log = conn.execute(select(console_audit).order_by(console_audit.c.id.desc()).limit(100)).mappings().all()
-    return _render(request, "users.html", {"nav": "users", "users": users, "audit": log, "roles": ROLES,
-                                           "notice": _notice(request)})
+    return _render(
+        request,
+        "users.html",
+        {"nav": "users", "users": users, "audit": log, "roles": ROLES, "notice": _notice(request)},
+    )

@@ -55,8 +55,14 @@ class ConsoleServer:
     def __init__(self, ctx: ConsoleContext) -> None:
         self.ctx = ctx
         self.app = create_app(ctx)
-        config = uvicorn.Config(self.app, host=ctx.settings.host, port=ctx.settings.port, log_level="warning",
-                                access_log=False, proxy_headers=False)
+        config = uvicorn.Config(
+            self.app,
+            host=ctx.settings.host,
+            port=ctx.settings.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="xl-console", daemon=True)
 

@@ -46,9 +46,17 @@ def devices(conn: Connection, now_ms: int, params: dict[str, str]) -> dict[str, 
     desc = params.get("dir", "asc") == "desc"
     page = max(1, as_int(params.get("page")) or 1)
     rows = fleet.sort_rows(fleet.device_rows(conn, now_ms, **filters), sort, desc)  # type: ignore[arg-type]
-    shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    return {"filters": filters, "sort": sort, "desc": desc, "page": page, "total": len(rows), "rows": shown,
-            "pages": max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE), "choices": fleet.filter_choices(conn)}
+    shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    return {
+        "filters": filters,
+        "sort": sort,
+        "desc": desc,
+        "page": page,
+        "total": len(rows),
+        "rows": shown,
+        "pages": max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE),
+        "choices": fleet.filter_choices(conn),
+    }
 
 
 def device(conn: Connection, device_id: str, now_ms: int) -> dict[str, Any] | None:
@@ -68,20 +76,35 @@ def events(conn: Connection, params: dict[str, str]) -> dict[str, Any]:
     if until_ms is not None and len(until) == 10:
         until_ms += 86_400_000  # a date means "through the end of that day"
     limit = min(500, max(1, as_int(params.get("limit")) or 100))
-    rows, total = ops.list_events(conn, kind=kind, village=village,
-                                  device=device, since_ms=since_ms, until_ms=until_ms,
-                                  before_id=as_int(params.get("before")), limit=limit)
-    return {"filters": filters, "rows": rows, "total": total, "limit": limit,
-            "choices": fleet.filter_choices(conn), "kinds": ops.KINDS}
+    rows, total = ops.list_events(
+        conn,
+        kind=kind,
+        village=village,
+        device=device,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        before_id=as_int(params.get("before")),
+        limit=limit,
+    )
+    return {
+        "filters": filters,
+        "rows": rows,
+        "total": total,
+        "limit": limit,
+        "choices": fleet.filter_choices(conn),
+        "kinds": ops.KINDS,
+    }
 
 
 def alerts(conn: Connection, params: dict[str, str], now_ms: int) -> dict[str, Any]:
     status = params.get("status", "")
     status = status if status in ("open", "closed") else ""
     group = params.get("group", "")[:32]
-    return {"filters": {"status": status, "group": group},
-            "alerts": ops.list_alerts(conn, status=status, group=group),
-            "alarms": ops.list_alarms(conn, include_cleared_since_ms=now_ms - 86_400_000)}
+    return {
+        "filters": {"status": status, "group": group},
+        "alerts": ops.list_alerts(conn, status=status, group=group),
+        "alarms": ops.list_alarms(conn, include_cleared_since_ms=now_ms - 86_400_000),
+    }
 
 
 def groups(conn: Connection) -> dict[str, Any]:
@@ -92,8 +115,11 @@ def group(conn: Connection, group_id: str) -> dict[str, Any] | None:
     found = [g for g in ops.list_groups(conn) if g["id"] == group_id]
     if not found:
         return None
-    return {"group": found[0], "members": ops.group_members(conn, group_id),
-            "alerts": ops.list_alerts(conn, group=group_id, limit=50)}
+    return {
+        "group": found[0],
+        "members": ops.group_members(conn, group_id),
+        "alerts": ops.list_alerts(conn, group=group_id, limit=50),
+    }
 
 
 def forward(conn: Connection, now_ms: int) -> dict[str, Any]:

@@ -50,8 +50,13 @@ class Directory:
     def reload(self) -> None:
         with self.engine.connect() as conn:
             hh_rows = conn.execute(
-                select(households.c.id, households.c.name, households.c.group_id,
-                       households.c.armed_from, households.c.armed_to)
+                select(
+                    households.c.id,
+                    households.c.name,
+                    households.c.group_id,
+                    households.c.armed_from,
+                    households.c.armed_to,
+                )
             ).all()
             dev_rows = conn.execute(
                 select(devices.c.id, devices.c.household_id, devices.c.status, devices.c.health_interval_s)

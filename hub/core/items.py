@@ -131,8 +131,13 @@ def _snap_from_dict(obj: dict[str, Any] | None) -> Snapshot | None:
     if obj is None:
         return None
     # Rows queued before the crop was kept have no "c": they read as whole frames, as they were sent.
-    return Snapshot(base64.b64decode(obj["jpeg"], validate=True), int(obj["w"]), int(obj["h"]),
-                    box_of(obj.get("c")), box_of(obj.get("b")))
+    return Snapshot(
+        base64.b64decode(obj["jpeg"], validate=True),
+        int(obj["w"]),
+        int(obj["h"]),
+        box_of(obj.get("c")),
+        box_of(obj.get("b")),
+    )
 
 
 def box_of(value: Any) -> tuple[int, int, int, int] | None:

@@ -27,8 +27,14 @@ Columns = tuple[tuple[str, str], ...]
 _SQLITE_MAX_PARAMS = 30_000
 
 
-def insert_new(conn: Connection, table: str, columns: Columns, rows: Sequence[tuple[Any, ...]],
-               conflict: tuple[str, ...], returning: tuple[str, ...]) -> list[tuple[Any, ...]]:
+def insert_new(
+    conn: Connection,
+    table: str,
+    columns: Columns,
+    rows: Sequence[tuple[Any, ...]],
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (tuples in ``columns`` order), skipping any that hit the
     ``conflict`` key; returns ``returning`` of the rows actually inserted."""
     if not rows:
@@ -40,7 +46,7 @@ def insert_new(conn: Connection, table: str, columns: Columns, rows: Sequence[tu
     out: list[tuple[Any, ...]] = []
     per_chunk = _SQLITE_MAX_PARAMS // len(columns)
     for i in range(0, len(rows), per_chunk):
-        chunk = rows[i:i + per_chunk]
+        chunk = rows[i : i + per_chunk]
         sql = _sqlite_statement(table, columns, conflict, returning, len(chunk))
         out.extend(tuple(r) for r in conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)))
     return out
@@ -56,8 +62,11 @@ def _pg_statement(table: str, columns: Columns, conflict: tuple[str, ...], retur
 
 
 @lru_cache(maxsize=64)
-def _sqlite_statement(table: str, columns: Columns, conflict: tuple[str, ...], returning: tuple[str, ...],
-                      n: int) -> str:
+def _sqlite_statement(
+    table: str, columns: Columns, conflict: tuple[str, ...], returning: tuple[str, ...], n: int
+) -> str:
     one = "(" + ",".join("?" * len(columns)) + ")"
-    return (f"INSERT INTO {table} ({', '.join(c for c, _ in columns)}) VALUES {','.join([one] * n)} "
-            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}")
+    return (
+        f"INSERT INTO {table} ({', '.join(c for c, _ in columns)}) VALUES {','.join([one] * n)} "
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+    )

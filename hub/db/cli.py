@@ -29,11 +29,18 @@ def db_command(engine: Engine, action: str) -> int:
 
 
 def _print_status(st: Status) -> None:
-    print_rows([{"room": b.branch, "database": b.current, "head": b.head,
-                 "pending": " ".join(b.pending) or None} for b in st.branches], as_json=False)
+    print_rows(
+        [
+            {"room": b.branch, "database": b.current, "head": b.head, "pending": " ".join(b.pending) or None}
+            for b in st.branches
+        ],
+        as_json=False,
+    )
     if st.legacy is not None:
-        print("the database still has the old runner's schema_version table "
-              f"({', '.join(str(v) for v in sorted(st.legacy))}): `xl-hub db upgrade` moves it to Alembic")
+        print(
+            "the database still has the old runner's schema_version table "
+            f"({', '.join(str(v) for v in sorted(st.legacy))}): `xl-hub db upgrade` moves it to Alembic"
+        )
     if st.unknown:
         print(f"revisions in the database this xl-hub does not have: {', '.join(st.unknown)} (a newer xl-hub?)")
     print("at every head" if st.up_to_date else "not up to date: run `xl-hub db upgrade`")

@@ -47,12 +47,16 @@ def bridge(conn: Connection, cfg: Config) -> None:
     if have is None:
         return
     if MigrationContext.configure(conn).get_current_heads():
-        raise MigrationError("the database has both schema_version and alembic_version: "
-                           "it was changed by hand; drop the one that is wrong")
+        raise MigrationError(
+            "the database has both schema_version and alembic_version: "
+            "it was changed by hand; drop the one that is wrong"
+        )
     known = {v for steps in REVISIONS.values() for v, _ in steps}
     if have - known:
-        raise MigrationError(f"schema_version lists migrations {sorted(have - known)}, which this xl-hub "
-                           "does not know: a newer xl-hub made them; upgrade with that one")
+        raise MigrationError(
+            f"schema_version lists migrations {sorted(have - known)}, which this xl-hub "
+            "does not know: a newer xl-hub made them; upgrade with that one"
+        )
     for steps in REVISIONS.values():
         top = max((v for v, _ in steps if v in have), default=None)
         for version, revision in steps:

@@ -128,8 +128,9 @@ def status(engine: Engine) -> Status:
     return Status(tuple(branches), tuple(unknown), None if old is None else frozenset(old))
 
 
-def schema_problem(engine: Engine, *, branches: tuple[str, ...] | None = None,
-                   upgrade_command: str = "xl-hub db upgrade") -> str | None:
+def schema_problem(
+    engine: Engine, *, branches: tuple[str, ...] | None = None, upgrade_command: str = "xl-hub db upgrade"
+) -> str | None:
     """Why this database is not ready for this xl-hub (None: it is at every head).
 
     ``branches`` narrows the check to some rooms (the console's user commands
@@ -137,9 +138,11 @@ def schema_problem(engine: Engine, *, branches: tuple[str, ...] | None = None,
     st = status(engine)
     run = f"run `{upgrade_command}` first"
     if st.legacy is not None:
-        return (f"the database still has the old migration runner's schema_version table "
-                f"(migrations {_ranges(st.legacy)}) and no Alembic revision: {run}; "
-                "it records what the old runner applied and applies the rest")
+        return (
+            f"the database still has the old migration runner's schema_version table "
+            f"(migrations {_ranges(st.legacy)}) and no Alembic revision: {run}; "
+            "it records what the old runner applied and applies the rest"
+        )
     if st.unknown:
         return _unknown(st.unknown)
     behind = [b for b in st.branches if b.pending and (branches is None or b.branch in branches)]
@@ -152,8 +155,10 @@ def schema_problem(engine: Engine, *, branches: tuple[str, ...] | None = None,
 
 
 def _unknown(revisions: tuple[str, ...]) -> str:
-    return (f"the database is at revision {', '.join(revisions)}, which this xl-hub does not have: "
-            "a newer xl-hub upgraded it; run that version")
+    return (
+        f"the database is at revision {', '.join(revisions)}, which this xl-hub does not have: "
+        "a newer xl-hub upgraded it; run that version"
+    )
 
 
 def _ranges(versions: frozenset[int]) -> str:

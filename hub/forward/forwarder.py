@@ -125,8 +125,9 @@ class Forwarder:
 
     def queue_stats(self) -> QueueStats | None:
         stats = self.stats().values()
-        return QueueStats(depth=sum(s.depth for s in stats),
-                          oldest_age_s=max((s.oldest_age_s for s in stats), default=0.0))
+        return QueueStats(
+            depth=sum(s.depth for s in stats), oldest_age_s=max((s.oldest_age_s for s in stats), default=0.0)
+        )
 
     # -- delivery --------------------------------------------------------------
 

@@ -68,8 +68,15 @@ def ensure_sinks(engine: Engine, names: Iterable[str]) -> None:
 
 
 _OUTBOX_COLUMNS = (
-    ("sink", "varchar"), ("seq", "bigint"), ("item_key", "varchar"), ("item_type", "varchar"), ("payload", "text"),
-    ("state", "varchar"), ("created_ms", "bigint"), ("age_from_ms", "bigint"), ("attempts", "integer"),
+    ("sink", "varchar"),
+    ("seq", "bigint"),
+    ("item_key", "varchar"),
+    ("item_type", "varchar"),
+    ("payload", "text"),
+    ("state", "varchar"),
+    ("created_ms", "bigint"),
+    ("age_from_ms", "bigint"),
+    ("attempts", "integer"),
     ("next_attempt_ms", "bigint"),
 )
 
@@ -100,12 +107,25 @@ def enqueue_many(conn: Connection, sink: str, items: Sequence[ForwardItem], now_
         if item.key in by_key:
             continue
         by_key[item.key] = item
-        rows.append((sink, first_seq + offset, item.key, "event" if isinstance(item, EventItem) else "alert",
-                     item_to_json(item), STATE_PENDING, now_ms, now_ms, 0, now_ms))
+        rows.append(
+            (
+                sink,
+                first_seq + offset,
+                item.key,
+                "event" if isinstance(item, EventItem) else "alert",
+                item_to_json(item),
+                STATE_PENDING,
+                now_ms,
+                now_ms,
+                0,
+                now_ms,
+            )
+        )
     # The unique (sink, item_key) key is the duplicate check: an item queued by
     # an earlier delivery of the same message is skipped by the database.
-    new_keys = {r[0] for r in insert_new(conn, "forward_outbox", _OUTBOX_COLUMNS, rows, ("sink", "item_key"),
-                                         ("item_key",))}
+    new_keys = {
+        r[0] for r in insert_new(conn, "forward_outbox", _OUTBOX_COLUMNS, rows, ("sink", "item_key"), ("item_key",))
+    }
     return [item for key, item in by_key.items() if key in new_keys]
 
 

@@ -54,24 +54,32 @@ def _secret(sink: ViidSection | WebhookSection, where: str, file_key: str, inlin
 def build_sinks(section: ForwardConfig) -> list[Sink]:
     sinks: list[Sink] = []
     if (v := section.viid) is not None:
-        sinks.append(ViidSink(ViidConfig(
-            base_url=v.base_url.rstrip("/"),
-            gateway_id=v.gateway_id,
-            password=_secret(v, "forward.viid", "password_file", "password"),
-            keepalive_s=v.keepalive_s,
-            timeout_s=v.timeout_s,
-            event_sort=v.event_sort,
-            verify_tls=v.verify_tls,
-        )))
+        sinks.append(
+            ViidSink(
+                ViidConfig(
+                    base_url=v.base_url.rstrip("/"),
+                    gateway_id=v.gateway_id,
+                    password=_secret(v, "forward.viid", "password_file", "password"),
+                    keepalive_s=v.keepalive_s,
+                    timeout_s=v.timeout_s,
+                    event_sort=v.event_sort,
+                    verify_tls=v.verify_tls,
+                )
+            )
+        )
     if (w := section.webhook) is not None:
-        sinks.append(WebhookSink(WebhookConfig(
-            url=w.url,
-            secret=_secret(w, "forward.webhook", "secret_file", "secret").encode(),
-            include_snapshot=w.include_snapshot,
-            event_kinds=frozenset(w.event_kinds),
-            timeout_s=w.timeout_s,
-            verify_tls=w.verify_tls,
-        )))
+        sinks.append(
+            WebhookSink(
+                WebhookConfig(
+                    url=w.url,
+                    secret=_secret(w, "forward.webhook", "secret_file", "secret").encode(),
+                    include_snapshot=w.include_snapshot,
+                    event_kinds=frozenset(w.event_kinds),
+                    timeout_s=w.timeout_s,
+                    verify_tls=w.verify_tls,
+                )
+            )
+        )
     return sinks
 
 
@@ -85,7 +93,8 @@ def create(engine: Engine, section: ForwardConfig | Mapping[str, Any]) -> tuple[
         problems = forward_problems(section, "forward")
         if problems:
             raise ConfigError(problems)
-    policy = RetryPolicy(base_s=section.retry_base_s, cap_s=section.retry_cap_s,
-                         dead_after_s=section.dead_after_h * 3600.0)
+    policy = RetryPolicy(
+        base_s=section.retry_base_s, cap_s=section.retry_cap_s, dead_after_s=section.dead_after_h * 3600.0
+    )
     forwarder = Forwarder(engine, build_sinks(section), policy=policy)
     return forwarder, [forwarder]  # the hub's ForwardSink, and an Extension to start and stop

@@ -85,8 +85,13 @@ def webhook_body(item: ForwardItem, include_snapshot: bool) -> dict[str, Any]:
     if snap is not None and include_snapshot:
         # Boxes are in permille of the camera's frame: with the crop a receiver places them in the picture;
         # "box" is the person in the frame the picture was taken from, the event's bbox the visit's when sent.
-        data["snapshot"] = {"jpeg_b64": snap["jpeg"], "width": snap["w"], "height": snap["h"], "crop": snap.get("c"),
-                            "box": snap.get("b")}
+        data["snapshot"] = {
+            "jpeg_b64": snap["jpeg"],
+            "width": snap["w"],
+            "height": snap["h"],
+            "crop": snap.get("c"),
+            "box": snap.get("b"),
+        }
     return {"schema": SCHEMA, "id": item.key, **data}
 
 

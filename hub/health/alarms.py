@@ -37,8 +37,7 @@ def health_conditions(h: Health, previous_dropped: int | None, disk_low_mb: int)
     if h.outbox_dropped is not None and previous_dropped is not None:
         grew = h.outbox_dropped > previous_dropped
         out["outbox_dropping"] = (
-            f"outbox dropped {h.outbox_dropped - previous_dropped} more (total {h.outbox_dropped})"
-            if grew else None
+            f"outbox dropped {h.outbox_dropped - previous_dropped} more (total {h.outbox_dropped})" if grew else None
         )
     return out
 
@@ -70,9 +69,7 @@ class AlarmBook:
     def raise_(self, device_id: str, kind: str, detail: str, now_ms: int) -> None:
         if (device_id, kind) in self.open:
             return
-        self.conn.execute(
-            alarms.insert().values(device_id=device_id, kind=kind, detail=detail[:200], raised_ms=now_ms)
-        )
+        self.conn.execute(alarms.insert().values(device_id=device_id, kind=kind, detail=detail[:200], raised_ms=now_ms))
         self.open.add((device_id, kind))
         self.raised.append((device_id, kind, detail))
 

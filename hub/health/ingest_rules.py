@@ -28,8 +28,14 @@ class HealthRules:
         self.presence = SightingFilter()
         self.offline = OfflineRules(directory, alerts, config)
 
-    def on_batch(self, conn: Connection, accepted: Sequence[Accepted], healths: Sequence[Accepted],
-                 previous_dropped: Mapping[str, int | None], new_events: Sequence[Accepted]) -> list[Transition]:
+    def on_batch(
+        self,
+        conn: Connection,
+        accepted: Sequence[Accepted],
+        healths: Sequence[Accepted],
+        previous_dropped: Mapping[str, int | None],
+        new_events: Sequence[Accepted],
+    ) -> list[Transition]:
         """Apply the rules to a batch ingest has just stored; returns the presence changes.
 
         ``previous_dropped`` is each heartbeat device's ``outbox_dropped`` before

@@ -63,8 +63,9 @@ class OfflineRules:
 
     # -- called by ingest (and by the watcher for missed heartbeats) ------------
 
-    def on_presence(self, conn: Connection, book: AlarmBook, sightings: Sequence[Sighting],
-                    transitions: Sequence[Transition]) -> None:
+    def on_presence(
+        self, conn: Connection, book: AlarmBook, sightings: Sequence[Sighting], transitions: Sequence[Transition]
+    ) -> None:
         """Ingest: the batch's sightings and the presence changes just written.
 
         After a broker restart the hub's session can deliver a device's queued
@@ -78,8 +79,9 @@ class OfflineRules:
                 self._wills[s.device_id] = s.received_ms
         self.on_transitions(conn, book, transitions, max(wills, default=None))
 
-    def on_transitions(self, conn: Connection, book: AlarmBook, transitions: Sequence[Transition],
-                       last_will_ms: int | None = None) -> None:
+    def on_transitions(
+        self, conn: Connection, book: AlarmBook, transitions: Sequence[Transition], last_will_ms: int | None = None
+    ) -> None:
         """Presence changes just written in this transaction."""
         for t in transitions:
             if t.online:
@@ -96,9 +98,14 @@ class OfflineRules:
         if self._open_outage(conn) is not None:
             return
         active = devices.c.status == "active"
-        recent = {r.id: int(r.state_changed_ms) for r in conn.execute(
-            select(devices.c.id, devices.c.state_changed_ms)
-            .where(active, devices.c.online.is_(False), devices.c.state_changed_ms >= since))}
+        recent = {
+            r.id: int(r.state_changed_ms)
+            for r in conn.execute(
+                select(devices.c.id, devices.c.state_changed_ms).where(
+                    active, devices.c.online.is_(False), devices.c.state_changed_ms >= since
+                )
+            )
+        }
         n = len(recent.keys() | self._wills.keys())
         if n < self.min_devices:
             return
@@ -108,10 +115,11 @@ class OfflineRules:
         if n < self.fraction * (online + len(recent)):
             return
         first = min([*recent.values(), *self._wills.values()])
-        detail = (f"{n} of {online + len(recent)} devices went offline within {self.window_ms / 1000:g} s: "
-                  "the broker restarted or is unreachable")
-        conn.execute(alarms.insert().values(device_id=BROKER, kind=BROKER_DISCONNECT, detail=detail,
-                                            raised_ms=first))
+        detail = (
+            f"{n} of {online + len(recent)} devices went offline within {self.window_ms / 1000:g} s: "
+            "the broker restarted or is unreachable"
+        )
+        conn.execute(alarms.insert().values(device_id=BROKER, kind=BROKER_DISCONNECT, detail=detail, raised_ms=first))
         log.warning("broker-wide disconnect: %s; per-device offline alarms wait for its return", detail)
 
     # -- called by the watcher ----------------------------------------------------
@@ -126,7 +134,8 @@ class OfflineRules:
         row = conn.execute(
             select(alarms.c.id, alarms.c.raised_ms)
             .where(alarms.c.device_id == BROKER, alarms.c.kind == BROKER_DISCONNECT, alarms.c.cleared_ms.is_(None))
-            .order_by(alarms.c.raised_ms).limit(1)
+            .order_by(alarms.c.raised_ms)
+            .limit(1)
         ).first()
         return None if row is None else Outage(int(row.id), int(row.raised_ms), None)
 
@@ -137,38 +146,53 @@ class OfflineRules:
         active = devices.c.status == "active"
         # Back: heard from since the outage began (a device whose will and
         # return came in one batch never changed state). Away: went offline since.
-        back = conn.execute(select(func.count()).where(
-            active, devices.c.online.is_(True), devices.c.last_seen_ms >= outage.began_ms)).scalar_one()
-        away = conn.execute(select(func.count()).where(
-            active, devices.c.online.is_(False), devices.c.state_changed_ms >= outage.began_ms)).scalar_one()
+        back = conn.execute(
+            select(func.count()).where(active, devices.c.online.is_(True), devices.c.last_seen_ms >= outage.began_ms)
+        ).scalar_one()
+        away = conn.execute(
+            select(func.count()).where(
+                active, devices.c.online.is_(False), devices.c.state_changed_ms >= outage.began_ms
+            )
+        ).scalar_one()
         # "Back" needs at least one device through the broker again; then the
         # outage is over once fewer are away than would have made it one.
         if back == 0 or (away >= self.min_devices and away >= self.fraction * (back + away)):
             return
         conn.execute(update(alarms).where(alarms.c.id == outage.alarm_id).values(cleared_ms=now_ms))
-        log.warning("broker-wide disconnect over: %d device(s) back, %d still away get their own alarm "
-                    "if they are not back within %.0f s", back, away, self.grace_ms / 1000)
+        log.warning(
+            "broker-wide disconnect over: %d device(s) back, %d still away get their own alarm "
+            "if they are not back within %.0f s",
+            back,
+            away,
+            self.grace_ms / 1000,
+        )
 
     def _outages_in_grace(self, conn: Connection, now_ms: int) -> list[Outage]:
         """Outages still on, or over for less than a grace: devices caught in them are not due yet."""
         rows = conn.execute(
             select(alarms.c.id, alarms.c.raised_ms, alarms.c.cleared_ms).where(
-                alarms.c.device_id == BROKER, alarms.c.kind == BROKER_DISCONNECT,
-                alarms.c.cleared_ms.is_(None) | (alarms.c.cleared_ms > now_ms - self.grace_ms))
+                alarms.c.device_id == BROKER,
+                alarms.c.kind == BROKER_DISCONNECT,
+                alarms.c.cleared_ms.is_(None) | (alarms.c.cleared_ms > now_ms - self.grace_ms),
+            )
         )
-        return [Outage(int(r.id), int(r.raised_ms), None if r.cleared_ms is None else int(r.cleared_ms))
-                for r in rows]
+        return [Outage(int(r.id), int(r.raised_ms), None if r.cleared_ms is None else int(r.cleared_ms)) for r in rows]
 
     def _raise_due(self, conn: Connection, now_ms: int) -> list[str]:
-        has_open = exists().where(alarms.c.device_id == devices.c.id, alarms.c.kind == OFFLINE_ARMED,
-                                  alarms.c.cleared_ms.is_(None))
+        has_open = exists().where(
+            alarms.c.device_id == devices.c.id, alarms.c.kind == OFFLINE_ARMED, alarms.c.cleared_ms.is_(None)
+        )
         # Every device away longer than a grace without its alarm. A device
         # long offline outside armed hours is looked at again each check; with
         # a county's few hundred at most that is a cheap query.
         rows = conn.execute(
             select(devices.c.id, devices.c.state_changed_ms, devices.c.armed).where(
-                devices.c.status == "active", devices.c.online.is_(False), devices.c.state_changed_ms.is_not(None),
-                devices.c.state_changed_ms <= now_ms - self.grace_ms, ~has_open)
+                devices.c.status == "active",
+                devices.c.online.is_(False),
+                devices.c.state_changed_ms.is_not(None),
+                devices.c.state_changed_ms <= now_ms - self.grace_ms,
+                ~has_open,
+            )
         ).all()
         if not rows:
             return []
@@ -183,11 +207,16 @@ class OfflineRules:
             armed = r.armed is True or (info is not None and self.alerts.armed_at(info.household_id, went))
             if not armed:
                 continue
-            book.raise_(r.id, OFFLINE_ARMED,
-                        f"went offline during armed hours, not back after {(now_ms - went) // 1000} s", now_ms)
+            book.raise_(
+                r.id,
+                OFFLINE_ARMED,
+                f"went offline during armed hours, not back after {(now_ms - went) // 1000} s",
+                now_ms,
+            )
             raised.append(r.id)
         if raised:
             more = f" and {len(raised) - 10} more" if len(raised) > 10 else ""
-            log.warning("offline while armed, past the %.0f s grace: %s%s", self.grace_ms / 1000,
-                        ", ".join(raised[:10]), more)
+            log.warning(
+                "offline while armed, past the %.0f s grace: %s%s", self.grace_ms / 1000, ", ".join(raised[:10]), more
+            )
         return raised

@@ -74,11 +74,9 @@ class SightingFilter:
 def _sighting(it: Accepted) -> Sighting:
     msg = it.message
     if isinstance(msg, State):
-        return Sighting(it.device.device_id, it.received_ms, msg.state == "online", msg.interval_s,
-                        msg.agent_version)
+        return Sighting(it.device.device_id, it.received_ms, msg.state == "online", msg.interval_s, msg.agent_version)
     if isinstance(msg, Health):
-        return Sighting(it.device.device_id, it.received_ms, True, msg.interval_s, msg.agent_version,
-                        msg.armed)
+        return Sighting(it.device.device_id, it.received_ms, True, msg.interval_s, msg.agent_version, msg.armed)
     return Sighting(it.device.device_id, it.received_ms, True)
 
 
@@ -88,9 +86,7 @@ def apply_sightings(conn: Connection, sightings: Sequence[Sighting]) -> list[Tra
     ids = sorted({s.device_id for s in sightings})
     current = {
         r.id: r
-        for r in conn.execute(
-            select(devices.c.id, devices.c.online, devices.c.armed).where(devices.c.id.in_(ids))
-        )
+        for r in conn.execute(select(devices.c.id, devices.c.online, devices.c.armed).where(devices.c.id.in_(ids)))
     }
     final: dict[str, dict[str, Any]] = {}
     for s in sightings:
@@ -120,11 +116,7 @@ def apply_sightings(conn: Connection, sightings: Sequence[Sighting]) -> list[Tra
         shape = tuple(sorted(values))
         by_shape.setdefault(shape, []).append({"b_id": dev, **{f"b_{k}": v for k, v in values.items()}})
     for shape, rows in by_shape.items():
-        stmt = (
-            update(devices)
-            .where(devices.c.id == bindparam("b_id"))
-            .values({k: bindparam(f"b_{k}") for k in shape})
-        )
+        stmt = update(devices).where(devices.c.id == bindparam("b_id")).values({k: bindparam(f"b_{k}") for k in shape})
         conn.execute(stmt, rows)
     return transitions
 

@@ -26,10 +26,17 @@ log = logging.getLogger("xl.hub.health")
 
 
 class Watcher:
-    def __init__(self, engine_db: Engine, directory: Directory, alerts_engine: AlertEngine,
-                 config: HealthConfig, metrics: HubMetrics, sink: ForwardSink,
-                 publish: Callable[[list[Publication]], None],
-                 take_confirmed: Callable[[], list[tuple[str, int]]] = list) -> None:
+    def __init__(
+        self,
+        engine_db: Engine,
+        directory: Directory,
+        alerts_engine: AlertEngine,
+        config: HealthConfig,
+        metrics: HubMetrics,
+        sink: ForwardSink,
+        publish: Callable[[list[Publication]], None],
+        take_confirmed: Callable[[], list[tuple[str, int]]] = list,
+    ) -> None:
         self.db = engine_db
         self.directory = directory
         self.alerts = alerts_engine
@@ -66,21 +73,32 @@ class Watcher:
             if transitions:
                 shown = ", ".join(t.device_id for t in transitions[:10])
                 more = f" and {len(transitions) - 10} more" if len(transitions) > 10 else ""
-                log.warning("%d device(s) offline after %d missed heartbeats: %s%s", len(transitions),
-                            self.config.missed_heartbeats, shown, more)
+                log.warning(
+                    "%d device(s) offline after %d missed heartbeats: %s%s",
+                    len(transitions),
+                    self.config.missed_heartbeats,
+                    shown,
+                    more,
+                )
             self.offline.check(conn, now_ms)
             pubs = self.alerts.expire(conn, now_ms)
             self.alerts.mark_published(conn, self.take_confirmed())
             pubs += self.alerts.unconfirmed(conn, now_ms)
-            online = {bool(r[0]): int(r[1]) for r in conn.execute(
-                select(devices.c.online, func.count()).where(devices.c.status == "active")
-                .group_by(devices.c.online)
-            )}
+            online = {
+                bool(r[0]): int(r[1])
+                for r in conn.execute(
+                    select(devices.c.online, func.count())
+                    .where(devices.c.status == "active")
+                    .group_by(devices.c.online)
+                )
+            }
             open_alerts = conn.execute(select(func.count()).where(alerts.c.status == "open")).scalar_one()
             open_alarms = conn.execute(select(func.count()).where(alarms.c.cleared_ms.is_(None))).scalar_one()
-            broker_down = conn.execute(select(func.count()).where(
-                alarms.c.device_id == BROKER, alarms.c.kind == BROKER_DISCONNECT, alarms.c.cleared_ms.is_(None)
-            )).scalar_one()
+            broker_down = conn.execute(
+                select(func.count()).where(
+                    alarms.c.device_id == BROKER, alarms.c.kind == BROKER_DISCONNECT, alarms.c.cleared_ms.is_(None)
+                )
+            ).scalar_one()
         self.publish(pubs)
         m = self.metrics
         m.devices.labels("online").set(sum(n for k, n in online.items() if k))

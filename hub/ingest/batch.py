@@ -46,8 +46,9 @@ class BatchResult:
 
 
 class BatchProcessor:
-    def __init__(self, engine: Engine, directory: Directory, alerts: AlertEngine, sink: ForwardSink,
-                 health: HealthConfig) -> None:
+    def __init__(
+        self, engine: Engine, directory: Directory, alerts: AlertEngine, sink: ForwardSink, health: HealthConfig
+    ) -> None:
         self.engine = engine
         self.directory = directory
         self.alerts = alerts

@@ -27,8 +27,7 @@ from protocol.messages import Event
 Key = tuple[str, int, str]  # (device, event id, phase): the hub's dedup key, shared by an event and its picture
 
 
-def forward_items(conn: Connection, new_events: Sequence[Accepted], new_snaps: Sequence[Accepted]
-                  ) -> list[EventItem]:
+def forward_items(conn: Connection, new_events: Sequence[Accepted], new_snaps: Sequence[Accepted]) -> list[EventItem]:
     """Items for this batch's new events (in order), then for its new pictures of earlier events."""
     pictures: dict[Key, Snapshot] = {}
     for it in new_snaps:
@@ -66,30 +65,49 @@ def _stored_pictures(conn: Connection, keys: Sequence[Key]) -> dict[Key, Snapsho
     if not keys:
         return {}
     rows = conn.execute(
-        select(snapshots.c.device_id, snapshots.c.event_id, snapshots.c.phase, snapshots.c.jpeg,
-               snapshots.c.width, snapshots.c.height, snapshots.c.crop, snapshots.c.box)
-        .where(_where(snapshots, keys))
+        select(
+            snapshots.c.device_id,
+            snapshots.c.event_id,
+            snapshots.c.phase,
+            snapshots.c.jpeg,
+            snapshots.c.width,
+            snapshots.c.height,
+            snapshots.c.crop,
+            snapshots.c.box,
+        ).where(_where(snapshots, keys))
     )
     # Stored by ingest after the same checks as a new one (hub.ingest.validate), so this cannot refuse it.
-    return {(r.device_id, int(r.event_id), r.phase): Snapshot(bytes(r.jpeg), int(r.width), int(r.height),
-                                                             box_of(r.crop), box_of(r.box)) for r in rows}
+    return {
+        (r.device_id, int(r.event_id), r.phase): Snapshot(
+            bytes(r.jpeg), int(r.width), int(r.height), box_of(r.crop), box_of(r.box)
+        )
+        for r in rows
+    }
 
 
 def _stored_events(conn: Connection, keys: Sequence[Key], pictures: dict[Key, Snapshot]) -> list[EventItem]:
     if not keys:
         return []
     rows = {
-        (r.device_id, int(r.event_id), r.phase): r
-        for r in conn.execute(select(events).where(_where(events, keys)))
+        (r.device_id, int(r.event_id), r.phase): r for r in conn.execute(select(events).where(_where(events, keys)))
     }
     out = []
     for key in keys:  # in the order the pictures came
         row = rows.get(key)
         if row is None:
             continue  # its event is not stored yet: the event's own hand-over will attach this picture
-        out.append(EventItem(
-            device_id=row.device_id, event_id=int(row.event_id), phase=row.phase, kind=row.kind,
-            time_ms=int(row.time_ms), score=int(row.score), bbox=box_of(row.bbox), snapshot=pictures[key],
-            household_id=row.household_id, clock_unsynced=not row.time_trusted,
-        ))
+        out.append(
+            EventItem(
+                device_id=row.device_id,
+                event_id=int(row.event_id),
+                phase=row.phase,
+                kind=row.kind,
+                time_ms=int(row.time_ms),
+                score=int(row.score),
+                bbox=box_of(row.bbox),
+                snapshot=pictures[key],
+                household_id=row.household_id,
+                clock_unsynced=not row.time_trusted,
+            )
+        )
     return out

@@ -48,5 +48,8 @@ def committed_seqs(batch: Sequence[Inbound], verdicts: Sequence[Accepted | Rejec
 
 def receipt_publications(seqs: dict[str, list[int]]) -> list[tuple[str, bytes, int]]:
     """(topic, payload, qos): one receipt per device, coalesced into ranges."""
-    return [(receipt_topic(device), encode(r), RECEIPT_QOS)
-            for device, numbers in seqs.items() for r in receipts_for(numbers)]
+    return [
+        (receipt_topic(device), encode(r), RECEIPT_QOS)
+        for device, numbers in seqs.items()
+        for r in receipts_for(numbers)
+    ]

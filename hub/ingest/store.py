@@ -38,19 +38,44 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
 # Column order of the bulk insert; bbox travels as JSON text.
 _EVENT_KEY = ("device_id", "event_id", "phase")
 _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("kind", "varchar"),
-    ("score", "integer"), ("bbox", "json"), ("zone", "varchar"), ("count", "integer"),
-    ("has_snapshot", "boolean"), ("duration_s", "integer"), ("device_time_ms", "bigint"),
-    ("received_ms", "bigint"), ("time_ms", "bigint"), ("time_trusted", "boolean"), ("household_id", "varchar"),
+    ("device_id", "varchar"),
+    ("event_id", "bigint"),
+    ("phase", "varchar"),
+    ("kind", "varchar"),
+    ("score", "integer"),
+    ("bbox", "json"),
+    ("zone", "varchar"),
+    ("count", "integer"),
+    ("has_snapshot", "boolean"),
+    ("duration_s", "integer"),
+    ("device_time_ms", "bigint"),
+    ("received_ms", "bigint"),
+    ("time_ms", "bigint"),
+    ("time_trusted", "boolean"),
+    ("household_id", "varchar"),
 )
 
 
 def _event_row(it: Accepted) -> tuple[Any, ...]:
     ev = it.message
     assert isinstance(ev, Event)
-    return (it.device.device_id, ev.event_id, ev.phase, ev.kind, ev.score,
-            json.dumps(list(ev.bbox)) if ev.bbox is not None else None, ev.zone, ev.count, ev.has_snapshot,
-            ev.duration_s, ev.time_ms, it.received_ms, it.time_ms, it.time_trusted, it.device.household_id)
+    return (
+        it.device.device_id,
+        ev.event_id,
+        ev.phase,
+        ev.kind,
+        ev.score,
+        json.dumps(list(ev.bbox)) if ev.bbox is not None else None,
+        ev.zone,
+        ev.count,
+        ev.has_snapshot,
+        ev.duration_s,
+        ev.time_ms,
+        it.received_ms,
+        it.time_ms,
+        it.time_trusted,
+        it.device.household_id,
+    )
 
 
 def _only_new(items: Sequence[Accepted], inserted: set[tuple[str, int, str]]) -> list[Accepted]:
@@ -71,8 +96,17 @@ def _only_new(items: Sequence[Accepted], inserted: set[tuple[str, int, str]]) ->
 # A long visit sends several `update`s under one (device, event id, phase) key.
 # The row keeps the latest of them (by device time): re-sent copies change
 # nothing, so this is still idempotent, and older copies never overwrite newer.
-_SET_COLUMNS = ("score", "bbox", "zone", "count", "has_snapshot", "device_time_ms", "received_ms", "time_ms",
-                "time_trusted")
+_SET_COLUMNS = (
+    "score",
+    "bbox",
+    "zone",
+    "count",
+    "has_snapshot",
+    "device_time_ms",
+    "received_ms",
+    "time_ms",
+    "time_trusted",
+)
 _REFRESH_UPDATE = (
     update(events)
     .where(
@@ -90,18 +124,35 @@ def _refresh_updates(conn: Connection, items: list[Accepted]) -> None:
     for it in items:
         ev = it.message
         assert isinstance(ev, Event)
-        params.append({
-            "k_device": it.device.device_id, "k_event": ev.event_id, "k_time": ev.time_ms,
-            "score": ev.score, "bbox": list(ev.bbox) if ev.bbox is not None else None, "zone": ev.zone,
-            "count": ev.count, "has_snapshot": ev.has_snapshot, "device_time_ms": ev.time_ms,
-            "received_ms": it.received_ms, "time_ms": it.time_ms, "time_trusted": it.time_trusted,
-        })
+        params.append(
+            {
+                "k_device": it.device.device_id,
+                "k_event": ev.event_id,
+                "k_time": ev.time_ms,
+                "score": ev.score,
+                "bbox": list(ev.bbox) if ev.bbox is not None else None,
+                "zone": ev.zone,
+                "count": ev.count,
+                "has_snapshot": ev.has_snapshot,
+                "device_time_ms": ev.time_ms,
+                "received_ms": it.received_ms,
+                "time_ms": it.time_ms,
+                "time_trusted": it.time_trusted,
+            }
+        )
     conn.execute(_REFRESH_UPDATE, params)
 
 
 _SNAPSHOT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("device_id", "varchar"), ("event_id", "bigint"), ("phase", "varchar"), ("device_time_ms", "bigint"),
-    ("received_ms", "bigint"), ("width", "integer"), ("height", "integer"), ("crop", "json"), ("box", "json"),
+    ("device_id", "varchar"),
+    ("event_id", "bigint"),
+    ("phase", "varchar"),
+    ("device_time_ms", "bigint"),
+    ("received_ms", "bigint"),
+    ("width", "integer"),
+    ("height", "integer"),
+    ("crop", "json"),
+    ("box", "json"),
     ("jpeg", "bytea"),
 )
 
@@ -116,8 +167,20 @@ def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accept
     for it in items:
         snap = it.message
         assert isinstance(snap, Snapshot)
-        rows.append((it.device.device_id, snap.event_id, snap.phase, snap.time_ms, it.received_ms, snap.width,
-                     snap.height, _json_box(snap.crop), _json_box(snap.box), snap.jpeg))
+        rows.append(
+            (
+                it.device.device_id,
+                snap.event_id,
+                snap.phase,
+                snap.time_ms,
+                it.received_ms,
+                snap.width,
+                snap.height,
+                _json_box(snap.crop),
+                _json_box(snap.box),
+                snap.jpeg,
+            )
+        )
     inserted = insert_new(conn, "snapshots", _SNAPSHOT_COLUMNS, rows, _EVENT_KEY, _EVENT_KEY)
     return _only_new(items, {(r[0], r[1], r[2]) for r in inserted})
 
@@ -200,18 +263,21 @@ def _merge_buckets(conn: Connection, buckets: dict[tuple[str, int], dict[str, An
         if b is None:
             continue
         b["samples"] += row["samples"]
-        for col, how in (("temp_max", max), ("load_max", max), ("mem_min_mb", min), ("disk_min_mb", min),
-                         ("outbox_max", max)):
+        for col, how in (
+            ("temp_max", max),
+            ("load_max", max),
+            ("mem_min_mb", min),
+            ("disk_min_mb", min),
+            ("outbox_max", max),
+        ):
             _fold(b, col, row[col], how)
         _fold(b, "throttled_or", row["throttled_or"], lambda a, c: a | c)
         b.setdefault("camera", row["camera"])
-    cols = ("samples", "temp_max", "load_max", "mem_min_mb", "disk_min_mb", "throttled_or", "outbox_max",
-            "camera")
+    cols = ("samples", "temp_max", "load_max", "mem_min_mb", "disk_min_mb", "throttled_or", "outbox_max", "camera")
     rows = [{c: b.get(c) for c in ("device_id", "bucket_ms", *cols)} for b in buckets.values()]
     ins = upsert_insert(conn, health_history)
     conn.execute(
-        ins.on_conflict_do_update(index_elements=["device_id", "bucket_ms"],
-                                  set_={c: ins.excluded[c] for c in cols}),
+        ins.on_conflict_do_update(index_elements=["device_id", "bucket_ms"], set_={c: ins.excluded[c] for c in cols}),
         rows,
     )
 
@@ -225,8 +291,13 @@ def count_rejections(conn: Connection, rejected: Iterable[Rejected], now_ms: int
         return
     ins = upsert_insert(conn, rejections)
     rows = [
-        {"reason": reason, "count": n, "last_ms": now_ms, "last_topic": last.topic[:120],
-         "last_detail": last.detail[:200]}
+        {
+            "reason": reason,
+            "count": n,
+            "last_ms": now_ms,
+            "last_topic": last.topic[:120],
+            "last_detail": last.detail[:200],
+        }
         for reason, (n, last) in sorted(per_reason.items())
     ]
     conn.execute(

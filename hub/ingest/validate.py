@@ -82,5 +82,14 @@ def validate(msg: Inbound, directory: Directory) -> Accepted | Rejected:
 
 
 def _event_item(ev: Event, device_id: str, household_id: str, time_ms: int, trusted: bool) -> EventItem:
-    return EventItem(device_id=device_id, event_id=ev.event_id, phase=ev.phase, kind=ev.kind, time_ms=time_ms,
-                     score=ev.score, bbox=ev.bbox, household_id=household_id, clock_unsynced=not trusted)
+    return EventItem(
+        device_id=device_id,
+        event_id=ev.event_id,
+        phase=ev.phase,
+        kind=ev.kind,
+        time_ms=time_ms,
+        score=ev.score,
+        bbox=ev.bbox,
+        household_id=household_id,
+        clock_unsynced=not trusted,
+    )

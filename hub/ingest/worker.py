@@ -50,13 +50,19 @@ class RateLimitedLog:
 
 
 class IngestWorker:
-    def __init__(self, config: HubConfig, processor: BatchProcessor, metrics: HubMetrics,
-                 client_id: str | None = None) -> None:
+    def __init__(
+        self, config: HubConfig, processor: BatchProcessor, metrics: HubMetrics, client_id: str | None = None
+    ) -> None:
         self.config = config
         self.processor = processor
         self.metrics = metrics
-        self.transport = TransportProcess(config.mqtt, client_id or config.mqtt.client_id, self._on_messages,
-                                          self._on_confirmed, on_restart=metrics.transport_restarts.inc)
+        self.transport = TransportProcess(
+            config.mqtt,
+            client_id or config.mqtt.client_id,
+            self._on_messages,
+            self._on_confirmed,
+            on_restart=metrics.transport_restarts.inc,
+        )
         self._pending = 0  # messages handed over and not yet taken by the writer
         self._pending_lock = threading.Lock()
         self._confirm_lock = threading.Lock()
@@ -111,8 +117,12 @@ class IngestWorker:
             kept = [m for m in chunk if m.qos > 0]
             if len(kept) < len(chunk):
                 self.metrics.shed.inc(len(chunk) - len(kept))
-                self._rejects.rejected("qos0", chunk[0].topic, f"{len(chunk) - len(kept)} dropped: "
-                                       f"{self._pending} messages waiting for the database", what="shed")
+                self._rejects.rejected(
+                    "qos0",
+                    chunk[0].topic,
+                    f"{len(chunk) - len(kept)} dropped: {self._pending} messages waiting for the database",
+                    what="shed",
+                )
             chunk = kept
         if chunk:
             with self._pending_lock:
@@ -197,8 +207,10 @@ class IngestWorker:
     def publish(self, publications: list[Publication]) -> None:
         """Send alerts; raises are tracked until the broker's PUBACK confirms them."""
         qos = DELIVERY[Channel.ALERT].qos
-        items = [(alert_topic(p.group_id), encode(p.alert), qos, p.alert.alert_id if p.alert.phase == "raise" else None)
-                 for p in publications]
+        items = [
+            (alert_topic(p.group_id), encode(p.alert), qos, p.alert.alert_id if p.alert.phase == "raise" else None)
+            for p in publications
+        ]
         for pub, rc in zip(publications, self.transport.publish(items), strict=True):
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 log.error("alert %s to group %s not queued: rc=%s", pub.alert.alert_id, pub.group_id, rc)

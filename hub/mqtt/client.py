@@ -25,8 +25,13 @@ def make_client(cfg: MqttConfig, client_id: str | None = None) -> mqtt.Client:
         manual_ack=True,
     )
     if cfg.tls is not None:
-        client.tls_set(ca_certs=cfg.tls.ca, certfile=cfg.tls.cert, keyfile=cfg.tls.key,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.tls_set(
+            ca_certs=cfg.tls.ca,
+            certfile=cfg.tls.cert,
+            keyfile=cfg.tls.key,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
     client.reconnect_delay_set(1, 30)
     # Our own publications (alerts, commands) must not wait behind a full window.
     client.max_inflight_messages_set(1000)

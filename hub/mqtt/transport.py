@@ -147,8 +147,13 @@ class Transport:
         self.send((QUEUED, ref, codes))
 
     def run(self) -> None:
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False,
-                                  properties=connect_properties(self.cfg))
+        self.client.connect_async(
+            self.cfg.host,
+            self.cfg.port,
+            keepalive=self.cfg.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(self.cfg),
+        )
         self.client.loop_start()
         self._flusher.start()
         retire = False

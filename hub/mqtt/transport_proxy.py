@@ -36,9 +36,14 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class TransportProcess:
-    def __init__(self, cfg: MqttConfig, client_id: str, on_messages: Callable[[list[Inbound]], None],
-                 on_confirmed: Callable[[Any, bool, int], None], on_restart: Callable[[], None] = lambda: None
-                 ) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        on_messages: Callable[[list[Inbound]], None],
+        on_confirmed: Callable[[Any, bool, int], None],
+        on_restart: Callable[[], None] = lambda: None,
+    ) -> None:
         self.cfg = cfg
         self.on_restart = on_restart
         self.client_id = client_id
@@ -75,8 +80,12 @@ class TransportProcess:
         # The child must import this very checkout, also when the hub runs from
         # a source tree that is not installed.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen([sys.executable, "-m", "hub.mqtt.transport", str(theirs.fileno())],
-                                pass_fds=(theirs.fileno(),), env=env, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.mqtt.transport", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            close_fds=True,
+        )
         theirs.close()
         conn = Connection(ours.detach())
         conn.send((self.cfg, self.client_id, logging.getLogger().getEffectiveLevel()))

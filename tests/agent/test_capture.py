@@ -66,9 +66,7 @@ class Emitting:
 
         eid = self.writer.next_event_id()
         snap = make_snapshot(frame.rgb, event_id=eid, phase="start", time_ms=1, crop=False)
-        ev = Event(
-            event_id=eid, kind="person", phase="start", time_ms=1_764_138_000_000, score=80, has_snapshot=True
-        )
+        ev = Event(event_id=eid, kind="person", phase="start", time_ms=1_764_138_000_000, score=80, has_snapshot=True)
         return [Emitted(ev, frame.ts, 0.8, None, snap)]
 
     def finish(self) -> list[Any]:

@@ -24,9 +24,15 @@ def test_example_loads_with_the_schema_defaults() -> None:
 
 
 def test_template_renders_to_a_config_the_agent_accepts() -> None:
-    values = {"device_id": "62062101011198000123", "group": "g0101", "household": '"张家 HH1"',
-              "broker_url": "mqtts://hub.minqin.example:8883", "issued_date": "2026-12-01",
-              "armed_from": "22:00", "armed_to": "06:00"}
+    values = {
+        "device_id": "62062101011198000123",
+        "group": "g0101",
+        "household": '"张家 HH1"',
+        "broker_url": "mqtts://hub.minqin.example:8883",
+        "issued_date": "2026-12-01",
+        "armed_from": "22:00",
+        "armed_to": "06:00",
+    }
     assert placeholders("agent.yaml") == set(values)
     cfg = config.parse(yaml.safe_load(render("agent.yaml", values)), "bundle agent.yaml")
     assert cfg.device.household == "张家 HH1" and cfg.schedule.armed_from == "22:00"
@@ -40,9 +46,14 @@ def test_every_commented_default_is_the_schema_default() -> None:
         stripped = line.lstrip()
         key = stripped[2:].split(":", 1)[0]
         inside_optional = line.startswith(("# simulate", "  # panic_at_s", "  # ack_after_s"))
-        if stripped.startswith("# ") and key.isidentifier() and key.isascii() and ":" in stripped \
-                and not inside_optional and key not in ("pir", "led", "buzzer", "button", "pin_factory",
-                                                        "model", "path"):
+        if (
+            stripped.startswith("# ")
+            and key.isidentifier()
+            and key.isascii()
+            and ":" in stripped
+            and not inside_optional
+            and key not in ("pir", "led", "buzzer", "button", "pin_factory", "model", "path")
+        ):
             line = line.replace("# ", "", 1)
         lines.append(line)
     uncommented = yaml.safe_load("\n".join(lines))

@@ -14,9 +14,11 @@ from tests.support.wait import wait_for
 def test_simulated_household_holds_for_panic_and_presses_to_acknowledge() -> None:
     holds: list[float] = []
     presses: list[float] = []
-    panel = Panel(GpioConfig(led=17, buzzer=18, button=27, pin_factory="mock", hold_s=0.5),
-                  on_press=lambda: presses.append(time.monotonic()),
-                  on_hold=lambda: holds.append(time.monotonic()))
+    panel = Panel(
+        GpioConfig(led=17, buzzer=18, button=27, pin_factory="mock", hold_s=0.5),
+        on_press=lambda: presses.append(time.monotonic()),
+        on_hold=lambda: holds.append(time.monotonic()),
+    )
     stop = threading.Event()
     sim = SimulatedHousehold(SimulateConfig(panic_at_s=0.3, ack_after_s=0.4), panel, 0.5, stop)
     sim.start()

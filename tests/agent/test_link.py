@@ -121,9 +121,7 @@ def test_broker_outage_every_event_arrives_in_order(tls: tuple[Pki, Broker], tmp
         hub.close()
 
 
-def test_commands_reach_the_device_and_unknown_cert_is_refused(
-    tls: tuple[Pki, Broker], tmp_path: Path
-) -> None:
+def test_commands_reach_the_device_and_unknown_cert_is_refused(tls: tuple[Pki, Broker], tmp_path: Path) -> None:
     p, broker = tls
     got: list[tuple[str, bytes]] = []
     box = Outbox(tmp_path / "o.sqlite3")
@@ -221,9 +219,7 @@ def test_kill_9_during_drain_loses_nothing(tls: tuple[Pki, Broker], tmp_path: Pa
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_a_new_outbox_is_not_freed_by_receipts_queued_for_the_old_one(
-    tls: tuple[Pki, Broker], tmp_path: Path
-) -> None:
+def test_a_new_outbox_is_not_freed_by_receipts_queued_for_the_old_one(tls: tuple[Pki, Broker], tmp_path: Path) -> None:
     """A reflashed SD card starts a new outbox whose rows are numbered from 1 again.
     A receipt the broker still holds in the device's session (sent to its old life
     while it was away) must not free the new rows, which the hub has never seen."""

@@ -81,9 +81,7 @@ def test_xl_agent_run_end_to_end_person_events(tls: tuple[Pki, Broker], tmp_path
 
         def person(m: list[tuple[str, bytes]], phase: str) -> bool:
             return any(
-                t == event_topic(DEVICE)
-                and decode_event(pl).kind == "person"
-                and decode_event(pl).phase == phase
+                t == event_topic(DEVICE) and decode_event(pl).kind == "person" and decode_event(pl).phase == phase
                 for t, pl in m
             )
 
@@ -97,9 +95,7 @@ def test_xl_agent_run_end_to_end_person_events(tls: tuple[Pki, Broker], tmp_path
             proc.kill()
         hub.close()
     start = next(
-        decode_event(pl)
-        for t, pl in hub.messages
-        if t == event_topic(DEVICE) and decode_event(pl).phase == "start"
+        decode_event(pl) for t, pl in hub.messages if t == event_topic(DEVICE) and decode_event(pl).phase == "start"
     )
     assert start.kind == "person" and start.score >= 50 and start.event_id >> 32 == 0  # first boot
     health = next(decode_health(pl) for t, pl in hub.messages if t == health_topic(DEVICE))
@@ -120,9 +116,7 @@ def test_alert_button_ack_and_bad_command_over_tls(
     runner = threading.Thread(target=lambda: outcome.append(agent.run()))
     runner.start()
     try:
-        hub.wait(
-            lambda m: any(t == state_topic(DEVICE) and decode_state(pl).state == "online" for t, pl in m)
-        )
+        hub.wait(lambda m: any(t == state_topic(DEVICE) and decode_state(pl).state == "online" for t, pl in m))
         raise_ = Alert(
             alert_id="a-20251126-0001",
             phase="raise",
@@ -185,9 +179,7 @@ def test_check_passes_then_fails_when_broker_is_down(tls: tuple[Pki, Broker], tm
     assert bad.returncode == 1
     assert any(line.startswith("FAIL") and " broker" in line for line in bad.stdout.splitlines()), bad.stdout
     broken = write_config(tmp_path, p, broker.port, device={"id": "123", "group": GROUP, "household": "h"})
-    worse = subprocess.run(
-        [*cmd[:-1], str(broken)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    worse = subprocess.run([*cmd[:-1], str(broken)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert worse.returncode == 1 and "FAIL config       device.id: found '123'" in worse.stdout
 
 
@@ -201,7 +193,5 @@ def test_run_refuses_a_malformed_config_naming_the_key(tmp_path: Path) -> None:
     assert "outbox.max_rows: found 'lots', expected an integer" in done.stderr
     os.chmod(p.key, 0o640)  # a key others can read is refused at start too
     fixed = write_config(tmp_path, p, 8883)
-    done = subprocess.run(
-        [*cmd[:-1], str(fixed)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
-    )
+    done = subprocess.run([*cmd[:-1], str(fixed)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "broker.key: found mode 0640" in done.stderr

@@ -12,9 +12,9 @@ from agent.vision.motion import PRESETS, MotionDetector, MotionResult, MotionSet
 from agent.vision.synthetic import Scene, SyntheticSource
 
 
-def run(scene: str | Scene, settings_: MotionSettings | None = None, **kw: float) -> tuple[
-    MotionDetector, list[tuple[float, MotionResult]]
-]:
+def run(
+    scene: str | Scene, settings_: MotionSettings | None = None, **kw: float
+) -> tuple[MotionDetector, list[tuple[float, MotionResult]]]:
     src = SyntheticSource(scene, **kw)  # type: ignore[arg-type]
     src.open()
     det = MotionDetector(settings_)

@@ -35,9 +35,9 @@ def detector() -> Iterator[PersonDetector]:
     yield PersonDetector(num_threads=2, score_threshold=0.5)
 
 
-def run(source: FrameSource, detector: PersonDetector, config: VisionConfig) -> tuple[
-    VisionPipeline, list[tuple[float, Emitted]], list[float]
-]:
+def run(
+    source: FrameSource, detector: PersonDetector, config: VisionConfig
+) -> tuple[VisionPipeline, list[tuple[float, Emitted]], list[float]]:
     """Every event with the frame time it was emitted at, and the recalibration times."""
     pipe = VisionPipeline(config, detector, EventIdGenerator(0), replay_clock())
     out: list[tuple[float, Emitted]] = []
@@ -115,9 +115,7 @@ def test_relearn_fps_zero_keeps_the_blind_cool_down(detector: PersonDetector) ->
     assert all(e.ts >= 9.5 for _, e in person_starts(out))  # motion's mute ends at 9.5 s
 
 
-def test_a_flicker_of_changes_looks_at_the_cadence_not_every_frame(
-    detector: PersonDetector, tmp_path: Path
-) -> None:
+def test_a_flicker_of_changes_looks_at_the_cadence_not_every_frame(detector: PersonDetector, tmp_path: Path) -> None:
     # Ten frames alternating dark and bright: ten recalibrations in one second.
     for i in range(30):
         level = 60 if i < 10 or i >= 20 or i % 2 else 180

@@ -223,8 +223,10 @@ def test_the_snapshot_carries_the_box_of_its_own_frame_when_the_person_has_moved
     """The event's box is where the person is now; the picture is the visit's best
     frame, from earlier. The snapshot must say where the person is in *its* frame
     (header "b"), or the platform gets a box that misses them (issue 13.3)."""
-    def snap(rgb: np.ndarray, box: tuple[float, float, float, float] | None, event_id: int, phase: str,
-             time_ms: int) -> codec.Snapshot:
+
+    def snap(
+        rgb: np.ndarray, box: tuple[float, float, float, float] | None, event_id: int, phase: str, time_ms: int
+    ) -> codec.Snapshot:
         return make_snapshot(rgb, event_id=event_id, phase=phase, time_ms=time_ms, box=box)
 
     rgb = np.zeros((360, 640, 3), np.uint8)

@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_demo_runs_and_shows_everything() -> None:
     port = free_port()
     env = {**os.environ, "DEMO_SECONDS": "45", "DEMO_CONSOLE_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "sim.demo"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         # The console is served by the hub that `xl-hub run` started, not by a test server.
         deadline, page = time.monotonic() + 90, None
@@ -46,6 +52,6 @@ def test_demo_runs_and_shows_everything() -> None:
     assert proc.returncode == 0, text[-3000:]
     assert "result               OK" in text
     assert "neighbour acks, first after" in text
-    summary = text[text.index("demo summary"):]
+    summary = text[text.index("demo summary") :]
     online = summary.split("devices online")[1].split()
     assert online[0] == online[2] == "30", summary  # every household's device is online at the end

@@ -26,11 +26,25 @@ pytestmark = pytest.mark.skipif(not Path(fleet.MOSQUITTO).exists(), reason="mosq
 
 def test_small_fleet_stores_every_event_once_and_sees_a_silent_death(tmp_path: Path) -> None:
     keepalive = 4  # the broker publishes the will 7..13 s after the last packet (Mosquitto checks every ~6 s)
-    args = fleet.parse_args([
-        "--devices", "200", "--seconds", "20", "--rate", "8", "--connect-allow", "4",
-        "--keepalive", str(keepalive), "--compare-keepalive", str(keepalive),
-        "--work", str(tmp_path), "--no-results",
-    ])
+    args = fleet.parse_args(
+        [
+            "--devices",
+            "200",
+            "--seconds",
+            "20",
+            "--rate",
+            "8",
+            "--connect-allow",
+            "4",
+            "--keepalive",
+            str(keepalive),
+            "--compare-keepalive",
+            str(keepalive),
+            "--work",
+            str(tmp_path),
+            "--no-results",
+        ]
+    )
     try:
         r = fleet.fleet_run(args)
     finally:

@@ -65,8 +65,9 @@ def test_panic_alerts_the_group_and_an_ack_closes_it(db_url: str) -> None:
             assert (alert.kind, alert.origin, alert.household) == ("panic", origin, "HH00000")
             assert alert.text == "户0-0"
             assert other_group.received.empty()
-            assert [(a.alert_id, a.phase, a.text) for a in sink.of_type(AlertItem)] == [(alert.alert_id, "raise",
-                                                                                        "户0-0")]
+            assert [(a.alert_id, a.phase, a.text) for a in sink.of_type(AlertItem)] == [
+                (alert.alert_id, "raise", "户0-0")
+            ]
 
             def confirmed() -> bool:  # the broker's PUBACK is recorded by the watcher
                 with engine.connect() as conn:
@@ -75,8 +76,9 @@ def test_panic_alerts_the_group_and_an_ack_closes_it(db_url: str) -> None:
             wait_for(confirmed, what="raise confirmed by the broker")
             time.sleep(0.2)  # a measurable response time
             responder = members[1]
-            responder.publish(ack_topic(neighbours[1]),
-                              encode(Ack(of="alert", ref_id=alert.alert_id, ok=True, time_ms=now_ms())))
+            responder.publish(
+                ack_topic(neighbours[1]), encode(Ack(of="alert", ref_id=alert.alert_id, ok=True, time_ms=now_ms()))
+            )
             cleared = [decode_alert(m.get(5)[1]) for m in members]
             assert {(a.alert_id, a.phase) for a in cleared} == {(alert.alert_id, "clear")}
             with engine.connect() as conn:
@@ -103,8 +105,7 @@ def parts(db_url: str):  # type: ignore[no-untyped-def]
     fleet = make_fleet(engine, groups=1, per_group=3)
     sink = MemoryForwardSink()
     directory = Directory(engine, ttl_s=0.0)  # always re-read, so tests can change armed hours
-    alert_engine = AlertEngine(directory, AlertConfig(person_score_min=60, debounce_minutes=5,
-                                                      ack_timeout_s=1), sink)
+    alert_engine = AlertEngine(directory, AlertConfig(person_score_min=60, debounce_minutes=5, ack_timeout_s=1), sink)
     proc = BatchProcessor(engine, directory, alert_engine, sink, HealthConfig())
     yield engine, fleet["g000"], proc, alert_engine
     engine.dispose()
@@ -112,8 +113,7 @@ def parts(db_url: str):  # type: ignore[no-untyped-def]
 
 def set_armed(engine, household: str, frm: str, to: str) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
-        conn.execute(update(households).where(households.c.id == household)
-                     .values(armed_from=frm, armed_to=to))
+        conn.execute(update(households).where(households.c.id == household).values(armed_from=frm, armed_to=to))
 
 
 def hhmm(delta_h: int) -> str:
@@ -172,8 +172,7 @@ def test_tamper_and_offline_while_armed_raise_operator_alarms(parts) -> None:  #
     from hub.health.watcher import Watcher
     from hub.metrics import HubMetrics
 
-    watcher = Watcher(engine, proc.directory, proc.alerts, HealthConfig(), HubMetrics(), proc.sink,
-                      lambda pubs: None)
+    watcher = Watcher(engine, proc.directory, proc.alerts, HealthConfig(), HubMetrics(), proc.sink, lambda pubs: None)
     expired = now_ms() + 3 * 60_000 + 1000  # three missed 60 s heartbeats
     watcher.check(expired)
     open_alarm = alarms.c.cleared_ms.is_(None)

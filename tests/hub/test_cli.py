@@ -52,30 +52,42 @@ def test_run_ingests_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None
     metrics_port = free_port()
     with run_broker() as broker:
         config = tmp_path / "hub.yaml"
-        config.write_text(yaml.safe_dump({
-            "database": {"url": url},
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "client_id": "hub-cli"},
-            "metrics": {"port": metrics_port},
-            "health": {"check_interval_s": 0.5},
-        }))
-        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--config", str(config)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "database": {"url": url},
+                    "mqtt": {"host": "127.0.0.1", "port": broker.port, "client_id": "hub-cli"},
+                    "metrics": {"port": metrics_port},
+                    "health": {"check_interval_s": 0.5},
+                }
+            )
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             agent = Peer(broker.port, dev)
             # published before the hub subscribed? the persistent session only exists once it has,
             # so wait for the metrics endpoint (served just before ingest starts) first
             wait_for(lambda: _get(metrics_port) is not None, what="/metrics up")
             time.sleep(0.5)
-            agent.publish(event_topic(dev), encode(Event(event_id=1, kind="person", phase="start",
-                                                         time_ms=now_ms() - 100, score=70)))
+            agent.publish(
+                event_topic(dev),
+                encode(Event(event_id=1, kind="person", phase="start", time_ms=now_ms() - 100, score=70)),
+            )
             agent.publish(health_topic(dev), encode(Health(time_ms=now_ms(), disk_free_mb=10)), qos=0)
             agent.publish(event_topic(dev), b"garbage")
 
             def scraped() -> bool:
                 text = _get(metrics_port) or ""
-                return ('xl_hub_messages_total{kind="event"} 1.0' in text
-                        and 'xl_hub_rejected_total{reason="not_json"} 1.0' in text
-                        and "xl_hub_open_alarms 1.0" in text)
+                return (
+                    'xl_hub_messages_total{kind="event"} 1.0' in text
+                    and 'xl_hub_rejected_total{reason="not_json"} 1.0' in text
+                    and "xl_hub_open_alarms 1.0" in text
+                )
 
             wait_for(scraped, timeout=15, what="metrics reflecting ingest")
             text = _get(metrics_port) or ""
@@ -110,8 +122,12 @@ def test_listings_as_table_and_json(db_url: str, capsys) -> None:  # type: ignor
     d = Directory(engine)
     proc = BatchProcessor(engine, d, AlertEngine(d, AlertConfig(), sink), sink, HealthConfig())
     dev = fleet["g000"][0]
-    proc.process([Inbound(event_topic(dev), event_payload(5, "panic"), 1, 1, now_ms()),
-                  Inbound(event_topic(dev), b"[]", 2, 1, now_ms())])
+    proc.process(
+        [
+            Inbound(event_topic(dev), event_payload(5, "panic"), 1, 1, now_ms()),
+            Inbound(event_topic(dev), b"[]", 2, 1, now_ms()),
+        ]
+    )
 
     assert main(["events", "--db", db_url, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -185,8 +201,7 @@ def test_command_round_trip(db_url: str) -> None:
             cid = send_command(engine, hub.worker.transport, dev, "schedule", {"from": "21:30", "to": "05:30"})
             cmd = decode_command(agent.get(5)[1])
             assert (cmd.command_id, cmd.op, cmd.args) == (cid, "schedule", {"from": "21:30", "to": "05:30"})
-            agent.publish(ack_topic(dev), encode(Ack(of="cmd", ref_id=cid, ok=False, time_ms=now_ms(),
-                                                     error="busy")))
+            agent.publish(ack_topic(dev), encode(Ack(of="cmd", ref_id=cid, ok=False, time_ms=now_ms(), error="busy")))
 
             def acked() -> bool:
                 with engine.connect() as conn:

@@ -28,8 +28,16 @@ from tests.support.wait import wait_for
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "console"
 
@@ -64,8 +72,11 @@ def browser() -> Iterator[object]:
 def login(browser: object, base: str, user: str = "op1", lang: str = "zh") -> object:
     # bypass_csp only lets Playwright's own wait_for_function predicates run (they use eval);
     # the page's CSP itself is asserted in test_every_page_renders_and_screenshots.
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN",  # type: ignore[attr-defined]
-                              bypass_csp=True)
+    ctx = browser.new_context(
+        viewport={"width": 1440, "height": 900},
+        locale="zh-CN",  # type: ignore[attr-defined]
+        bypass_csp=True,
+    )
     page = ctx.new_page()
     page.goto(f"{base}/lang?to={lang}&next=/login")
     page.fill("input[name=username]", user)
@@ -106,20 +117,27 @@ def test_every_page_renders_and_screenshots(world: tuple[County, str, int], brow
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     # Live polls cut off by navigating away are aborted, not failed; anything else is an error.
-    page.on("requestfailed", lambda r: errors.append(f"{r.url} {r.failure}") if "ABORTED" not in str(r.failure)
-            else None)
+    page.on(
+        "requestfailed", lambda r: errors.append(f"{r.url} {r.failure}") if "ABORTED" not in str(r.failure) else None
+    )
     external: list[str] = []
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith(base) else None)
     resp = page.goto(f"{base}/")
     assert "script-src 'self';" in resp.headers["content-security-policy"]
     page.wait_for_function("document.querySelector('[data-count=online]').textContent === '8'")
     assert page.locator("#ov-cards").inner_text().count("在线") >= 1
-    assert page.locator("#ov-worst tr[data-device]").first.get_attribute("data-device") == \
-        county.devices["g0201-01"][2]
+    assert page.locator("#ov-worst tr[data-device]").first.get_attribute("data-device") == county.devices["g0201-01"][2]
     overview = shot(page, "overview")
-    for name, path in (("devices", "/devices"), ("device", f"/devices/{county.devices['g0101-01'][2]}"),
-                       ("events", "/events"), ("alerts", "/alerts"), ("groups", "/groups"),
-                       ("group", "/groups/g0101-02"), ("forwarding", "/forwarding"), ("users", "/users")):
+    for name, path in (
+        ("devices", "/devices"),
+        ("device", f"/devices/{county.devices['g0101-01'][2]}"),
+        ("events", "/events"),
+        ("alerts", "/alerts"),
+        ("groups", "/groups"),
+        ("group", "/groups/g0101-02"),
+        ("forwarding", "/forwarding"),
+        ("users", "/users"),
+    ):
         page.goto(base + path)
         assert page.locator("main").inner_text().strip(), name
         shot(page, name)
@@ -146,15 +164,14 @@ def test_device_going_offline_shows_without_reload(world: tuple[County, str, int
     page.evaluate("window.__noReload = 1")
     county.state(dev, "offline")  # the will, through ingest
     page.wait_for_function(
-        f"document.querySelector(\"tr[data-device='{dev}'] td.status\").textContent.includes('离线')",
-        timeout=15_000)
+        f"document.querySelector(\"tr[data-device='{dev}'] td.status\").textContent.includes('离线')", timeout=15_000
+    )
     assert page.evaluate("window.__noReload") == 1
     assert page.locator(f"tr[data-device='{dev}']").get_attribute("class") == "row-bad"
     county.state(dev, "online")
 
 
-def test_new_event_with_snapshot_appears_and_shows_its_box(world: tuple[County, str, int],
-                                                            browser: object) -> None:
+def test_new_event_with_snapshot_appears_and_shows_its_box(world: tuple[County, str, int], browser: object) -> None:
     county, base, _ = world
     dev = county.devices["g0201-01"][0]
     page = login(browser, base, "viewer1")
@@ -197,8 +214,12 @@ def test_acknowledge_alarm(world: tuple[County, str, int], browser: object) -> N
     assert "op1 已确认" in page.locator(f"tr[data-alarm='{alarm_id}'] td.ack").inner_text()
     page.wait_for_function(f"document.querySelector('[data-count=unacked_alarms]').textContent === '{unacked - 1}'")
     with county.engine.connect() as conn:
-        assert conn.execute(select(console_alarm_acks.c.user_name)
-                            .where(console_alarm_acks.c.alarm_id == alarm_id)).scalar_one() == "op1"
+        assert (
+            conn.execute(
+                select(console_alarm_acks.c.user_name).where(console_alarm_acks.c.alarm_id == alarm_id)
+            ).scalar_one()
+            == "op1"
+        )
 
 
 def test_command_is_published_and_its_ack_shows_live(world: tuple[County, str, int], browser: object) -> None:
@@ -218,7 +239,8 @@ def test_command_is_published_and_its_ack_shows_live(world: tuple[County, str, i
     county.ack_command(dev, cmd["id"], ok=True)  # the device's ack, through ingest
     page.wait_for_function(
         f"document.querySelector(\"tr[data-command='{cmd['id']}'] td.result\").textContent.includes('成功')",
-        timeout=15_000)
+        timeout=15_000,
+    )
     with county.engine.connect() as conn:
         assert conn.execute(select(commands.c.ok).where(commands.c.id == cmd["id"])).scalar_one() is True
     device.close()

@@ -9,7 +9,8 @@ from hub.db.bulk import insert_new
 
 meta = MetaData()
 things = Table(
-    "bulk_things", meta,
+    "bulk_things",
+    meta,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("k", String(40), nullable=False),
     Column("n", BigInteger, nullable=False),
@@ -35,8 +36,7 @@ def test_new_rows_are_returned_and_conflicts_skipped(db_url: str) -> None:
     more = [(f"dev{i % 3}", 2**40 + i, None, i % 2 == 0, i) for i in range(8, 14)]
     with engine.begin() as conn:
         second = insert_new(conn, "bulk_things", COLUMNS, more, ("k", "n"), ("n",))
-        stored = conn.execute(select(things.c.note, things.c.flag, things.c.small).where(things.c.n == 2**40 + 4)
-                              ).one()
+        stored = conn.execute(select(things.c.note, things.c.flag, things.c.small).where(things.c.n == 2**40 + 4)).one()
         flags = dict(conn.execute(select(things.c.n, things.c.flag).where(things.c.n >= 2**40 + 10)).all())
         total = conn.execute(select(things.c.id)).all()
     assert sorted(second) == [(2**40 + i,) for i in range(10, 14)]

@@ -117,8 +117,12 @@ def _mutations() -> list[tuple[str, object]]:
         ("base64", lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(Data="@@not base64@@")),
         ("JPEG", lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(Data="iVBORw0KGgo=")),
         ("outside", lambda p: p.update(RightBtmX=640)),
-        ("SourceID image", lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(
-            ImageID=p["SourceID"][:-1] + ("2" if p["SourceID"][-1] == "1" else "1"))),
+        (
+            "SourceID image",
+            lambda p: p["SubImageList"]["SubImageInfoObject"][0].update(
+                ImageID=p["SourceID"][:-1] + ("2" if p["SourceID"][-1] == "1" else "1")
+            ),
+        ),
     ]
 
 

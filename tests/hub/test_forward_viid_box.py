@@ -101,8 +101,9 @@ def rig(db_url: str) -> Iterator[tuple[Engine, str, BatchProcessor, Forwarder, M
         engine.dispose()
 
 
-def forward_one(rig: Any, placed: Placed, *, crop: bool,
-                event_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+def forward_one(
+    rig: Any, placed: Placed, *, crop: bool, event_box: tuple[int, int, int, int] | None = None
+) -> dict[str, Any]:
     """Send one person event with its snapshot through ingest and forwarding; the PersonObject received.
     ``event_box`` is the event's own box when it is not the picture's (a visit's union over a walk)."""
     _engine, camera, proc, fwd, viid = rig

@@ -118,8 +118,9 @@ class _Viidish:
         return None
 
 
-def test_ingest_hands_typed_items_to_the_forwarder_in_its_transaction(db_url: str, clock: ManualClock,
-                                                                    hook: MockWebhook) -> None:
+def test_ingest_hands_typed_items_to_the_forwarder_in_its_transaction(
+    db_url: str, clock: ManualClock, hook: MockWebhook
+) -> None:
     engine = make_engine(db_url)
     camera, neighbour = make_fleet(engine, groups=1, per_group=2)["g000"]
     viid = _Viidish()
@@ -133,12 +134,27 @@ def test_ingest_hands_typed_items_to_the_forwarder_in_its_transaction(db_url: st
         return proc.process([Inbound(topic, payload, 1, 1, at_ms)])
 
     # The event arrives first, its picture in the next batch; then a panic and a neighbour's ack.
-    batch(event_topic(camera), encode(Event(event_id=5, kind="person", phase="start", time_ms=t, score=90,
-                                            bbox=(100, 100, 300, 900), has_snapshot=True)))
-    batch(snap_topic(camera), encode_snapshot(WireSnapshot(event_id=5, phase="start", time_ms=t, width=640,
-                                                           height=480, jpeg=JPEG)))
-    [raised] = batch(event_topic(camera), encode(Event(event_id=6, kind="panic", phase="start", time_ms=t,
-                                                       score=100))).publications
+    batch(
+        event_topic(camera),
+        encode(
+            Event(
+                event_id=5,
+                kind="person",
+                phase="start",
+                time_ms=t,
+                score=90,
+                bbox=(100, 100, 300, 900),
+                has_snapshot=True,
+            )
+        ),
+    )
+    batch(
+        snap_topic(camera),
+        encode_snapshot(WireSnapshot(event_id=5, phase="start", time_ms=t, width=640, height=480, jpeg=JPEG)),
+    )
+    [raised] = batch(
+        event_topic(camera), encode(Event(event_id=6, kind="panic", phase="start", time_ms=t, score=100))
+    ).publications
     alert_id = raised.alert.alert_id
     batch(ack_topic(neighbour), encode(Ack(of="alert", ref_id=alert_id, ok=True, time_ms=t)), t + 9000)
     stats = fwd.queue_stats()

@@ -63,8 +63,10 @@ def open_alarms(engine: Engine) -> set[tuple[str, str]]:
 
 def offline_alarms(engine: Engine) -> list[tuple[str, int, int | None]]:
     with engine.connect() as conn:
-        return [(r.device_id, int(r.raised_ms), r.cleared_ms) for r in conn.execute(
-            select(alarms).where(alarms.c.kind == OFFLINE_ARMED).order_by(alarms.c.id))]
+        return [
+            (r.device_id, int(r.raised_ms), r.cleared_ms)
+            for r in conn.execute(select(alarms).where(alarms.c.kind == OFFLINE_ARMED).order_by(alarms.c.id))
+        ]
 
 
 def test_an_offline_alarm_waits_out_the_grace_and_survives_a_hub_restart(county) -> None:  # type: ignore[no-untyped-def]

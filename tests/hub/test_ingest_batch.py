@@ -70,22 +70,26 @@ def test_a_later_update_replaces_an_earlier_one_but_never_the_reverse(setup) -> 
     proc.process([inbound(event_topic(d), ev(9, "update", t=t0 + 6000, bbox=(400, 100, 500, 300), count=2))])
     proc.process([inbound(event_topic(d), ev(9, "update", t=t0 + 3000, bbox=(100, 100, 200, 300), count=1))])
     with engine.connect() as conn:
-        rows = conn.execute(select(events.c.count, events.c.bbox, events.c.device_time_ms)
-                            .where(events.c.phase == "update")).all()
+        rows = conn.execute(
+            select(events.c.count, events.c.bbox, events.c.device_time_ms).where(events.c.phase == "update")
+        ).all()
     assert [tuple(r) for r in rows] == [(2, [400, 100, 500, 300], t0 + 6000)]
 
 
 def test_snapshots_are_stored_once(setup) -> None:  # type: ignore[no-untyped-def]
     engine, devs, proc, sink = setup
-    snap = encode_snapshot(Snapshot(event_id=3, phase="start", time_ms=now_ms(), width=320, height=240,
-                                    jpeg=JPEG))
-    cropped = encode_snapshot(Snapshot(event_id=4, phase="start", time_ms=now_ms(), width=160, height=120,
-                                       crop=(100, 200, 600, 900), jpeg=JPEG))
+    snap = encode_snapshot(Snapshot(event_id=3, phase="start", time_ms=now_ms(), width=320, height=240, jpeg=JPEG))
+    cropped = encode_snapshot(
+        Snapshot(
+            event_id=4, phase="start", time_ms=now_ms(), width=160, height=120, crop=(100, 200, 600, 900), jpeg=JPEG
+        )
+    )
     proc.process([inbound(snap_topic(devs[0]), snap), inbound(snap_topic(devs[0]), cropped)])
     proc.process([inbound(snap_topic(devs[0]), snap)])
     with engine.connect() as conn:
-        stored = conn.execute(select(snapshots.c.event_id, snapshots.c.jpeg, snapshots.c.crop)
-                              .order_by(snapshots.c.event_id)).all()
+        stored = conn.execute(
+            select(snapshots.c.event_id, snapshots.c.jpeg, snapshots.c.crop).order_by(snapshots.c.event_id)
+        ).all()
     assert [tuple(r) for r in stored] == [(3, JPEG, None), (4, JPEG, [100, 200, 600, 900])]
     assert sink.of_type(EventItem) == []  # their events are not stored: nothing to forward yet
 
@@ -95,9 +99,18 @@ def test_events_are_handed_over_with_their_picture_whichever_comes_first(setup) 
     d = devs[0]
 
     def pic(event_id: int) -> bytes:
-        return encode_snapshot(Snapshot(event_id=event_id, phase="start", time_ms=now_ms(), width=160,
-                                        height=120, crop=(100, 200, 600, 900), box=(150, 300, 400, 800),
-                                        jpeg=JPEG))
+        return encode_snapshot(
+            Snapshot(
+                event_id=event_id,
+                phase="start",
+                time_ms=now_ms(),
+                width=160,
+                height=120,
+                crop=(100, 200, 600, 900),
+                box=(150, 300, 400, 800),
+                jpeg=JPEG,
+            )
+        )
 
     proc.process([inbound(event_topic(d), ev(1, has_snapshot=True)), inbound(snap_topic(d), pic(1))])  # together
     proc.process([inbound(event_topic(d), ev(2, has_snapshot=True))])  # the event first ...
@@ -109,7 +122,11 @@ def test_events_are_handed_over_with_their_picture_whichever_comes_first(setup) 
     for item in (handed[0], handed[2], handed[3]):
         assert item.snapshot is not None
         assert (item.snapshot.jpeg, item.snapshot.width, item.snapshot.crop, item.snapshot.box) == (
-            JPEG, 160, (100, 200, 600, 900), (150, 300, 400, 800))
+            JPEG,
+            160,
+            (100, 200, 600, 900),
+            (150, 300, 400, 800),
+        )
         assert (item.device_id, item.kind, item.score, item.household_id) == (d, "person", 80, "HH00000")
 
 
@@ -118,8 +135,18 @@ def test_a_value_the_platform_items_refuse_is_rejected_and_counted_not_a_failed_
     # Refused in ingest, counted, while the rest of the batch is stored.
     engine, devs, proc, sink = setup
     d = devs[0]
-    empty_crop = encode_snapshot(Snapshot(event_id=5, phase="start", time_ms=now_ms(), width=160, height=120,
-                                          crop=(100, 200, 100, 900), jpeg=JPEG, seq=41))
+    empty_crop = encode_snapshot(
+        Snapshot(
+            event_id=5,
+            phase="start",
+            time_ms=now_ms(),
+            width=160,
+            height=120,
+            crop=(100, 200, 100, 900),
+            jpeg=JPEG,
+            seq=41,
+        )
+    )
     result = proc.process([inbound(snap_topic(d), empty_crop), inbound(event_topic(d), ev(5, has_snapshot=True))])
     assert [(r.reason, r.detail.startswith("not forwardable")) for r in result.rejected] == [("bad_snapshot", True)]
     assert result.new_events == 1
@@ -172,12 +199,14 @@ def test_untrusted_device_time_falls_back_to_receive_time(setup) -> None:  # typ
     engine, devs, proc, _ = setup
     d = event_topic(devs[0])
     good = now_ms() - 1500
-    proc.process([
-        inbound(d, ev(1, t=good)),
-        inbound(d, ev(2, t=1_000)),  # 1970: a Pi without RTC straight after boot
-        inbound(d, ev(3, t=now_ms() + 2 * limits.MAX_CLOCK_AHEAD_MS)),  # far in the future
-        inbound(d, ev(4, t=good, clock_unsynced=True)),  # the device itself says "unsynced"
-    ])
+    proc.process(
+        [
+            inbound(d, ev(1, t=good)),
+            inbound(d, ev(2, t=1_000)),  # 1970: a Pi without RTC straight after boot
+            inbound(d, ev(3, t=now_ms() + 2 * limits.MAX_CLOCK_AHEAD_MS)),  # far in the future
+            inbound(d, ev(4, t=good, clock_unsynced=True)),  # the device itself says "unsynced"
+        ]
+    )
     with engine.connect() as conn:
         rows = {r.event_id: r for r in conn.execute(select(events))}
     assert rows[1].time_trusted and rows[1].time_ms == good
@@ -190,9 +219,16 @@ def test_untrusted_device_time_falls_back_to_receive_time(setup) -> None:  # typ
 def test_health_alarms_raise_and_clear(setup) -> None:  # type: ignore[no-untyped-def]
     engine, devs, proc, _ = setup
     d = health_topic(devs[0])
-    bad = Health(time_ms=now_ms(), camera="error", error="no frames", disk_free_mb=100,
-                 throttled=Health.UNDER_VOLTAGE | Health.THROTTLED, clock="unsynced", outbox_dropped=0,
-                 interval_s=30)
+    bad = Health(
+        time_ms=now_ms(),
+        camera="error",
+        error="no frames",
+        disk_free_mb=100,
+        throttled=Health.UNDER_VOLTAGE | Health.THROTTLED,
+        clock="unsynced",
+        outbox_dropped=0,
+        interval_s=30,
+    )
     proc.process([inbound(d, encode(bad), qos=0)])
     worse = Health(time_ms=now_ms(), outbox_dropped=5, interval_s=30)
     proc.process([inbound(d, encode(worse), qos=0)])
@@ -201,10 +237,22 @@ def test_health_alarms_raise_and_clear(setup) -> None:  # type: ignore[no-untype
         with engine.connect() as conn:
             return set(conn.execute(select(alarms.c.kind).where(alarms.c.cleared_ms.is_(None))).scalars())
 
-    assert open_kinds() == {"camera_error", "disk_low", "under_voltage", "throttled", "clock_unsynced",
-                            "outbox_dropping"}
-    good = Health(time_ms=now_ms(), camera="ok", disk_free_mb=9000, throttled=Health.UNDER_VOLTAGE_SINCE_BOOT,
-                  clock="synced", outbox_dropped=5)
+    assert open_kinds() == {
+        "camera_error",
+        "disk_low",
+        "under_voltage",
+        "throttled",
+        "clock_unsynced",
+        "outbox_dropping",
+    }
+    good = Health(
+        time_ms=now_ms(),
+        camera="ok",
+        disk_free_mb=9000,
+        throttled=Health.UNDER_VOLTAGE_SINCE_BOOT,
+        clock="synced",
+        outbox_dropped=5,
+    )
     proc.process([inbound(d, encode(good), qos=0)])
     assert open_kinds() == set()
     with engine.connect() as conn:

@@ -88,8 +88,10 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
         conn.exec_driver_sql("ALTER TABLE alerts ADD COLUMN delay_s INTEGER")
         conn.exec_driver_sql("ALTER TABLE snapshots ADD COLUMN box JSON")
         for version in (4, 5):
-            conn.execute(text("INSERT INTO schema_version (version, description, applied_ms) "
-                              "VALUES (:v, 'x', 0)"), {"v": version})
+            conn.execute(
+                text("INSERT INTO schema_version (version, description, applied_ms) VALUES (:v, 'x', 0)"),
+                {"v": version},
+            )
     assert "ix_events_household_time" in {i["name"] for i in inspect(engine).get_indexes("events")}
     assert schema_problem(engine) is not None
 
@@ -151,7 +153,10 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
     assert schema_problem(engine) == "the database has no tables yet: run `xl-hub db upgrade` first"
     st = status(engine)
     assert [(b.branch, b.current, b.head) for b in st.branches] == [
-        ("hub", None, "hub_0005"), ("forward", None, "forward_0100"), ("console", None, "console_0200")]
+        ("hub", None, "hub_0005"),
+        ("forward", None, "forward_0100"),
+        ("console", None, "console_0200"),
+    ]
     assert st.branches[0].pending == ("hub_0001", "hub_0002", "hub_0003", "hub_0004", "hub_0005")
     upgrade(engine)
     assert status(engine).up_to_date

@@ -42,8 +42,9 @@ def test_ingest_dedups_rejects_and_acks(db_url: str) -> None:
             wait_for(lambda: count_rows(engine) == 21 and count_rows(engine, rejections) == 2, what="ingest")
             with engine.connect() as conn:
                 reasons = dict(conn.execute(select(rejections.c.reason, rejections.c.count)).all())
-                by_device = dict(conn.execute(
-                    select(events.c.device_id, func.count()).group_by(events.c.device_id)).all())
+                by_device = dict(
+                    conn.execute(select(events.c.device_id, func.count()).group_by(events.c.device_id)).all()
+                )
             assert reasons == {"not_json": 1, "unknown_device": 1}
             # Ingest cannot tell who published on ``other``'s topic: only the broker ACL
             # (username = device ID) can, and the hub test broker is anonymous.
@@ -128,6 +129,7 @@ def test_presence_from_retained_state_and_will(db_url: str) -> None:
         hub = Hub(hub_config(db_url, broker.port), engine=engine)
         hub.start()
         try:
+
             def online(dev: str) -> bool:
                 with engine.connect() as conn:
                     return bool(conn.execute(select(devices.c.online).where(devices.c.id == dev)).scalar())

@@ -98,8 +98,11 @@ def test_a_batch_from_before_a_restart_is_stored_but_not_acked_on_the_new_link(d
                 agent.publish(event_topic(dev), motion_payload(i))
             assert held.wait(10)
             hub.worker.transport.kill()  # the batch in hand now belongs to a dead connection
-            wait_for(lambda: hub.worker.transport.restarts == 1 and hub.worker.subscribed.is_set(), timeout=20,
-                       what="the restarted transport")
+            wait_for(
+                lambda: hub.worker.transport.restarts == 1 and hub.worker.subscribed.is_set(),
+                timeout=20,
+                what="the restarted transport",
+            )
             release.set()
             # The broker re-sends the unacknowledged five on the new link; they are
             # duplicates by then, stored once, and acknowledged there.
@@ -189,8 +192,14 @@ def test_a_signal_to_the_process_group_still_acks_the_last_batch(tmp_path: Path,
             hub.run_forever()
             print("restarts", hub.worker.transport.restarts, flush=True)
         """)
-        proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         agent = Peer(broker.port, dev)
         try:
             assert proc.stdout is not None

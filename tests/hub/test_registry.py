@@ -32,4 +32,3 @@ def test_upgrade_is_idempotent_and_registry_upserts(db_url: str) -> None:
     assert rec is not None and rec.status == "revoked" and rec.group_id == "g0101"
     assert reg.acl_rows() == [("62062101011198000001", "g0101")]
     engine.dispose()
-

@@ -25,8 +25,9 @@ def _config(tmp_path: Path, url: str) -> str:
     return str(path)
 
 
-def test_a_database_missing_migration_3_is_refused(db_url: str, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_database_missing_migration_3_is_refused(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = make_engine(db_url)
     load_legacy(engine, "v5")
     with engine.begin() as conn:
@@ -57,8 +58,9 @@ def _behind_by_one(url: str) -> None:
     engine.dispose()
 
 
-def test_the_hub_refuses_a_database_behind_one_head(db_url: str, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_hub_refuses_a_database_behind_one_head(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _behind_by_one(db_url)
     assert main(["run", "--config", _config(tmp_path, db_url)]) == 1
     err = capsys.readouterr().err
@@ -86,8 +88,9 @@ def test_the_console_needs_only_its_own_branch(sqlite_url: str) -> None:
     engine.dispose()
 
 
-def test_a_revision_from_a_newer_hub_is_named_and_not_touched(sqlite_url: str,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_revision_from_a_newer_hub_is_named_and_not_touched(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = make_engine(sqlite_url)
     assert main(["db", "upgrade", "--db", sqlite_url]) == 0
     with engine.begin() as conn:

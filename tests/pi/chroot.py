@@ -134,8 +134,7 @@ class Chroot:
         lines.append(f"exec chroot {q(str(merged))} /bin/sh -c {q(command)}")
         return "\n".join(lines)
 
-    def run(self, command: str, *, env: dict[str, str] | None = None, timeout: float = 900,
-            nice: int = 10) -> Run:
+    def run(self, command: str, *, env: dict[str, str] | None = None, timeout: float = 900, nice: int = 10) -> Run:
         """Run a shell command inside as root; ``nice`` because the host's cores are shared."""
         base = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -149,22 +148,35 @@ class Chroot:
         try:
             done = subprocess.run(
                 ["nice", "-n", str(nice), "unshare", "--mount", "sh", "-c", self._script(command)],
-                env=base, capture_output=True, text=True, timeout=timeout, check=False,
+                env=base,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise ChrootError(f"in the chroot: {command}\nno exit within {timeout:.0f} s\n"
-                              f"{(exc.stdout or b'')[-3000:]!r}\n{(exc.stderr or b'')[-3000:]!r}") from exc
+            raise ChrootError(
+                f"in the chroot: {command}\nno exit within {timeout:.0f} s\n"
+                f"{(exc.stdout or b'')[-3000:]!r}\n{(exc.stderr or b'')[-3000:]!r}"
+            ) from exc
         return Run(command, done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
     def popen(self, command: str, *, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
         """Start a long-running command inside (the agent); its output goes to ``log``."""
-        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-                "LANG": "C.UTF-8", "QEMU_CPU": QEMU_CPU}
+        base = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "QEMU_CPU": QEMU_CPU,
+        }
         base.update(env or {})
         out = open(log, "ab")  # noqa: SIM115 - owned by the process
         return subprocess.Popen(
             ["nice", "-n", "10", "unshare", "--mount", "sh", "-c", self._script(command)],
-            env=base, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def boot(self, log: Path) -> subprocess.Popen[bytes]:
@@ -176,19 +188,25 @@ class Chroot:
         q = shlex.quote
         merged = self.work / "merged"
         root = f"/var/lib/xl-nspawn/{self.work.name}-{os.getpid()}-{time.monotonic_ns()}"
-        script = "\n".join([
-            "set -e",
-            "mount --make-rprivate /",
-            f"mount -t overlay overlay -o lowerdir={q(str(self.lower))},upperdir={q(str(self.upper))},"
-            f"workdir={q(str(self.work / 'ovl'))} {q(str(merged))}",
-            f"mkdir -p {q(root)}",
-            f"mount --bind {q(str(merged))} {q(root)}",
-            f"exec systemd-nspawn -q -D {q(root)} --boot --keep-unit --register=no",
-        ])
+        script = "\n".join(
+            [
+                "set -e",
+                "mount --make-rprivate /",
+                f"mount -t overlay overlay -o lowerdir={q(str(self.lower))},upperdir={q(str(self.upper))},"
+                f"workdir={q(str(self.work / 'ovl'))} {q(str(merged))}",
+                f"mkdir -p {q(root)}",
+                f"mount --bind {q(str(merged))} {q(root)}",
+                f"exec systemd-nspawn -q -D {q(root)} --boot --keep-unit --register=no",
+            ]
+        )
         out = open(log, "ab")  # noqa: SIM115 - owned by the process
-        return subprocess.Popen(["nice", "-n", "10", "unshare", "--mount", "sh", "-c", script],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            ["nice", "-n", "10", "unshare", "--mount", "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @staticmethod
     def in_container(nspawn: subprocess.Popen[bytes], command: str, timeout: float = 120) -> Run:
@@ -199,9 +217,22 @@ class Chroot:
             return Run(command, -1, "", "container not up yet", 0.0)
         start = time.monotonic()
         done = subprocess.run(
-            ["nsenter", "-t", pids[0], "-a", "--", "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-             "/bin/sh", "-c", command],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [
+                "nsenter",
+                "-t",
+                pids[0],
+                "-a",
+                "--",
+                "/usr/bin/env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "/bin/sh",
+                "-c",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         return Run(command, done.returncode, done.stdout, done.stderr, time.monotonic() - start)
-

@@ -47,8 +47,19 @@ def arm64_rootfs() -> Path:
     return path
 
 
-IGNORED = shutil.ignore_patterns(".git", ".venv*", "var", "build", "*.egg-info", "__pycache__", ".pytest_cache",
-                                 ".ruff_cache", ".hypothesis", "demo-state", "test-artifacts")
+IGNORED = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    "var",
+    "build",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "demo-state",
+    "test-artifacts",
+)
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +85,9 @@ def build_project_wheel(src: Path, dest: Path) -> Path:
     out = dest / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(build)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     shutil.rmtree(build)
     return out
@@ -145,6 +158,4 @@ def pi(arm64_rootfs: Path, project_tree: Path, tmp_path_factory: pytest.TempPath
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TIMINGS:
-        terminalreporter.write_line(
-            "emulated Pi userland: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMINGS.items())
-        )
+        terminalreporter.write_line("emulated Pi userland: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMINGS.items()))

@@ -102,20 +102,33 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _replay_both(pi: Chroot, src: Path, source: Path, inside: str, out: Path,
-                 extra: list[str]) -> tuple[Any, ...]:
+def _replay_both(pi: Chroot, src: Path, source: Path, inside: str, out: Path, extra: list[str]) -> tuple[Any, ...]:
     """``xl-agent replay`` of the same source on x86 (this venv's packages, the Pi's source tree)
     and on aarch64: events and summaries."""
     host_events, host_summary = out / "x86.jsonl", out / "x86.json"
     subprocess.run(
-        [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))",
-         "replay", str(source), *extra, "--events-out", str(host_events), "--summary-json", str(host_summary)],
-        check=True, capture_output=True, timeout=600, env={**os.environ, "PYTHONPATH": str(src)},
+        [
+            sys.executable,
+            "-c",
+            "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))",
+            "replay",
+            str(source),
+            *extra,
+            "--events-out",
+            str(host_events),
+            "--summary-json",
+            str(host_summary),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(src)},
     )
     pi.put(inside, source)
     run = pi.run(
         f"{VENV}/bin/xl-agent replay {inside} {' '.join(extra)} --events-out {inside}.jsonl "
-        f"--summary-json {inside}.json", timeout=1800,
+        f"--summary-json {inside}.json",
+        timeout=1800,
     ).check()
     TIMINGS[f"replay {Path(inside).name} (aarch64)"] = run.seconds
     arm_s = json.loads(pi.read(f"{inside}.json").read_text())

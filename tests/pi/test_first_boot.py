@@ -55,19 +55,27 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, B
 
 
 @pytest.fixture(scope="module")
-def booted(arm64_rootfs: Path, project_tree: Path, county: tuple[County, Broker],
-           tmp_path_factory: pytest.TempPathFactory) -> tuple[Chroot, County, str]:
+def booted(
+    arm64_rootfs: Path, project_tree: Path, county: tuple[County, Broker], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Chroot, County, str]:
     """A fresh userland after its first boot from a card written by ``xl-provision sd-card``
     for device HF: (chroot, county, what first boot printed)."""
     c, _ = county
     work = tmp_path_factory.mktemp("pi-first-boot")
     wheels = work / "wheels"
-    subprocess.run(["bash", str(REPO / "tools" / "pi-wheels.sh"), str(wheels)], check=True,
-                   capture_output=True, timeout=600, env={**os.environ, "XL_PI_SRC": str(project_tree)})
+    subprocess.run(
+        ["bash", str(REPO / "tools" / "pi-wheels.sh"), str(wheels)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "XL_PI_SRC": str(project_tree)},
+    )
     image = make_image(work / "raspios.img")
     device = c.devices["HF"].device_id
-    assert xl_provision(["sd-card", device, "--state", str(c.state.root), "--image", str(image),
-                         "--wheels", str(wheels)]) == 0
+    assert (
+        xl_provision(["sd-card", device, "--state", str(c.state.root), "--image", str(image), "--wheels", str(wheels)])
+        == 0
+    )
     pi = Chroot(arm64_rootfs, work / "root")
     fat_extract(image, pi.upper / BOOT.lstrip("/"))  # what the Pi mounts at /boot/firmware
     # What the kernel command line's systemd.run does at first boot (then systemd reboots).
@@ -152,9 +160,7 @@ def pointed(booted: tuple[Chroot, County, str]) -> tuple[Chroot, County]:
     return pi, c
 
 
-def test_the_units_command_as_its_user_reaches_ready_and_pings_the_watchdog(
-    pointed: tuple[Chroot, County]
-) -> None:
+def test_the_units_command_as_its_user_reaches_ready_and_pings_the_watchdog(pointed: tuple[Chroot, County]) -> None:
     """What systemd would see, without systemd: the unit's ExecStart as User=, with NOTIFY_SOCKET
     and WATCHDOG_USEC set as systemd sets them. The notify socket is an abstract unix socket,
     which the chroot shares with the host (same network namespace)."""
@@ -203,14 +209,14 @@ def test_the_units_command_as_its_user_reaches_ready_and_pings_the_watchdog(
 
 
 def _show(pi: Chroot, nspawn: subprocess.Popen[bytes]) -> dict[str, str]:
-    run = pi.in_container(nspawn, "systemctl show xueliang-agent -p ActiveState,SubState,NRestarts,MainPID,"
-                                  "WatchdogTimestampMonotonic,StatusText")
+    run = pi.in_container(
+        nspawn,
+        "systemctl show xueliang-agent -p ActiveState,SubState,NRestarts,MainPID,WatchdogTimestampMonotonic,StatusText",
+    )
     return dict(line.split("=", 1) for line in run.stdout.splitlines() if "=" in line)
 
 
-def test_systemd_in_the_container_starts_the_agent_and_its_watchdog_keeps_it(
-    pointed: tuple[Chroot, County]
-) -> None:
+def test_systemd_in_the_container_starts_the_agent_and_its_watchdog_keeps_it(pointed: tuple[Chroot, County]) -> None:
     """The card's userland booted with systemd as PID 1 (systemd-nspawn --boot): the enabled
     unit becomes active, which for Type=notify means READY=1 arrived, then outlives WatchdogSec
     with the watchdog being reset and no restart, and the device says online to the county broker."""

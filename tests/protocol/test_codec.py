@@ -76,15 +76,24 @@ commands = st.one_of(
         command_id=TOKEN,
         op=st.just("schedule"),
         args=st.fixed_dictionaries(
-            {"from": st.from_regex(r"([01][0-9]|2[0-3]):[0-5][0-9]", fullmatch=True),
-             "to": st.from_regex(r"([01][0-9]|2[0-3]):[0-5][0-9]", fullmatch=True)}
+            {
+                "from": st.from_regex(r"([01][0-9]|2[0-3]):[0-5][0-9]", fullmatch=True),
+                "to": st.from_regex(r"([01][0-9]|2[0-3]):[0-5][0-9]", fullmatch=True),
+            }
         ),
     ),
-    st.builds(Command, command_id=TOKEN, op=st.just("identify"),
-              args=st.fixed_dictionaries({"s": st.integers(1, 300)})),
+    st.builds(
+        Command, command_id=TOKEN, op=st.just("identify"), args=st.fixed_dictionaries({"s": st.integers(1, 300)})
+    ),
 )
-acks = st.builds(Ack, of=st.sampled_from(["cmd", "alert"]), ref_id=TOKEN, ok=st.booleans(), time_ms=T,
-                 error=st.none() | st.text(max_size=100))
+acks = st.builds(
+    Ack,
+    of=st.sampled_from(["cmd", "alert"]),
+    ref_id=TOKEN,
+    ok=st.booleans(),
+    time_ms=T,
+    error=st.none() | st.text(max_size=100),
+)
 alerts = st.builds(
     Alert,
     alert_id=TOKEN,
@@ -99,8 +108,9 @@ alerts = st.builds(
 
 @given(st.one_of(events, healths, states, commands, acks, alerts))
 def test_round_trip(message: object) -> None:
-    channel = {Event: "event", Health: "health", State: "state", Command: "cmd", Ack: "ack",
-               Alert: "alert"}[type(message)]
+    channel = {Event: "event", Health: "health", State: "state", Command: "cmd", Ack: "ack", Alert: "alert"}[
+        type(message)
+    ]
     assert decode(channel, encode(message)) == message  # type: ignore[arg-type]
 
 
@@ -123,8 +133,32 @@ json_values = st.recursive(
 @given(
     st.sampled_from(["event", "health", "state", "cmd", "ack", "alert"]),
     st.dictionaries(
-        st.sampled_from(["v", "id", "k", "p", "t", "s", "b", "z", "n", "sn", "st", "op", "a", "re", "ok",
-                         "ph", "o", "hh", "cam", "temp", "arm", "x"]),
+        st.sampled_from(
+            [
+                "v",
+                "id",
+                "k",
+                "p",
+                "t",
+                "s",
+                "b",
+                "z",
+                "n",
+                "sn",
+                "st",
+                "op",
+                "a",
+                "re",
+                "ok",
+                "ph",
+                "o",
+                "hh",
+                "cam",
+                "temp",
+                "arm",
+                "x",
+            ]
+        ),
         json_values,
     ),
 )
@@ -207,8 +241,15 @@ JPEG = b"\xff\xd8" + bytes(range(256)) * 20 + b"\xff\xd9"
 
 
 def test_snapshot_round_trip_and_overhead() -> None:
-    snap = Snapshot(event_id=12884901929, phase="start", time_ms=1764138000123, width=320, height=180,
-                    jpeg=JPEG, crop=(100, 200, 400, 900))
+    snap = Snapshot(
+        event_id=12884901929,
+        phase="start",
+        time_ms=1764138000123,
+        width=320,
+        height=180,
+        jpeg=JPEG,
+        crop=(100, 200, 400, 900),
+    )
     data = encode_snapshot(snap)
     assert decode_snapshot(data) == snap
     assert len(data) - len(JPEG) < 100  # no base64: the header is the whole overhead

@@ -20,7 +20,12 @@ from protocol.ids import (
 def test_device_id_parts_and_format() -> None:
     dev = parse_device_id("62062101011198000123")
     assert (dev.division, dev.township, dev.industry, dev.type_code, dev.network, dev.serial) == (
-        "620621", "01", "01", "119", "8", 123,
+        "620621",
+        "01",
+        "01",
+        "119",
+        "8",
+        123,
     )
     assert dev.centre == "62062101"
     assert str(dev) == "62062101011198000123"

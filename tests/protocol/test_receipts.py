@@ -37,9 +37,20 @@ def test_many_ranges_split_into_receipts_under_the_size_limit() -> None:
         assert decode_receipt(encode(r)) == r  # encode refuses what is over the limit
 
 
-@pytest.mark.parametrize("bad", [b'{"v":1}', b'{"v":1,"q":[]}', b'{"v":1,"q":[0]}', b'{"v":1,"q":[[5,3]]}',
-                                 b'{"v":1,"q":[[1,2,3]]}', b'{"v":1,"q":[true]}', b'{"v":1,"q":"1-3"}',
-                                 b'{"v":2,"q":[1]}', b'{"v":1,"q":[9007199254740992]}'])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"v":1}',
+        b'{"v":1,"q":[]}',
+        b'{"v":1,"q":[0]}',
+        b'{"v":1,"q":[[5,3]]}',
+        b'{"v":1,"q":[[1,2,3]]}',
+        b'{"v":1,"q":[true]}',
+        b'{"v":1,"q":"1-3"}',
+        b'{"v":2,"q":[1]}',
+        b'{"v":1,"q":[9007199254740992]}',
+    ],
+)
 def test_bad_receipts_are_refused(bad: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_receipt(bad)

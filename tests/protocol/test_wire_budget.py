@@ -11,8 +11,17 @@ from protocol.sizing import publish_packet_size
 def test_typical_person_event_fits_the_budget() -> None:
     # As a device sends it in its first years: with its outbox number "q" (about 100
     # kept messages a day: 99,999 is nearly three years of them).
-    typical = Event(event_id=make_event_id(3, 41), kind="person", phase="start", time_ms=1_764_138_000_123,
-                    score=87, bbox=(112, 204, 331, 912), count=1, has_snapshot=True, seq=99_999)
+    typical = Event(
+        event_id=make_event_id(3, 41),
+        kind="person",
+        phase="start",
+        time_ms=1_764_138_000_123,
+        score=87,
+        bbox=(112, 204, 331, 912),
+        count=1,
+        has_snapshot=True,
+        seq=99_999,
+    )
     size = publish_packet_size(event_topic("62062118011198999999"), encode(typical), qos=1)
     assert size <= 160, size
 
@@ -21,9 +30,17 @@ def test_a_long_lived_devices_worst_event_stays_near_the_budget() -> None:
     # 10,000 agent starts (27 years of daily restarts), a million events in one boot, ten
     # million kept messages, the longest phase name, three-digit score, four-digit box values.
     # The receipt's number costs up to 12 bytes over the 160 of the original budget.
-    worst = Event(event_id=make_event_id(10_000, 1_000_000), kind="person", phase="update",
-                  time_ms=4_000_000_000_000, score=100, bbox=(1000, 1000, 1000, 1000), count=3,
-                  has_snapshot=True, seq=9_999_999)
+    worst = Event(
+        event_id=make_event_id(10_000, 1_000_000),
+        kind="person",
+        phase="update",
+        time_ms=4_000_000_000_000,
+        score=100,
+        bbox=(1000, 1000, 1000, 1000),
+        count=3,
+        has_snapshot=True,
+        seq=9_999_999,
+    )
     size = publish_packet_size(event_topic("62062118011198999999"), encode(worst), qos=1)
     assert size <= 172, size
 

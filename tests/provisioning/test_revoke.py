@@ -27,8 +27,9 @@ def _look(c: County, tmp: Path, cn: str) -> Client:
     cert = c.state.load_ca().issue(key.public_key(), cn, unit="test", days=1)
     write_private(tmp / f"{cn}.key", key_pem(key))
     write_public(tmp / f"{cn}.crt", cert_pem(cert))
-    client = connect(c.port, client_id=cn, session_expiry=60, ca=c.state.ca_cert, cert=tmp / f"{cn}.crt",
-                     key=tmp / f"{cn}.key")
+    client = connect(
+        c.port, client_id=cn, session_expiry=60, ca=c.state.ca_cert, cert=tmp / f"{cn}.crt", key=tmp / f"{cn}.key"
+    )
     assert client.connected.is_set(), client.refused
     return client
 
@@ -62,8 +63,12 @@ def test_revoke_closes_the_thief_out_and_ends_its_session_within_5s(tmp_path: Pa
         pumping.start()
         started = time.monotonic()
         for victim in (live, parked):
-            assert commands.revoke(c.state, c.engine, victim.device_id, reason="stolen",
-                                   broker_dir=None, pid=None, restart=False) == 0
+            assert (
+                commands.revoke(
+                    c.state, c.engine, victim.device_id, reason="stolen", broker_dir=None, pid=None, restart=False
+                )
+                == 0
+            )
         took = time.monotonic() - started
         assert thief.disconnected.wait(max(0.0, 5 - took)), "the live thief is still connected"
         assert took < 5, took
@@ -86,8 +91,12 @@ def test_revoke_closes_the_thief_out_and_ends_its_session_within_5s(tmp_path: Pa
             assert look.topics() == [], look.topics()
             look.close()
         # The broker's model no longer names them; the honest device is untouched.
-        with broker_control.control(broker_config.endpoint(c.state, c.broker_dir), c.state.client_cert("xl-admin"),
-                                    c.state.client_key("xl-admin"), "xl-admin") as ctl:
+        with broker_control.control(
+            broker_config.endpoint(c.state, c.broker_dir),
+            c.state.client_cert("xl-admin"),
+            c.state.client_key("xl-admin"),
+            "xl-admin",
+        ) as ctl:
             model = ctl.model()
         assert live.device_id not in model.clients and parked.device_id not in model.clients
         assert dynsec.device_role(live.device_id) not in model.roles
@@ -106,14 +115,32 @@ def test_a_revoke_while_the_broker_is_down_ends_the_session_at_the_next_sync(tmp
         assert parker.subscribe(cmd_topic(victim.device_id)) == 1
         parker.close()
         broker.stop()  # SIGTERM: the session is saved with the broker's persistence
-        assert commands.revoke(c.state, c.engine, victim.device_id, reason="lost",
-                               broker_dir=None, pid=None, restart=False) == 0
+        assert (
+            commands.revoke(
+                c.state, c.engine, victim.device_id, reason="lost", broker_dir=None, pid=None, restart=False
+            )
+            == 0
+        )
         assert c.state.load_settings().pending_session_ends == [victim.device_id]
         model = dynsec.from_document(json.loads((c.broker_dir / "dynamic-security.json").read_text()))
         assert victim.device_id not in model.clients  # written to the file for the next start
         broker.start_again()
-        assert main(["broker-config", "--state", str(c.state.root), "--out", str(c.broker_dir),
-                     "--port", str(c.port), "--bind", "127.0.0.1"]) == 0
+        assert (
+            main(
+                [
+                    "broker-config",
+                    "--state",
+                    str(c.state.root),
+                    "--out",
+                    str(c.broker_dir),
+                    "--port",
+                    str(c.port),
+                    "--bind",
+                    "127.0.0.1",
+                ]
+            )
+            == 0
+        )
         assert c.state.load_settings().pending_session_ends == []
         look = _look(c, tmp_path, victim.device_id)
         assert not look.session_present

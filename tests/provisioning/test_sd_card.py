@@ -51,8 +51,15 @@ def test_writes_the_bundle_and_hooks_first_boot(village, tmp_path: Path) -> None
     assert [(p.number, p.type_id, p.offset) for p in partitions(image)][:1] == [(1, 0x0C, BOOT_START * 512)]
     rc = main(["sd-card", dev.device_id, "--state", str(c.state.root), "--image", str(image), "--wheels", str(wheels)])
     assert rc == 0
-    for rel in ("first-boot.sh", "agent.yaml", "tls/ca.crt", "tls/device.crt", "tls/device.key",
-                "system/xueliang-agent.service", "system/config.txt"):
+    for rel in (
+        "first-boot.sh",
+        "agent.yaml",
+        "tls/ca.crt",
+        "tls/device.crt",
+        "tls/device.key",
+        "system/xueliang-agent.service",
+        "system/config.txt",
+    ):
         assert fat_read(image, f"xueliang/{rel}") == (dev.bundle / rel).read_bytes(), rel
     assert fat_read(image, "xueliang/wheels/xueliang_edge-0.1.0-py3-none-any.whl").startswith(b"PK")
     cmdline = fat_read(image, "cmdline.txt").decode()
@@ -61,8 +68,10 @@ def test_writes_the_bundle_and_hooks_first_boot(village, tmp_path: Path) -> None
     assert root_untouched(image)
 
     # Writing the card again (a reissue) replaces the bundle and does not hook first boot twice.
-    assert main(["sd-card", dev.device_id, "--state", str(c.state.root), "--image", str(image),
-                 "--wheels", str(wheels)]) == 0
+    assert (
+        main(["sd-card", dev.device_id, "--state", str(c.state.root), "--image", str(image), "--wheels", str(wheels)])
+        == 0
+    )
     again = fat_read(image, "cmdline.txt").decode()
     assert again.count("systemd.run=") == 1
     # The firstrun hook as the Pi runs it: it calls first-boot.sh, then removes itself from cmdline.txt.
@@ -78,8 +87,21 @@ def test_joins_imagers_own_first_boot_script(village, tmp_path: Path) -> None:  
     c, wheels = village
     image = make_image(tmp_path / "custom.img", imager_customised=True)
     before = fat_read(image, "cmdline.txt")
-    assert main(["sd-card", c.devices["HH0004"].device_id, "--state", str(c.state.root), "--image", str(image),
-                 "--wheels", str(wheels)]) == 0
+    assert (
+        main(
+            [
+                "sd-card",
+                c.devices["HH0004"].device_id,
+                "--state",
+                str(c.state.root),
+                "--image",
+                str(image),
+                "--wheels",
+                str(wheels),
+            ]
+        )
+        == 0
+    )
     assert fat_read(image, "cmdline.txt") == before  # Imager's hook already runs firstrun.sh
     lines = fat_read(image, "firstrun.sh").decode().splitlines()
     assert lines.index(OUR_STEP) == lines.index("rm -f /boot/firmware/firstrun.sh") - 1
@@ -112,8 +134,24 @@ def _decode_qr_codes(png: Path) -> list[tuple[float, float, str]]:
 def test_village_plan_and_label_sheet_agree(village, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     c, wheels = village
     sheet = tmp_path / "和平村.png"
-    assert main(["sd-card", "--village", "和平村", "--state", str(c.state.root), "--image", "/dev/sdX",
-                 "--wheels", str(wheels), "--labels", str(sheet)]) == 0
+    assert (
+        main(
+            [
+                "sd-card",
+                "--village",
+                "和平村",
+                "--state",
+                str(c.state.root),
+                "--image",
+                "/dev/sdX",
+                "--wheels",
+                str(wheels),
+                "--labels",
+                str(sheet),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     commands = [line for line in out if line.startswith("xl-provision sd-card ")]
     households = sorted(f"HH{i:04d}" for i in range(26))

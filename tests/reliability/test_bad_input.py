@@ -44,18 +44,65 @@ from tests.support.reliability_rig import Rig, hub_yaml, spawn_hub, stop_process
 from tests.support.wait import wait_for
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True)
-FUZZ_DB = settings(max_examples=40, deadline=None, derandomize=True,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ_DB = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                      st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40))
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4)
-                          | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
-WIRE_KEYS = ["v", "id", "k", "p", "t", "s", "b", "z", "n", "sn", "du", "u", "st", "ver", "boot", "hi", "re", "ok",
-             "err", "op", "a", "ph", "o", "hh", "msg", "ob", "obd", "clk", "cam", "temp", "thr", "w", "h", "c"]
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+WIRE_KEYS = [
+    "v",
+    "id",
+    "k",
+    "p",
+    "t",
+    "s",
+    "b",
+    "z",
+    "n",
+    "sn",
+    "du",
+    "u",
+    "st",
+    "ver",
+    "boot",
+    "hi",
+    "re",
+    "ok",
+    "err",
+    "op",
+    "a",
+    "ph",
+    "o",
+    "hh",
+    "msg",
+    "ob",
+    "obd",
+    "clk",
+    "cam",
+    "temp",
+    "thr",
+    "w",
+    "h",
+    "c",
+]
 # Objects shaped like messages: real keys, wrong or right values; v is often 1 so decoding gets past the version.
 wire_object = st.dictionaries(st.sampled_from(WIRE_KEYS), json_value, max_size=10).map(
-    lambda d: {**d, "v": 1} if len(d) % 3 else d)
+    lambda d: {**d, "v": 1} if len(d) % 3 else d
+)
 ALL_CHANNELS = [*fuzz_targets.JSON_CHANNELS, Channel.SNAP]
 
 
@@ -116,16 +163,23 @@ def processor(sqlite_url: str) -> Iterator[tuple[BatchProcessor, list[str]]]:
 
 @FUZZ_DB
 @given(rng=st.randoms(use_true_random=False), size=st.integers(min_value=1, max_value=30))
-def test_ingest_batches_of_random_topics_and_payloads(processor: tuple[BatchProcessor, list[str]],
-                                                      rng: random.Random, size: int) -> None:
+def test_ingest_batches_of_random_topics_and_payloads(
+    processor: tuple[BatchProcessor, list[str]], rng: random.Random, size: int
+) -> None:
     proc, devices = processor
     messages = []
     for _ in range(size):
         channel = rng.choice(list(fuzz_targets.SEEDS))
-        payload = fuzz_targets.mutate_json(rng, rng.choice(fuzz_targets.SEEDS[channel])) if rng.random() < 0.8 else \
-            rng.randbytes(rng.randint(0, 100))
-        topic = fuzz_targets.random_topic(rng, devices) if rng.random() < 0.5 else \
-            f"xl/v1/{rng.choice(devices)}/{rng.choice(['event', 'health', 'state', 'ack', 'snap'])}"
+        payload = (
+            fuzz_targets.mutate_json(rng, rng.choice(fuzz_targets.SEEDS[channel]))
+            if rng.random() < 0.8
+            else rng.randbytes(rng.randint(0, 100))
+        )
+        topic = (
+            fuzz_targets.random_topic(rng, devices)
+            if rng.random() < 0.5
+            else f"xl/v1/{rng.choice(devices)}/{rng.choice(['event', 'health', 'state', 'ack', 'snap'])}"
+        )
         messages.append((topic, payload))
     fuzz_targets.batch(proc, messages, int(time.time() * 1000))
 
@@ -155,10 +209,28 @@ def test_hub_config_parser(rng: random.Random) -> None:
 
 
 @FUZZ
-@given(row=st.dictionaries(st.sampled_from(["township", "village", "household", "group", "lat", "lon", "name",
-                                            "phone", "leader", "armed_from", "armed_to"]),
-                           st.none() | st.text(max_size=70), max_size=11),
-       rng=st.randoms(use_true_random=False))
+@given(
+    row=st.dictionaries(
+        st.sampled_from(
+            [
+                "township",
+                "village",
+                "household",
+                "group",
+                "lat",
+                "lon",
+                "name",
+                "phone",
+                "leader",
+                "armed_from",
+                "armed_to",
+            ]
+        ),
+        st.none() | st.text(max_size=70),
+        max_size=11,
+    ),
+    rng=st.randoms(use_true_random=False),
+)
 def test_csv_row_parser(row: dict[str, str | None], rng: random.Random) -> None:
     fuzz_targets.csv_row(row)
     fuzz_targets.csv_row(fuzz_targets.random_row(rng))
@@ -184,8 +256,12 @@ def test_agent_command_handling(commands: Commands, rng: random.Random, raw: byt
 
 
 def test_hub_config_with_wrong_types_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for section, key, value in (("ingest", "batch_max", "200"), ("mqtt", "port", 70000),
-                                ("metrics", "enabled", "yes"), ("alerts", "timezone", "Mars/Olympus")):
+    for section, key, value in (
+        ("ingest", "batch_max", "200"),
+        ("mqtt", "port", 70000),
+        ("metrics", "enabled", "yes"),
+        ("alerts", "timezone", "Mars/Olympus"),
+    ):
         doc = json.loads(json.dumps(fuzz_targets.HUB_EXAMPLE))
         doc[section][key] = value
         path = tmp_path / "hub.yaml"
@@ -249,10 +325,13 @@ def test_running_hub_rejects_garbage_counts_it_and_keeps_ingesting(rig: Rig) -> 
         for _ in range(3):
             client.publish(event_topic(dev), good)
         # Absurd device clocks: 1970 and 2100 are kept for diagnosis, the receive time is used.
-        client.publish(event_topic(dev), encode(Event(event_id=2, kind="motion", phase="start", time_ms=1000,
-                                                      score=10)))
-        client.publish(event_topic(dev), encode(Event(event_id=3, kind="motion", phase="start",
-                                                      time_ms=4_102_444_800_000, score=10)))  # 2100-01-01
+        client.publish(
+            event_topic(dev), encode(Event(event_id=2, kind="motion", phase="start", time_ms=1000, score=10))
+        )
+        client.publish(
+            event_topic(dev),
+            encode(Event(event_id=3, kind="motion", phase="start", time_ms=4_102_444_800_000, score=10)),
+        )  # 2100-01-01
         # And a good message after all that garbage is still ingested.
         client.publish(event_topic(dev), encode(Event(event_id=4, kind="person", phase="end", time_ms=now, score=90)))
         wait_for(lambda: {(4, "end"), (2, "start"), (3, "start")} <= _stored(rig), 20, "good messages after garbage")

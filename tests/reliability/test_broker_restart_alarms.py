@@ -19,14 +19,15 @@ from tests.support.reliability_rig import Rig, link_for, running_hub
 from tests.support.wait import wait_for
 
 GRACE_S = 4.0  # the default is 30 s; short here so the test takes seconds (links reconnect in < 1 s)
-HEALTH = {"offline_grace_s": GRACE_S, "broker_window_s": 2.0, "broker_min_devices": 3,
-          "check_interval_s": 0.2}
+HEALTH = {"offline_grace_s": GRACE_S, "broker_window_s": 2.0, "broker_min_devices": 3, "check_interval_s": 0.2}
 
 
 def _alarms(rig: Rig) -> list[tuple[str, str, int, int | None]]:
     with rig.engine.connect() as conn:
-        return [(r.device_id, r.kind, int(r.raised_ms), r.cleared_ms)
-                for r in conn.execute(select(alarms).order_by(alarms.c.id))]
+        return [
+            (r.device_id, r.kind, int(r.raised_ms), r.cleared_ms)
+            for r in conn.execute(select(alarms).order_by(alarms.c.id))
+        ]
 
 
 def _online(rig: Rig) -> set[str]:
@@ -59,8 +60,11 @@ def test_broker_restart_is_one_broker_alarm_and_only_the_device_that_stays_away_
             t_raised = time.time()
             wait_for(lambda: _online(rig) == others, 20, "the other devices back")
             t_back = time.time()
-            wait_for(lambda: any(k == OFFLINE_ARMED for _, k, _, _ in _alarms(rig)), GRACE_S + 15,
-                     "the alarm of the device that stayed away")
+            wait_for(
+                lambda: any(k == OFFLINE_ARMED for _, k, _, _ in _alarms(rig)),
+                GRACE_S + 15,
+                "the alarm of the device that stayed away",
+            )
             t_alarm = time.time()
             time.sleep(1.0)  # a few more watcher checks: nothing else may be raised
             rows = _alarms(rig)
@@ -74,8 +78,10 @@ def test_broker_restart_is_one_broker_alarm_and_only_the_device_that_stays_away_
     assert [(d, k) for d, k, _, _ in offline] == [(stays_away, OFFLINE_ARMED)], rows
     assert offline[0][2] - broker[0][3] >= GRACE_S * 1000, "the grace counts from the broker's return"
     assert len(rows) == 2, rows
-    print(f"\nbroker SIGTERM → broker alarm {t_raised - t0:.1f} s, others back {t_back - t0:.1f} s, "
-          f"broker alarm cleared after {(broker[0][3] - broker[0][2]) / 1000:.1f} s, "
-          f"stayed-away alarm {t_alarm - t0:.1f} s (grace {GRACE_S:g} s)")
+    print(
+        f"\nbroker SIGTERM → broker alarm {t_raised - t0:.1f} s, others back {t_back - t0:.1f} s, "
+        f"broker alarm cleared after {(broker[0][3] - broker[0][2]) / 1000:.1f} s, "
+        f"stayed-away alarm {t_alarm - t0:.1f} s (grace {GRACE_S:g} s)"
+    )
     for box in boxes.values():
         box.close()

@@ -56,8 +56,9 @@ PRIORITY = {"motion": ob.MOTION, "person": ob.PERSON, "panic": ob.PANIC}
 
 def health_of(rig: Rig, device: str, box: Outbox, tmp: Path) -> bytes:
     """The heartbeat the agent would send now, built by the agent's own reporter."""
-    sources = HealthSources(outbox=box, clock=DeviceClock(probe=lambda: "synced"), state_dir=tmp, boot=1,
-                            interval_s=60, vcgencmd=None)
+    sources = HealthSources(
+        outbox=box, clock=DeviceClock(probe=lambda: "synced"), state_dir=tmp, boot=1, interval_s=60, vcgencmd=None
+    )
     return encode(HealthReporter(sources, lambda _h: True).build())
 
 
@@ -136,12 +137,16 @@ def test_hub_sigkill_mid_ingest_loses_and_duplicates_nothing(rig: Rig) -> None:
         assert at_kill < len(ledger.sent), "the kill must land mid-ingest"
         # The devices keep publishing into the broker while the hub is dead, up to
         # their window of messages without a receipt; the rest wait in the outbox.
-        wait_for(lambda: all(link.unreceipted >= min(box.depth, link.settings.receipt_window)
-                             for link, box in zip(links, boxes.values(), strict=True)), 30,
-                 "devices' windows handed to the broker")
+        wait_for(
+            lambda: all(
+                link.unreceipted >= min(box.depth, link.settings.receipt_window)
+                for link, box in zip(links, boxes.values(), strict=True)
+            ),
+            30,
+            "devices' windows handed to the broker",
+        )
         hub = spawn_hub(config, log)
-        wait_for(lambda: ledger.stored(rig.engine)[0] >= len(ledger.sent), 60, "every event after restart",
-                 step=0.2)
+        wait_for(lambda: ledger.stored(rig.engine)[0] >= len(ledger.sent), 60, "every event after restart", step=0.2)
         time.sleep(0.5)  # a late redelivery would show up as a duplicate now
         assert hub.poll() is None, log.read_text()
     finally:
@@ -163,10 +168,15 @@ def test_platform_down_for_a_simulated_hour_then_everything_in_order(rig: Rig) -
     hook = MockWebhook(secret, now_s=lambda: clock.now_ms() / 1000)
     viid.start()
     hook_url = hook.start()
-    fwd = Forwarder(rig.engine, [
-        ViidSink(ViidConfig(f"http://127.0.0.1:{viid.port}", GATEWAY, PASSWORD, timeout_s=3), clock),
-        WebhookSink(WebhookConfig(hook_url, secret, event_kinds=frozenset({"person"})), clock),
-    ], clock, rng=random.Random(9))
+    fwd = Forwarder(
+        rig.engine,
+        [
+            ViidSink(ViidConfig(f"http://127.0.0.1:{viid.port}", GATEWAY, PASSWORD, timeout_s=3), clock),
+            WebhookSink(WebhookConfig(hook_url, secret, event_kinds=frozenset({"person"})), clock),
+        ],
+        clock,
+        rng=random.Random(9),
+    )
     directory = Directory(rig.engine, ttl_s=60)
     # Armed hours that never match, so only the events themselves are forwarded (no alerts).
     alerts = AlertEngine(directory, AlertConfig(), fwd)
@@ -180,12 +190,24 @@ def test_platform_down_for_a_simulated_hour_then_everything_in_order(rig: Rig) -
         mid = 0
         for i in range(40):  # the real ingest path: event, then its picture on its own topic
             dev = rig.devices[i % len(rig.devices)]
-            ev = Event(event_id=(2 << 32) + i, kind="person", phase="start", time_ms=t0 - 60_000 + i, score=88,
-                       bbox=(100, 100, 400, 900), count=1, has_snapshot=True)
+            ev = Event(
+                event_id=(2 << 32) + i,
+                kind="person",
+                phase="start",
+                time_ms=t0 - 60_000 + i,
+                score=88,
+                bbox=(100, 100, 400, 900),
+                count=1,
+                has_snapshot=True,
+            )
             snap = Snapshot(ev.event_id, "start", ev.time_ms, 640, 480, JPEG)
             mid += 2
-            proc.process([Inbound(event_topic(dev), encode(ev), mid, 1, now_ms()),
-                          Inbound(snap_topic(dev), encode_snapshot(snap), mid + 1, 1, now_ms())])
+            proc.process(
+                [
+                    Inbound(event_topic(dev), encode(ev), mid, 1, now_ms()),
+                    Inbound(snap_topic(dev), encode_snapshot(snap), mid + 1, 1, now_ms()),
+                ]
+            )
             ledger.sent.add((dev, ev.event_id, "start"))
             order.append(f"{dev}-{ev.event_id}-start")
         ledger.assert_nothing_lost(rig.engine)
@@ -238,8 +260,11 @@ def test_device_offline_for_a_day_drops_are_ordered_counted_and_alarmed(rig: Rig
         wait_for(lambda: link.connected, 10, "device online")
         assert link.publish_volatile(health_topic(dev), health_of(rig, dev, box, rig.tmp))  # obd=0 baseline
         with rig.engine.connect() as conn:
-            wait_for(lambda: conn.execute(select(func.count()).select_from(health_latest)).scalar_one() == 1,
-                     10, "baseline heartbeat stored")
+            wait_for(
+                lambda: conn.execute(select(func.count()).select_from(health_latest)).scalar_one() == 1,
+                10,
+                "baseline heartbeat stored",
+            )
         link.stop()  # the Wi-Fi goes; the camera keeps seeing things for a day
 
         day_start = now_ms() - 86_400_000
@@ -272,16 +297,24 @@ def test_device_offline_for_a_day_drops_are_ordered_counted_and_alarmed(rig: Rig
 
             def alarm_open() -> bool:
                 with rig.engine.connect() as conn:
-                    return conn.execute(select(alarms.c.detail).where(
-                        alarms.c.device_id == dev, alarms.c.kind == "outbox_dropping",
-                        alarms.c.cleared_ms.is_(None))).first() is not None
+                    return (
+                        conn.execute(
+                            select(alarms.c.detail).where(
+                                alarms.c.device_id == dev,
+                                alarms.c.kind == "outbox_dropping",
+                                alarms.c.cleared_ms.is_(None),
+                            )
+                        ).first()
+                        is not None
+                    )
 
             wait_for(alarm_open, 10, "operator alarm 'outbox dropping'")
         finally:
             link.stop()
         with rig.engine.connect() as conn:
-            obd = conn.execute(select(health_latest.c.outbox_dropped).where(health_latest.c.device_id == dev)
-                               ).scalar_one()
+            obd = conn.execute(
+                select(health_latest.c.outbox_dropped).where(health_latest.c.device_id == dev)
+            ).scalar_one()
     stored = ledger.stored_keys(rig.engine)
     assert obd == box.dropped == len(sent) - 60  # the device's drop count reached the hub
     assert stored == survivors  # exactly the lowest-priority, oldest went
@@ -323,8 +356,9 @@ def test_sd_card_full_reports_in_health_and_flows_when_space_returns(rig: Rig) -
 
             def hub_error() -> str | None:
                 with rig.engine.connect() as conn:
-                    data = conn.execute(select(health_latest.c.data).where(health_latest.c.device_id == dev)
-                                        ).scalar_one_or_none()
+                    data = conn.execute(
+                        select(health_latest.c.data).where(health_latest.c.device_id == dev)
+                    ).scalar_one_or_none()
                 return None if data is None else data.get("err")
 
             wait_for(lambda: hub_error() == "outbox write failed: disk full", 10, "error visible at the hub")
@@ -337,8 +371,11 @@ def test_sd_card_full_reports_in_health_and_flows_when_space_returns(rig: Rig) -
                 ev = event(i, kind="person")
                 assert box.put(event_topic(dev), encode(ev), priority=ob.PERSON, kind="event")
                 ledger.sent.add((dev, ev.event_id, ev.phase))
-            wait_for(lambda: box.depth == 0 and len(ledger.stored_keys(rig.engine)) + box.dropped >= len(ledger.sent),
-                     30, "everything stored or dropped with a record")
+            wait_for(
+                lambda: box.depth == 0 and len(ledger.stored_keys(rig.engine)) + box.dropped >= len(ledger.sent),
+                30,
+                "everything stored or dropped with a record",
+            )
             assert link.publish_volatile(health_topic(dev), health_of(rig, dev, box, rig.tmp))
             wait_for(lambda: hub_error() is None, 10, "error cleared at the hub")
         finally:
@@ -390,8 +427,9 @@ def test_power_loss_during_outbox_writes_loses_nothing_committed(tmp_path: Path)
     committed: set[str] = set()
     deleted: set[str] = set()
     for seed in range(6):
-        child = subprocess.Popen([sys.executable, str(script), str(db), str(seed)], stdout=subprocess.PIPE,
-                                 text=True, env=env, cwd=ROOT)
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(db), str(seed)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "R"
         time.sleep(rng.uniform(0.05, 0.6))  # a random point in the write stream

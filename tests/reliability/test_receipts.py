@@ -59,9 +59,19 @@ def settings(rig: Rig, device: str, port: int | None = None, **kw: object) -> Li
     cert, key = rig.pki.devices[device]
     fields = LinkSettings.__dataclass_fields__
     extra = {k: v for k, v in {"backoff_base_s": 0.1, "backoff_cap_s": 0.5, **FAST, **kw}.items() if k in fields}
-    return LinkSettings(device_id=device, group=rig.group_of(device), host="127.0.0.1",
-                        port=port or rig.broker.port, ca=rig.pki.base.ca, cert=cert, key=key, keepalive=10,
-                        boot=1, health_interval_s=60, **extra)  # type: ignore[arg-type]
+    return LinkSettings(
+        device_id=device,
+        group=rig.group_of(device),
+        host="127.0.0.1",
+        port=port or rig.broker.port,
+        ca=rig.pki.base.ca,
+        cert=cert,
+        key=key,
+        keepalive=10,
+        boot=1,
+        health_interval_s=60,
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 class Fleet:
@@ -108,8 +118,10 @@ class Fleet:
 
     def stored_snaps(self, engine: Engine) -> set[tuple[str, int, str]]:
         with engine.connect() as conn:
-            return {(r.device_id, int(r.event_id), r.phase)
-                    for r in conn.execute(select(snapshots.c.device_id, snapshots.c.event_id, snapshots.c.phase))}
+            return {
+                (r.device_id, int(r.event_id), r.phase)
+                for r in conn.execute(select(snapshots.c.device_id, snapshots.c.event_id, snapshots.c.phase))
+            }
 
     def all_stored(self, engine: Engine) -> bool:
         return self.ledger.sent <= self.ledger.stored_keys(engine) and self.snaps <= self.stored_snaps(engine)
@@ -218,8 +230,9 @@ def test_a_panic_pressed_during_a_link_cut_reaches_the_hub_within_5_s_and_alerts
     import random
 
     # The agent's own backoff (1 s doubling to its cap), seeded so the schedule is the same every run.
-    link = Link(settings(rig, device, port=proxy.port, backoff_base_s=1.0, backoff_cap_s=300.0), box,
-                rng=random.Random(3))
+    link = Link(
+        settings(rig, device, port=proxy.port, backoff_base_s=1.0, backoff_cap_s=300.0), box, rng=random.Random(3)
+    )
     writer.on_urgent = getattr(link, "wake", lambda: None)
     with running_hub(rig, client_id="hub-panic"):
         link.start()

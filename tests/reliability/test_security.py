@@ -57,7 +57,6 @@ VIID_PASSWORD = "viid-Pa55word-that-must-not-leak"
 WEBHOOK_SECRET = "webhook-secret-that-must-not-leak-0123456789"
 
 
-
 # -- the broker: snooping with wildcards, forging alerts --------------------------------------------------
 
 
@@ -72,10 +71,30 @@ def _attacks(c: County, me: str, victim: str) -> list[str]:
     """Every subscription a stolen device might try that would read someone else's messages."""
     hub_group = parse_config({"database": {"url": "sqlite://"}, "mqtt": {"host": "x"}}).mqtt.share_group
     uplink = [uplink_filter(ch) for ch in (Channel.EVENT, Channel.SNAP, Channel.HEALTH, Channel.ACK, Channel.STATE)]
-    filters = ["#", "+", "+/+/+/+", "xl/#", "xl/+/#", "xl/v1/#", uplink_filter(), *uplink, f"xl/v1/{victim}/#",
-               event_topic(victim), cmd_topic(victim), f"xl/v1/{victim}/rcpt", "xl/v1/+/cmd", "xl/v1/grp/+/alert",
-               "xl/v1/grp/#", alert_topic("g2"), f"xl/v1/{me}/#", f"xl/v1/{me}/+", "$SYS/#", "$SYS/broker/clients/+",
-               "$CONTROL/#", "$CONTROL/dynamic-security/v1/response"]
+    filters = [
+        "#",
+        "+",
+        "+/+/+/+",
+        "xl/#",
+        "xl/+/#",
+        "xl/v1/#",
+        uplink_filter(),
+        *uplink,
+        f"xl/v1/{victim}/#",
+        event_topic(victim),
+        cmd_topic(victim),
+        f"xl/v1/{victim}/rcpt",
+        "xl/v1/+/cmd",
+        "xl/v1/grp/+/alert",
+        "xl/v1/grp/#",
+        alert_topic("g2"),
+        f"xl/v1/{me}/#",
+        f"xl/v1/{me}/+",
+        "$SYS/#",
+        "$SYS/broker/clients/+",
+        "$CONTROL/#",
+        "$CONTROL/dynamic-security/v1/response",
+    ]
     for group in (hub_group, "xlhub", "hub", "snoop", "x"):
         filters += [shared(group, f) for f in (uplink_filter(), *uplink, event_topic(victim), cmd_topic(me))]
         filters.append(f"$share/{group}/#")
@@ -111,12 +130,22 @@ def test_a_stolen_certificate_cannot_take_a_share_of_the_hubs_messages(tmp_path:
     c = build_county(tmp_path)
     thief_dev, victim = c.devices["HA"], c.devices["HB"]
     config = tmp_path / "hub.yaml"
-    config.write_text(yaml.safe_dump({
-        "database": {"url": c.state.default_db_url()},
-        "mqtt": {"host": "127.0.0.1", "port": c.port, "client_id": "hub",
-                 "tls": {k: str(v) for k, v in c.identity("hub").items()}},
-        "ingest": {"batch_ms": 5}, "metrics": {"enabled": False}, "log_level": "INFO",
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": c.state.default_db_url()},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": c.port,
+                    "client_id": "hub",
+                    "tls": {k: str(v) for k, v in c.identity("hub").items()},
+                },
+                "ingest": {"batch_ms": 5},
+                "metrics": {"enabled": False},
+                "log_level": "INFO",
+            }
+        )
+    )
     stored = lambda: _stored_events(c, victim.device_id)  # noqa: E731
     with run_broker(c.conf(), port=c.port):
         hub = spawn_hub(config, tmp_path / "hub.log")
@@ -133,8 +162,9 @@ def test_a_stolen_certificate_cannot_take_a_share_of_the_hubs_messages(tmp_path:
 
             def attack() -> None:
                 while not stop.is_set():  # connected, then parked with its session, then back
-                    thief = connect(c.port, client_id=thief_dev.device_id, session_expiry=7 * 24 * 3600,
-                                    **thief_dev.tls)
+                    thief = connect(
+                        c.port, client_id=thief_dev.device_id, session_expiry=7 * 24 * 3600, **thief_dev.tls
+                    )
                     granted.extend(f for f in attacks if thief.subscribe(f) != 0x87)
                     thief.close()
 
@@ -161,8 +191,9 @@ def _event(seq: int) -> Event:
 
 def _stored_events(c: County, device_id: str) -> int:
     with c.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(events).where(events.c.device_id == device_id))
-                   .scalar_one())
+        return int(
+            conn.execute(select(func.count()).select_from(events).where(events.c.device_id == device_id)).scalar_one()
+        )
 
 
 def test_a_device_cannot_raise_an_alert_even_in_its_own_group(county: tuple[County, Broker]) -> None:
@@ -191,8 +222,13 @@ def test_a_device_cannot_raise_an_alert_even_in_its_own_group(county: tuple[Coun
 
 def test_private_key_files_are_owner_only(county: tuple[County, Broker]) -> None:
     c, _ = county
-    keys = [c.state.ca_key, c.state.server_key, c.state.client_key("hub"), c.broker_dir / "server.key",
-            *(d.tls["key"] for d in c.devices.values())]
+    keys = [
+        c.state.ca_key,
+        c.state.server_key,
+        c.state.client_key("hub"),
+        c.broker_dir / "server.key",
+        *(d.tls["key"] for d in c.devices.values()),
+    ]
     for key in keys:
         assert key.exists(), key
         mode = stat.S_IMODE(key.stat().st_mode)
@@ -228,8 +264,9 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
     yield caplog
 
 
-def test_hub_with_forwarder_logs_no_secret(rig: Rig, debug_logs: pytest.LogCaptureFixture,
-                                           capfd: pytest.CaptureFixture[str]) -> None:
+def test_hub_with_forwarder_logs_no_secret(
+    rig: Rig, debug_logs: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     secret_file = rig.tmp / "webhook.secret"
     secret_file.write_text(WEBHOOK_SECRET + "\n")
     secret_file.chmod(0o600)
@@ -237,37 +274,79 @@ def test_hub_with_forwarder_logs_no_secret(rig: Rig, debug_logs: pytest.LogCaptu
     hook = MockWebhook(WEBHOOK_SECRET.encode())
     viid.start()
     hook_url = hook.start()
-    cfg = parse_config({
-        "database": {"url": rig.db_url},
-        "mqtt": {"host": "127.0.0.1", "port": rig.broker.port, "client_id": "hub-secrets", "tls": rig.hub_tls()},
-        "ingest": {"batch_ms": 10}, "metrics": {"enabled": False}, "log_level": "DEBUG",
-        "forward": {"retry_base_s": 0.2, "retry_cap_s": 0.5,
-                    "viid": {"base_url": f"http://127.0.0.1:{viid.port}", "gateway_id": GATEWAY,
-                             "password": VIID_PASSWORD, "keepalive_s": 1},
-                    "webhook": {"url": hook_url, "secret_file": str(secret_file)}},
-    })
+    cfg = parse_config(
+        {
+            "database": {"url": rig.db_url},
+            "mqtt": {"host": "127.0.0.1", "port": rig.broker.port, "client_id": "hub-secrets", "tls": rig.hub_tls()},
+            "ingest": {"batch_ms": 10},
+            "metrics": {"enabled": False},
+            "log_level": "DEBUG",
+            "forward": {
+                "retry_base_s": 0.2,
+                "retry_cap_s": 0.5,
+                "viid": {
+                    "base_url": f"http://127.0.0.1:{viid.port}",
+                    "gateway_id": GATEWAY,
+                    "password": VIID_PASSWORD,
+                    "keepalive_s": 1,
+                },
+                "webhook": {"url": hook_url, "secret_file": str(secret_file)},
+            },
+        }
+    )
     hub = Hub.from_config(cfg)
     dev = rig.devices[0]
     cert, key = rig.pki.devices[dev]
     box = Outbox(rig.tmp / "ob.sqlite3")
-    link = Link(LinkSettings(dev, rig.group_of(dev), "127.0.0.1", rig.broker.port, rig.pki.base.ca, cert, key,
-                             backoff_base_s=0.1, backoff_cap_s=0.5), box)
+    link = Link(
+        LinkSettings(
+            dev,
+            rig.group_of(dev),
+            "127.0.0.1",
+            rig.broker.port,
+            rig.pki.base.ca,
+            cert,
+            key,
+            backoff_base_s=0.1,
+            backoff_cap_s=0.5,
+        ),
+        box,
+    )
     hub.start()
     try:
         now = int(time.time() * 1000)
-        ev = Event(event_id=(1 << 32) + 1, kind="person", phase="start", time_ms=now, score=90,
-                   bbox=(100, 100, 400, 900), count=1, has_snapshot=True)
+        ev = Event(
+            event_id=(1 << 32) + 1,
+            kind="person",
+            phase="start",
+            time_ms=now,
+            score=90,
+            bbox=(100, 100, 400, 900),
+            count=1,
+            has_snapshot=True,
+        )
         box.put(event_topic(dev), encode(ev), priority=ob.PERSON, kind="event")
-        box.put(snap_topic(dev), encode_snapshot(Snapshot(ev.event_id, "start", now, 640, 480, JPEG)),
-                priority=ob.PERSON_SNAP, kind="snap")
+        box.put(
+            snap_topic(dev),
+            encode_snapshot(Snapshot(ev.event_id, "start", now, 640, 480, JPEG)),
+            priority=ob.PERSON_SNAP,
+            kind="snap",
+        )
         link.start()
         wait_for(lambda: len(viid.persons) == 1 and len(hook.bodies) == 1, 20, "forwarded to both sinks")
         viid.go_down("503")  # failure paths log too: they must not log the credentials either
         hook.mode = "503"
-        box.put(event_topic(dev), encode(Event(event_id=(1 << 32) + 2, kind="person", phase="start", time_ms=now,
-                                               score=90)), priority=ob.PERSON, kind="event")
-        wait_for(lambda: any("failed" in r.getMessage() for r in debug_logs.records if r.name.startswith("hub.fo")),
-                 20, "a logged delivery failure")
+        box.put(
+            event_topic(dev),
+            encode(Event(event_id=(1 << 32) + 2, kind="person", phase="start", time_ms=now, score=90)),
+            priority=ob.PERSON,
+            kind="event",
+        )
+        wait_for(
+            lambda: any("failed" in r.getMessage() for r in debug_logs.records if r.name.startswith("hub.fo")),
+            20,
+            "a logged delivery failure",
+        )
     finally:
         link.stop()
         hub.stop()
@@ -276,20 +355,28 @@ def test_hub_with_forwarder_logs_no_secret(rig: Rig, debug_logs: pytest.LogCaptu
         box.close()
     text = "\n".join(r.getMessage() for r in debug_logs.records) + "\n" + "\n".join(map(str, capfd.readouterr()))
     assert len(debug_logs.records) > 20, "DEBUG logging must actually have been captured"
-    secrets = [VIID_PASSWORD, WEBHOOK_SECRET, base64.b64encode(f"{GATEWAY}:{VIID_PASSWORD}".encode()).decode(),
-               *_key_material([rig.pki.base.hub_key, key])]
+    secrets = [
+        VIID_PASSWORD,
+        WEBHOOK_SECRET,
+        base64.b64encode(f"{GATEWAY}:{VIID_PASSWORD}".encode()).decode(),
+        *_key_material([rig.pki.base.hub_key, key]),
+    ]
     assert _secrets_in(text, secrets) == []
     assert "PRIVATE KEY" not in text
 
 
-def test_provisioning_batch_and_agent_log_no_key(tmp_path: Path, debug_logs: pytest.LogCaptureFixture,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_provisioning_batch_and_agent_log_no_key(
+    tmp_path: Path, debug_logs: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     assert provisioning_main(["ca", "init", "--state", str(state), "--broker-host", "hub.minqin.local"]) == 0
     csv_path = tmp_path / "county.csv"
-    csv_path.write_text("township,village,household,group,lat,lon,name\n"
-                        "01,和平村,HH1,g1,38.6,103.1,张家\n01,和平村,HH2,g1,38.6,103.1,李家\n"
-                        "99,和平村,HH3,g1,38.6,103.1,坏行\n", encoding="utf-8")
+    csv_path.write_text(
+        "township,village,household,group,lat,lon,name\n"
+        "01,和平村,HH1,g1,38.6,103.1,张家\n01,和平村,HH2,g1,38.6,103.1,李家\n"
+        "99,和平村,HH3,g1,38.6,103.1,坏行\n",
+        encoding="utf-8",
+    )
     provisioning_main(["batch", str(csv_path), "--state", str(state)])
     out, err = capsys.readouterr()
     keys = sorted(state.rglob("*.key"))
@@ -304,8 +391,20 @@ def test_provisioning_batch_and_agent_log_no_key(tmp_path: Path, debug_logs: pyt
     make_fleet(make_engine(engine_url), groups=1, per_group=1)
     with run_broker() as broker:
         box = Outbox(tmp_path / "ob.sqlite3")
-        link = Link(LinkSettings(bundle.name, "g1", "127.0.0.1", broker.port, tls / "ca.crt", tls / "device.crt",
-                                 tls / "device.key", backoff_base_s=0.1, backoff_cap_s=0.2), box)
+        link = Link(
+            LinkSettings(
+                bundle.name,
+                "g1",
+                "127.0.0.1",
+                broker.port,
+                tls / "ca.crt",
+                tls / "device.crt",
+                tls / "device.key",
+                backoff_base_s=0.1,
+                backoff_cap_s=0.2,
+            ),
+            box,
+        )
         link.start()
         wait_for(lambda: link.attempts >= 2, 10, "failing TLS handshakes against a plain broker")
         link.stop()
@@ -327,8 +426,12 @@ def test_webhook_receiver_refuses_a_replayed_request_and_dedups_a_quick_one() ->
         item = person(1)
         body = json.dumps(webhook_body(item, True)).encode()
         ts = str(clock.now_ms() // 1000)
-        captured = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(secret, ts, body),
-                    IDEMPOTENCY_HEADER: item.key, "Content-Type": "application/json"}
+        captured = {
+            TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: sign(secret, ts, body),
+            IDEMPOTENCY_HEADER: item.key,
+            "Content-Type": "application/json",
+        }
         assert httpx.post(url, content=body, headers=captured).status_code == 200
         assert httpx.post(url, content=body, headers=captured).status_code == 200  # within the window: deduped
         assert hook.duplicates == 1 and len(hook.bodies) == 1

@@ -67,8 +67,7 @@ def _spawn(config: Path, workdir: Path) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def run_broker(config_body: str = "", *, port: int | None = None,
-               workdir: Path | None = None) -> Iterator[Broker]:
+def run_broker(config_body: str = "", *, port: int | None = None, workdir: Path | None = None) -> Iterator[Broker]:
     """Run Mosquitto with ``config_body`` plus a listener line on a free port.
 
     ``config_body`` may use ``{port}`` and ``{workdir}`` placeholders. With an

@@ -43,8 +43,8 @@ def jpeg(width: int = 320, height: int = 180) -> bytes:
     """A real JPEG: a dusk-coloured yard with a lighter figure where the box will be."""
     img = np.zeros((height, width, 3), dtype=np.uint8)
     img[:, :] = (40, 60, 90)
-    img[height // 2:, :] = (90, 80, 60)
-    img[int(height * 0.2):int(height * 0.9), int(width * 0.35):int(width * 0.5)] = (220, 200, 180)
+    img[height // 2 :, :] = (90, 80, 60)
+    img[int(height * 0.2) : int(height * 0.9), int(width * 0.35) : int(width * 0.5)] = (220, 200, 180)
     return bytes(simplejpeg.encode_jpeg(img, quality=80, colorspace="RGB"))
 
 
@@ -61,24 +61,62 @@ class County:
         self.proc.process([Inbound(topic, payload, self.mid, 1, now_ms())])
 
     def health(self, dev: str, **kw: object) -> None:
-        base: dict[str, object] = dict(time_ms=now_ms(), agent_version="0.1.0", interval_s=60, cpu_temp_c=52.5,
-                                       throttled=0, camera="ok", camera_fps=10.0, inference_ms_p50=38.0,
-                                       outbox_depth=0, outbox_dropped=0, armed=False, clock="synced",
-                                       load1=0.4, mem_avail_mb=600, disk_free_mb=9000)
+        base: dict[str, object] = dict(
+            time_ms=now_ms(),
+            agent_version="0.1.0",
+            interval_s=60,
+            cpu_temp_c=52.5,
+            throttled=0,
+            camera="ok",
+            camera_fps=10.0,
+            inference_ms_p50=38.0,
+            outbox_depth=0,
+            outbox_dropped=0,
+            armed=False,
+            clock="synced",
+            load1=0.4,
+            mem_avail_mb=600,
+            disk_free_mb=9000,
+        )
         base.update(kw)
         self.send(health_topic(dev), encode(Health(**base)))  # type: ignore[arg-type]
 
     def state(self, dev: str, st: str) -> None:
         self.send(state_topic(dev), encode(State(state=st, interval_s=60)))
 
-    def event(self, dev: str, event_id: int, kind: str, phase: str = "start", *, snapshot: bool = False,
-              bbox: tuple[int, int, int, int] | None = None, score: int = 87) -> None:
-        self.send(event_topic(dev), encode(Event(event_id=event_id, kind=kind, phase=phase, time_ms=now_ms(),
-                                                 score=score, bbox=bbox, has_snapshot=snapshot,
-                                                 count=1 if kind == "person" else None)))
+    def event(
+        self,
+        dev: str,
+        event_id: int,
+        kind: str,
+        phase: str = "start",
+        *,
+        snapshot: bool = False,
+        bbox: tuple[int, int, int, int] | None = None,
+        score: int = 87,
+    ) -> None:
+        self.send(
+            event_topic(dev),
+            encode(
+                Event(
+                    event_id=event_id,
+                    kind=kind,
+                    phase=phase,
+                    time_ms=now_ms(),
+                    score=score,
+                    bbox=bbox,
+                    has_snapshot=snapshot,
+                    count=1 if kind == "person" else None,
+                )
+            ),
+        )
         if snapshot:
-            self.send(snap_topic(dev), encode_snapshot(Snapshot(event_id=event_id, phase=phase, time_ms=now_ms(),
-                                                                width=320, height=180, jpeg=jpeg())))
+            self.send(
+                snap_topic(dev),
+                encode_snapshot(
+                    Snapshot(event_id=event_id, phase=phase, time_ms=now_ms(), width=320, height=180, jpeg=jpeg())
+                ),
+            )
 
     def ack_command(self, dev: str, command_id: str, ok: bool = True) -> None:
         self.send(ack_topic(dev), encode(Ack(of="cmd", ref_id=command_id, ok=ok, time_ms=now_ms())))
@@ -93,8 +131,11 @@ def seed_county(engine: Engine) -> County:
     pictures, and a forward queue with one dead letter."""
     upgrade(engine)
     reg = Registry(engine)
-    layout = [("01", "泉山镇", "和平村", "g0101-01"), ("01", "泉山镇", "红光村", "g0101-02"),
-              ("02", "薛百镇", "双茨村", "g0201-01")]
+    layout = [
+        ("01", "泉山镇", "和平村", "g0101-01"),
+        ("01", "泉山镇", "红光村", "g0101-02"),
+        ("02", "薛百镇", "双茨村", "g0201-01"),
+    ]
     county_devices: dict[str, list[str]] = {}
     serial = 1
     with engine.begin() as conn:
@@ -105,8 +146,15 @@ def seed_county(engine: Engine) -> County:
             county_devices[gid] = []
             for h in range(3):
                 hh = f"HH{code}{serial:04d}"
-                reg.ensure_household(conn, hh, village_id=vid, group_id=gid, name=f"{'张王李'[h]}家{serial}",
-                                     armed_from="00:00", armed_to="23:59")
+                reg.ensure_household(
+                    conn,
+                    hh,
+                    village_id=vid,
+                    group_id=gid,
+                    name=f"{'张王李'[h]}家{serial}",
+                    armed_from="00:00",
+                    armed_to="23:59",
+                )
                 dev = str(make_device_id(int(code), serial))
                 reg.add_device(conn, dev, hh)
                 county_devices[gid].append(dev)
@@ -141,8 +189,18 @@ def _forward_queue(engine: Engine, dev: str) -> None:
     now = now_ms()
     with engine.begin() as conn:
         for i in range(3):
-            item = EventItem(device_id=dev, event_id=100 + i, phase="start", kind="person", time_ms=now,
-                             score=90, bbox=None, snapshot=None, household_id=None, clock_unsynced=False)
+            item = EventItem(
+                device_id=dev,
+                event_id=100 + i,
+                phase="start",
+                kind="person",
+                time_ms=now,
+                score=90,
+                bbox=None,
+                snapshot=None,
+                household_id=None,
+                clock_unsynced=False,
+            )
             outbox.enqueue_many(conn, "webhook", [item], now - 60_000)
         head = outbox.head(conn, "webhook")
         assert head is not None
@@ -150,8 +208,7 @@ def _forward_queue(engine: Engine, dev: str) -> None:
 
 
 @contextmanager
-def serve_console(engine: Engine, publisher: object = None, *, throttle: Throttle | None = None
-                  ) -> Iterator[str]:
+def serve_console(engine: Engine, publisher: object = None, *, throttle: Throttle | None = None) -> Iterator[str]:
     settings = ConsoleSettings(port=free_port(), refresh_s=2, throttle=throttle or Throttle())
     server = ConsoleServer(ConsoleContext(engine, settings, publisher))  # type: ignore[arg-type]
     server.start()

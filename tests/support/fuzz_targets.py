@@ -47,14 +47,23 @@ SEEDS: dict[Channel, list[bytes]] = {
         b'"mem":612,"memt":906,"disk":11234,"cam":"ok","fps":10.0,"ob":0,"obd":0,"arm":1,"rssi":-67,'
         b'"clk":"synced","err":"outbox write failed: disk full"}',
     ],
-    Channel.STATE: [b'{"v":1,"st":"online","t":1764138000000,"ver":"0.1.0","boot":3,"hi":60}',
-                    b'{"v":1,"st":"offline"}'],
-    Channel.ACK: [b'{"v":1,"re":"cmd","id":"c-7f3b","ok":0,"t":1764138000456,"err":"unknown op"}',
-                  b'{"v":1,"re":"alert","id":"a-20251126-0001","ok":1,"t":1764138105000}'],
-    Channel.CMD: [b'{"v":1,"id":"c-7f3a","op":"schedule","a":{"from":"21:30","to":"06:30"},"t":1764138000000}',
-                  b'{"v":1,"id":"c-1","op":"snapshot","a":{"w":640}}', b'{"v":1,"id":"c-2","op":"identify"}'],
-    Channel.ALERT: [b'{"v":1,"id":"a-20251126-0001","ph":"raise","k":"panic","o":"62062101011198000123",'
-                    b'"hh":"HH0123","t":1764138100350,"msg":"\xe5\xbc\xa0\xe5\xae\xb6"}'],
+    Channel.STATE: [
+        b'{"v":1,"st":"online","t":1764138000000,"ver":"0.1.0","boot":3,"hi":60}',
+        b'{"v":1,"st":"offline"}',
+    ],
+    Channel.ACK: [
+        b'{"v":1,"re":"cmd","id":"c-7f3b","ok":0,"t":1764138000456,"err":"unknown op"}',
+        b'{"v":1,"re":"alert","id":"a-20251126-0001","ok":1,"t":1764138105000}',
+    ],
+    Channel.CMD: [
+        b'{"v":1,"id":"c-7f3a","op":"schedule","a":{"from":"21:30","to":"06:30"},"t":1764138000000}',
+        b'{"v":1,"id":"c-1","op":"snapshot","a":{"w":640}}',
+        b'{"v":1,"id":"c-2","op":"identify"}',
+    ],
+    Channel.ALERT: [
+        b'{"v":1,"id":"a-20251126-0001","ph":"raise","k":"panic","o":"62062101011198000123",'
+        b'"hh":"HH0123","t":1764138100350,"msg":"\xe5\xbc\xa0\xe5\xae\xb6"}'
+    ],
 }
 SNAP_HEADER = b'{"v":1,"id":12884901929,"p":"start","t":1764138000123,"w":320,"h":180}'
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(40)) + b"\xff\xd9"
@@ -129,8 +138,33 @@ def command(cmds: Commands, payload: bytes) -> bool:
 # -- mutators for the soak ------------------------------------------------------------
 
 _INTERESTING: list[Any] = [
-    None, True, False, 0, -1, 1, 2**31, 2**53, 2**53 - 1, 2**64, -(2**63), 1e308, -0.0, 0.5, "", "x" * 300,
-    "\u0000", "\ud7ff", "62062101011198000123", "#", "+", "/", [], {}, [1, 2, 3, 4], [[]], {"v": 1},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**31,
+    2**53,
+    2**53 - 1,
+    2**64,
+    -(2**63),
+    1e308,
+    -0.0,
+    0.5,
+    "",
+    "x" * 300,
+    "\u0000",
+    "\ud7ff",
+    "62062101011198000123",
+    "#",
+    "+",
+    "/",
+    [],
+    {},
+    [1, 2, 3, 4],
+    [[]],
+    {"v": 1},
 ]
 
 
@@ -177,8 +211,24 @@ def mutate_bytes(rng: random.Random, seed: bytes) -> bytes:
         elif op < 0.7 and data:
             del data[pos : pos + rng.randint(1, 8)]
         elif op < 0.8:
-            data[pos:pos] = rng.choice([b'"v":1,', b",", b"{", b"}", b"[", b"]", b'"', b"\\u", b"NaN", b"\xff",
-                                        b'{"v":1,"v":2}', b"1e999", b"-", b"\x00"])
+            data[pos:pos] = rng.choice(
+                [
+                    b'"v":1,',
+                    b",",
+                    b"{",
+                    b"}",
+                    b"[",
+                    b"]",
+                    b'"',
+                    b"\\u",
+                    b"NaN",
+                    b"\xff",
+                    b'{"v":1,"v":2}',
+                    b"1e999",
+                    b"-",
+                    b"\x00",
+                ]
+            )
         elif op < 0.9:
             if len(data) < 70_000:  # oversized, just past the largest limit (snapshots, 64 KiB); no further
                 data = data * rng.randint(2, 40)
@@ -190,9 +240,13 @@ def mutate_bytes(rng: random.Random, seed: bytes) -> bytes:
 def random_topic(rng: random.Random, devices: list[str]) -> str:
     device = rng.choice([*devices, "62062101011198999999", "6206210101119800012", "abc", "+", "#", ""])
     channel = rng.choice(["event", "snap", "health", "state", "ack", "cmd", "alert", "x", ""])
-    shapes = [f"xl/v1/{device}/{channel}", f"xl/v2/{device}/{channel}", f"xl/v1/grp/{device}/alert",
-              f"xl/v1/{device}/{channel}/extra", "/".join(rng.choice(["xl", "v1", device, "", "+"]) for _ in
-                                                          range(rng.randint(0, 6)))]
+    shapes = [
+        f"xl/v1/{device}/{channel}",
+        f"xl/v2/{device}/{channel}",
+        f"xl/v1/grp/{device}/alert",
+        f"xl/v1/{device}/{channel}/extra",
+        "/".join(rng.choice(["xl", "v1", device, "", "+"]) for _ in range(rng.randint(0, 6))),
+    ]
     return rng.choice(shapes)
 
 
@@ -214,14 +268,39 @@ def random_doc(rng: random.Random, seed: dict[str, Any]) -> Any:
 
 
 def random_row(rng: random.Random) -> dict[str, str | None]:
-    good = {"township": "01", "village": "和平村", "household": "HH0001", "group": "g0101-03", "lat": "38.6",
-            "lon": "103.1", "name": "张家", "phone": "13800000000", "leader": "1", "armed_from": "21:00",
-            "armed_to": "06:00"}
+    good = {
+        "township": "01",
+        "village": "和平村",
+        "household": "HH0001",
+        "group": "g0101-03",
+        "lat": "38.6",
+        "lon": "103.1",
+        "name": "张家",
+        "phone": "13800000000",
+        "leader": "1",
+        "armed_from": "21:00",
+        "armed_to": "06:00",
+    }
     row: dict[str, str | None] = dict(good)
     for _ in range(rng.randint(1, 4)):
         col = rng.choice([*REQUIRED, *OPTIONAL])
-        row[col] = rng.choice([None, "", " ", "nan", "inf", "-91", "1e400", "25:00", "g/1", "#", "0" * 70,
-                               str(_random_value(rng))[:80], "".join(chr(rng.randint(0, 0x9FFF)) for _ in range(8))])
+        row[col] = rng.choice(
+            [
+                None,
+                "",
+                " ",
+                "nan",
+                "inf",
+                "-91",
+                "1e400",
+                "25:00",
+                "g/1",
+                "#",
+                "0" * 70,
+                str(_random_value(rng))[:80],
+                "".join(chr(rng.randint(0, 0x9FFF)) for _ in range(8)),
+            ]
+        )
     return row
 
 

@@ -14,8 +14,9 @@ def device(township: int, serial: int) -> str:
     return str(make_device_id(township, serial))
 
 
-def make_fleet(engine: Engine, groups: int = 2, per_group: int = 3, *, armed_from: str = "22:00",
-               armed_to: str = "06:00") -> dict[str, list[str]]:
+def make_fleet(
+    engine: Engine, groups: int = 2, per_group: int = 3, *, armed_from: str = "22:00", armed_to: str = "06:00"
+) -> dict[str, list[str]]:
     """Register ``groups`` groups of ``per_group`` households with one device each.
     Returns group id → device ids (in household order)."""
     upgrade(engine)
@@ -31,8 +32,9 @@ def make_fleet(engine: Engine, groups: int = 2, per_group: int = 3, *, armed_fro
             out[gid] = []
             for h in range(per_group):
                 hh = f"HH{g:03d}{h:02d}"
-                reg.ensure_household(conn, hh, village_id=vid, group_id=gid, name=f"户{g}-{h}",
-                                     armed_from=armed_from, armed_to=armed_to)
+                reg.ensure_household(
+                    conn, hh, village_id=vid, group_id=gid, name=f"户{g}-{h}", armed_from=armed_from, armed_to=armed_to
+                )
                 dev = device(1, serial)
                 serial += 1
                 reg.add_device(conn, dev, hh)

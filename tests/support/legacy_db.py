@@ -42,17 +42,24 @@ def schema_fingerprint(engine: Engine) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for table in sorted(insp.get_table_names()):
         columns = {
-            c["name"]: (str(c["type"].compile(dialect=engine.dialect)), bool(c["nullable"]),
-                        None if c.get("default") is None else str(c["default"]))
+            c["name"]: (
+                str(c["type"].compile(dialect=engine.dialect)),
+                bool(c["nullable"]),
+                None if c.get("default") is None else str(c["default"]),
+            )
             for c in insp.get_columns(table)
         }
         out[table] = {
             "columns": columns,
             "primary_key": tuple(insp.get_pk_constraint(table)["constrained_columns"]),
-            "foreign_keys": sorted((tuple(fk["constrained_columns"]), fk["referred_table"],
-                                    tuple(fk["referred_columns"])) for fk in insp.get_foreign_keys(table)),
-            "indexes": sorted((str(i["name"]), tuple(str(c) for c in i["column_names"]), bool(i["unique"]))
-                              for i in insp.get_indexes(table)),
+            "foreign_keys": sorted(
+                (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
+                for fk in insp.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (str(i["name"]), tuple(str(c) for c in i["column_names"]), bool(i["unique"]))
+                for i in insp.get_indexes(table)
+            ),
             "unique": sorted((str(u["name"]), tuple(u["column_names"])) for u in insp.get_unique_constraints(table)),
         }
     return out

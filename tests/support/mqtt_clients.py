@@ -137,10 +137,10 @@ def can_connect(port: int, **kwargs: object) -> bool:
 class Peer:
     """A real paho client standing in for a device or a test observer."""
 
-    def __init__(self, port: int, client_id: str | None = None, *, will: tuple[str, bytes] | None = None
-                 ) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex,
-                                  protocol=mqtt.MQTTv5)
+    def __init__(self, port: int, client_id: str | None = None, *, will: tuple[str, bytes] | None = None) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex, protocol=mqtt.MQTTv5
+        )
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.received: queue.Queue[tuple[str, bytes, float]] = queue.Queue()

@@ -70,8 +70,10 @@ class Ledger:
 
     def stored_keys(self, engine: Engine) -> set[tuple[str, int, str]]:
         with engine.connect() as conn:
-            return {(r.device_id, int(r.event_id), r.phase)
-                    for r in conn.execute(select(events.c.device_id, events.c.event_id, events.c.phase))}
+            return {
+                (r.device_id, int(r.event_id), r.phase)
+                for r in conn.execute(select(events.c.device_id, events.c.event_id, events.c.phase))
+            }
 
     def assert_nothing_lost(self, engine: Engine) -> None:
         rows, distinct = self.stored(engine)
@@ -86,8 +88,13 @@ def spawn_hub(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``xl-hub run --config FILE`` as a real process, output to ``log``."""
     out = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--config", str(config)], cwd=ROOT,
-                            stdout=out, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -101,15 +108,29 @@ def now_ms() -> int:
 
 
 def event(seq: int, kind: str = "motion", phase: str = "start", t: int | None = None, boot: int = 1) -> Event:
-    return Event(event_id=(boot << 32) + seq, kind=kind, phase=phase, time_ms=t or now_ms(),
-                 score=100 if kind == "panic" else 60)
+    return Event(
+        event_id=(boot << 32) + seq, kind=kind, phase=phase, time_ms=t or now_ms(), score=100 if kind == "panic" else 60
+    )
 
 
 def link_for(rig: Rig, device: str, box: Outbox, **kw: object) -> Link:
     cert, key = rig.pki.devices[device]
-    settings = LinkSettings(device_id=device, group=rig.group_of(device), host="127.0.0.1", port=rig.broker.port,
-                            ca=rig.pki.base.ca, cert=cert, key=key, keepalive=10, max_inflight=10,
-                            backoff_base_s=0.1, backoff_cap_s=0.5, boot=1, health_interval_s=60, **kw)  # type: ignore[arg-type]
+    settings = LinkSettings(
+        device_id=device,
+        group=rig.group_of(device),
+        host="127.0.0.1",
+        port=rig.broker.port,
+        ca=rig.pki.base.ca,
+        cert=cert,
+        key=key,
+        keepalive=10,
+        max_inflight=10,
+        backoff_base_s=0.1,
+        backoff_cap_s=0.5,
+        boot=1,
+        health_interval_s=60,
+        **kw,  # type: ignore[arg-type]
+    )
     return Link(settings, box)
 
 

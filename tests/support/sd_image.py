@@ -31,8 +31,9 @@ rm -f /boot/firmware/firstrun.sh
 sed -i 's| systemd.run.*||g' /boot/firmware/cmdline.txt
 exit 0
 """
-IMAGER_HOOK = " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot " \
-    "systemd.unit=kernel-command-line.target"
+IMAGER_HOOK = (
+    " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+)
 
 
 def _entry(type_id: int, start: int, count: int) -> bytes:
@@ -58,8 +59,11 @@ def make_image(path: Path, *, imager_customised: bool = False) -> Path:
         f.write(mbr)
         f.seek(root_start * SECTOR)
         f.write(ROOT_PATTERN * (ROOT_SECTORS * SECTOR // len(ROOT_PATTERN)))
-    subprocess.run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "--offset", str(BOOT_START), str(path),
-                    str(BOOT_SECTORS // 2)], check=True, capture_output=True)
+    subprocess.run(
+        ["mkfs.vfat", "-F", "32", "-n", "bootfs", "--offset", str(BOOT_START), str(path), str(BOOT_SECTORS // 2)],
+        check=True,
+        capture_output=True,
+    )
     files = {"cmdline.txt": CMDLINE, "config.txt": CONFIG_TXT}
     if imager_customised:
         files["cmdline.txt"] = CMDLINE.strip() + IMAGER_HOOK + "\n"
@@ -77,20 +81,23 @@ def drive(path: Path) -> str:
 
 
 def fat_put(image: Path, local: Path, name: str) -> None:
-    subprocess.run(["mcopy", "-o", "-i", drive(image), str(local), f"::{name}"], check=True, env=mtools_env(),
-                   capture_output=True)
+    subprocess.run(
+        ["mcopy", "-o", "-i", drive(image), str(local), f"::{name}"], check=True, env=mtools_env(), capture_output=True
+    )
 
 
 def fat_read(image: Path, name: str) -> bytes:
-    return subprocess.run(["mcopy", "-n", "-i", drive(image), f"::{name}", "-"], check=True, env=mtools_env(),
-                          capture_output=True).stdout
+    return subprocess.run(
+        ["mcopy", "-n", "-i", drive(image), f"::{name}", "-"], check=True, env=mtools_env(), capture_output=True
+    ).stdout
 
 
 def fat_extract(image: Path, dest: Path) -> None:
     """The whole boot partition into ``dest`` (what the Pi sees as /boot/firmware)."""
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mcopy", "-s", "-n", "-i", drive(image), "::*", str(dest)], check=True, env=mtools_env(),
-                   capture_output=True)
+    subprocess.run(
+        ["mcopy", "-s", "-n", "-i", drive(image), "::*", str(dest)], check=True, env=mtools_env(), capture_output=True
+    )
 
 
 def root_untouched(image: Path) -> bool:

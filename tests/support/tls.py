@@ -68,8 +68,9 @@ def tls_config(p: Pki) -> str:
 class Hub:
     """A test subscriber (the hub's side) with its own certificate and a persistent session."""
 
-    def __init__(self, p: Pki, broker: Broker, topics: list[str], client_id: str = "hub",
-                 receipts: bool = True) -> None:
+    def __init__(
+        self, p: Pki, broker: Broker, topics: list[str], client_id: str = "hub", receipts: bool = True
+    ) -> None:
         """``receipts``: answer every kept message that carries "q" with a receipt,
         as the real hub does after its commit (tests of the device side)."""
         self.messages: list[tuple[str, bytes]] = []
@@ -101,18 +102,14 @@ class Hub:
             self.messages.append((msg.topic, bytes(msg.payload)))
             self._cond.notify_all()
 
-    def wait(
-        self, done: Callable[[list[tuple[str, bytes]]], bool], timeout: float = 10.0, must: bool = True
-    ) -> bool:
+    def wait(self, done: Callable[[list[tuple[str, bytes]]], bool], timeout: float = 10.0, must: bool = True) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not done(self.messages):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     if must:
-                        raise AssertionError(
-                            f"timed out; got {len(self.messages)} messages: {self.messages[-3:]}"
-                        )
+                        raise AssertionError(f"timed out; got {len(self.messages)} messages: {self.messages[-3:]}")
                     return False
                 self._cond.wait(left)
         return True

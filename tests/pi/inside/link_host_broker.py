@@ -39,17 +39,28 @@ def hub(topics: list[str]) -> Hub:
 
 
 def settings(**kw: Any) -> LinkSettings:
-    base: dict[str, Any] = dict(device_id=DEVICE, group=GROUP, host="127.0.0.1", port=PORT, ca=TLS / "ca.crt",
-                                cert=TLS / "device.crt", key=TLS / "device.key", keepalive=10, max_inflight=5,
-                                backoff_base_s=0.1, backoff_cap_s=0.5, agent_version="0.1.0", boot=7,
-                                health_interval_s=60)
+    base: dict[str, Any] = dict(
+        device_id=DEVICE,
+        group=GROUP,
+        host="127.0.0.1",
+        port=PORT,
+        ca=TLS / "ca.crt",
+        cert=TLS / "device.crt",
+        key=TLS / "device.key",
+        keepalive=10,
+        max_inflight=5,
+        backoff_base_s=0.1,
+        backoff_cap_s=0.5,
+        agent_version="0.1.0",
+        boot=7,
+        health_interval_s=60,
+    )
     base.update(kw)
     return LinkSettings(**base)
 
 
 def event_bytes(i: int) -> bytes:
-    return encode(Event(event_id=(7 << 32) + i, kind="person", phase="start", time_ms=1_764_138_000_000 + i,
-                        score=90))
+    return encode(Event(event_id=(7 << 32) + i, kind="person", phase="start", time_ms=1_764_138_000_000 + i, score=90))
 
 
 def ids(messages: list[tuple[str, bytes]]) -> list[int]:
@@ -121,8 +132,12 @@ while True:
 def test_kill_9_while_draining_loses_nothing(tmp_path: Path) -> None:
     db = tmp_path / "o.sqlite3"
     h = hub([event_topic(DEVICE)])
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     try:
         assert child.stdout is not None
         committed = [int(child.stdout.readline()) for _ in range(40)]

@@ -72,8 +72,9 @@ def _tree(commit: str, root: Path) -> Path:
     dest = root / commit
     if not dest.exists():
         dest.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "hub", "protocol"],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "hub", "protocol"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
@@ -81,8 +82,14 @@ def _tree(commit: str, root: Path) -> Path:
 def _run_release(commit: str, url: str, root: Path) -> list[str]:
     tree = _tree(commit, root)
     # cwd and PYTHONPATH are the old tree, so `import hub` is that release's hub.
-    out = subprocess.run([sys.executable, "-c", _RUNNER, url], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _RUNNER, url],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return list(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -95,14 +102,19 @@ def _version_rows(url: str) -> list[tuple[int, str]]:
 
 
 def _write(name: str, dialect: str, commits: list[str], statements: list[str], rows: list[tuple[int, str]]) -> None:
-    lines = [f"-- The database xl-hub's old runner left at {' then '.join(commits)} ({dialect}).",
-             "-- Written by tests/support/legacy_schemas/freeze.py: the DDL those releases sent, as sent.", ""]
+    lines = [
+        f"-- The database xl-hub's old runner left at {' then '.join(commits)} ({dialect}).",
+        "-- Written by tests/support/legacy_schemas/freeze.py: the DDL those releases sent, as sent.",
+        "",
+    ]
     lines += [s + ";\n" for s in statements]
     for version, description in rows:
         quoted = description.replace("'", "''")
         # applied_ms is a fixed instant: the fixture must not change at each freeze.
-        lines.append("INSERT INTO schema_version (version, description, applied_ms) "
-                     f"VALUES ({version}, '{quoted}', 1764115200000);\n")
+        lines.append(
+            "INSERT INTO schema_version (version, description, applied_ms) "
+            f"VALUES ({version}, '{quoted}', 1764115200000);\n"
+        )
     (HERE / f"{name}.{dialect}.sql").write_text("\n".join(lines), encoding="utf-8")
 
 

@@ -68,4 +68,3 @@ def upgrade() -> None:
         sa.Column("created_ms", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_devices_household_id", "devices", ["household_id"])
-
