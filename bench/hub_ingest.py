@@ -47,6 +47,7 @@ from protocol.topics import alert_topic, event_topic, health_topic, shared, upli
 from tests.support.broker import run_broker
 
 DRAIN_N = 20_000
+DRAIN_WAIT_S = 300
 HISTORY_ROWS = 400_000
 ROUNDS = 3
 BARE_ID = "bare-sub"
@@ -168,8 +169,8 @@ def drain_rate_hub(url: str, port: int, devices: list[str]) -> float:
 
     hub.worker.processor.process = counted  # type: ignore[method-assign]
     hub.start()
-    if not done.wait(300):
-        raise RuntimeError(f"hub did not drain in 300 s ({stored_new[0]} of {DRAIN_N} stored)")
+    if not done.wait(DRAIN_WAIT_S):
+        raise RuntimeError(f"hub did not drain in {DRAIN_WAIT_S} s ({stored_new[0]} of {DRAIN_N} stored)")
     elapsed = last_commit[0] - first[0]
     hub.stop(retire=True)  # leave the share group, or the next round's hub gets only half the traffic
     if stored(url) < before + DRAIN_N:
