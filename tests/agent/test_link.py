@@ -232,7 +232,7 @@ def test_a_new_outbox_is_not_freed_by_receipts_queued_for_the_old_one(tls: tuple
         time.sleep(0.05)
     assert link.connected
     link.stop()  # its session, with the receipt subscription, stays at the broker
-    hub = Hub(p, broker, [], receipts=False)
+    hub = Hub(p, broker, [event_topic(DEVICE)], receipts=False)
     hub.client.publish(receipt_topic(DEVICE), encode(receipts_for(range(1, 11))[0]), qos=1).wait_for_publish(5)
     new = Outbox(tmp_path / "new.sqlite3")
     assert new.numbering_is_new()
