@@ -34,7 +34,7 @@ from sim.ports import free_port
 from tests.support.broker import run_broker
 from tests.support.events import event_payload
 from tests.support.hub_config import hub_config
-from tests.support.hub_db import make_fleet
+from tests.support.hub_db import make_fleet, not_armed_now
 from tests.support.mqtt_clients import Peer
 from tests.support.wait import wait_for
 
@@ -48,7 +48,7 @@ def now_ms() -> int:
 def test_run_ingests_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
     engine = make_engine(url)
-    dev = make_fleet(engine, groups=1, per_group=2)["g000"][0]
+    dev = make_fleet(engine, groups=1, per_group=2, **not_armed_now())["g000"][0]
     metrics_port = free_port()
     with run_broker() as broker:
         config = tmp_path / "hub.yaml"

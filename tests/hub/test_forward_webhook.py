@@ -27,7 +27,7 @@ from protocol.messages import Ack, Event
 from protocol.topics import ack_topic, event_topic, snap_topic
 from sim.mock_webhook import MockWebhook
 from tests.support.forward_items import JPEG, T0, panic, person
-from tests.support.hub_db import make_fleet
+from tests.support.hub_db import make_fleet, not_armed_now
 
 SECRET = b"another-shared-secret-32-bytes!!"
 
@@ -122,7 +122,7 @@ def test_ingest_hands_typed_items_to_the_forwarder_in_its_transaction(
     db_url: str, clock: ManualClock, hook: MockWebhook
 ) -> None:
     engine = make_engine(db_url)
-    camera, neighbour = make_fleet(engine, groups=1, per_group=2)["g000"]
+    camera, neighbour = make_fleet(engine, groups=1, per_group=2, **not_armed_now())["g000"]
     viid = _Viidish()
     fwd = Forwarder(engine, [viid, WebhookSink(WebhookConfig(_url(hook), SECRET), clock)], clock,
                     rng=random.Random(3))  # fmt: skip

@@ -20,12 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from agent import outbox as ob
 from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from hub.config import parse_config
+from hub.db.schema import households
 from hub.db.schema_ops import events
 from hub.forward import ManualClock
 from hub.forward.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, webhook_body
@@ -47,7 +48,7 @@ from sim.mock_viid import MockViid
 from sim.mock_webhook import MockWebhook
 from tests.support.broker import Broker, run_broker
 from tests.support.forward_items import GATEWAY, JPEG, person
-from tests.support.hub_db import make_fleet
+from tests.support.hub_db import make_fleet, not_armed_now
 from tests.support.mqtt_clients import Client, connect
 from tests.support.provisioned_county import County, build_county
 from tests.support.reliability_rig import Rig, spawn_hub, stop_process
@@ -267,6 +268,8 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 def test_hub_with_forwarder_logs_no_secret(
     rig: Rig, debug_logs: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    with rig.engine.begin() as conn:  # its person event must not alert, whatever the hour (one body each)
+        conn.execute(update(households).values(**not_armed_now()))
     secret_file = rig.tmp / "webhook.secret"
     secret_file.write_text(WEBHOOK_SECRET + "\n")
     secret_file.chmod(0o600)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import Engine, Table, func, select
 
 from hub.db import upgrade
@@ -12,6 +15,15 @@ from protocol.ids import make_device_id
 
 def device(township: int, serial: int) -> str:
     return str(make_device_id(township, serial))
+
+
+def not_armed_now() -> dict[str, str]:
+    """Armed hours (Asia/Shanghai) that exclude the next few hours, for a test whose
+    person events must not alert: with the county's default 22:00-06:00 its outcome
+    would depend on the hour the suite happens to run at."""
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    start, end = local + timedelta(hours=8), local + timedelta(hours=9)
+    return {"armed_from": start.strftime("%H:%M"), "armed_to": end.strftime("%H:%M")}
 
 
 def make_fleet(
