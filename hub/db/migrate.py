@@ -26,7 +26,6 @@ runner are moved over inside the same transaction (``hub.db.legacy``).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from hub.db import legacy
@@ -171,9 +169,6 @@ def _ranges(versions: frozenset[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-_SQLITE_RETRIES = 5
-
-
 def upgrade(engine: Engine) -> list[str]:
     """Bring the database to every head. Returns the revisions applied (not those only stamped)."""
     applied: list[str] = []
@@ -182,26 +177,15 @@ def upgrade(engine: Engine) -> list[str]:
         if not step.is_stamp:
             applied.append(step.up_revision_id)
 
-    for attempt in range(_SQLITE_RETRIES):
-        unknown = status(engine).unknown
-        if unknown:  # Alembic would fail on them too, with a message that does not say why
-            raise MigrationError(_unknown(unknown))
-        try:
-            with _transaction(engine) as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
-                cfg = alembic_config(conn, on_apply)
-                legacy.bridge(conn, cfg)
-                command.upgrade(cfg, "heads")
-            return applied
-        except OperationalError as exc:
-            # SQLite answers "locked" at once, without waiting, when two upgrades would
-            # deadlock (each holds a read lock the other's write needs); the loser's
-            # transaction is rolled back whole, so it can simply start again.
-            if engine.dialect.name != "sqlite" or "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
-                raise
-            applied.clear()
-            time.sleep(0.2 * (attempt + 1))
+    unknown = status(engine).unknown
+    if unknown:  # Alembic would fail on them too, with a message that does not say why
+        raise MigrationError(_unknown(unknown))
+    with _transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+        cfg = alembic_config(conn, on_apply)
+        legacy.bridge(conn, cfg)
+        command.upgrade(cfg, "heads")
     return applied
 
 
