@@ -19,9 +19,11 @@ in ``invoke``. A real Pi's kernel reports its ARM cores, as this file does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -207,6 +209,24 @@ class Chroot:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    @staticmethod
+    def shut_down(nspawn: subprocess.Popen[bytes]) -> None:
+        """Stop a booted container and everything in it. nspawn asks the container's
+        systemd to power off, but under qemu that PID 1 outlived nspawn and was left
+        running, reparented to init; killing a PID namespace's first process ends the
+        whole namespace."""
+        children = Path(f"/proc/{nspawn.pid}/task/{nspawn.pid}/children")
+        first = children.read_text().split()[:1] if children.exists() else []
+        nspawn.terminate()
+        try:
+            nspawn.wait(120)
+        except subprocess.TimeoutExpired:
+            nspawn.kill()
+            nspawn.wait(10)
+        for pid in first:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
     @staticmethod
     def in_container(nspawn: subprocess.Popen[bytes], command: str, timeout: float = 120) -> Run:

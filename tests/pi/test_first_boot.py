@@ -259,9 +259,4 @@ def test_systemd_in_the_container_starts_the_agent_and_its_watchdog_keeps_it(poi
         assert "running as " + dev.device_id in journal
     finally:
         hub.close()
-        nspawn.terminate()  # nspawn asks the container's systemd to power off
-        try:
-            nspawn.wait(120)
-        except subprocess.TimeoutExpired:
-            nspawn.kill()
-            nspawn.wait(10)
+        pi.shut_down(nspawn)
