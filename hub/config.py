@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field
 
 from hub.config_console import ConsoleSection
 from hub.config_forward import ForwardConfig, forward_problems
+from hub.config_updates import RolloutConfig, UpdatesConfig, updates_problems
 from protocol.ids import parse_group_id
 from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, Str, problem, read_yaml, validate
 
@@ -171,6 +172,8 @@ class HubFile:
     health: Annotated[HealthConfig, SECTION] = field(default_factory=HealthConfig)
     alerts: Annotated[AlertConfig, SECTION] = field(default_factory=AlertConfig)
     metrics: Annotated[MetricsConfig, SECTION] = field(default_factory=MetricsConfig)
+    updates: Annotated[UpdatesConfig, SECTION] = field(default_factory=UpdatesConfig)
+    rollout: Annotated[RolloutConfig, SECTION] = field(default_factory=RolloutConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     forward: Annotated[
         ForwardConfig | None, Field(description="Forwarding to the county 综治 platform; unset: none.")
@@ -186,6 +189,8 @@ class HubConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    updates: UpdatesConfig = field(default_factory=UpdatesConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     log_level: str = "INFO"
     # The validated sections of the parts that plug into the hub, by name:
     # "forward" (a ForwardConfig) and "console" (a ConsoleSection).
@@ -200,7 +205,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         f = validate(HubFile, raw)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
-    problems = forward_problems(f.forward, "forward")
+    problems = forward_problems(f.forward, "forward") + updates_problems(f.updates, "updates")
     if f.health.broker_window_s >= f.health.offline_grace_s:
         # Otherwise the first houses of a broker restart get their own alarm
         # before the burst is recognised as the broker's.
@@ -221,6 +226,8 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         health=f.health,
         alerts=f.alerts,
         metrics=f.metrics,
+        updates=f.updates,
+        rollout=f.rollout,
         log_level=f.log_level,
         plugins=plugins,
     )
