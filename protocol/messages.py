@@ -36,11 +36,17 @@ DEVICE_STATES = frozenset({"online", "offline"})
 ACK_OF = frozenset({"cmd", "alert"})
 ALERT_KINDS = frozenset({"panic", "person", "test"})
 ALERT_PHASES = frozenset({"raise", "clear"})
-COMMAND_OPS = frozenset({"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify"})
+COMMAND_OPS = frozenset({"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify", "update"})
+# Over-the-air update states in health "us" (docs/ota.md section 2).
+UPDATE_STATES = frozenset({"idle", "wait", "dl", "inst", "trial", "ok", "fail", "rb"})
+MAX_UPDATE_ERROR_LEN = 160
+MAX_VERSION_LEN = 32
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 _DEVICE = re.compile(r"[0-9]{20}")
+# The characters of a PEP 440 version; the device parses it fully (agent/update/versions.py).
+VERSION_TEXT = re.compile(r"[0-9][A-Za-z0-9.+!_-]*")
 T_RANGE = (0, limits.MAX_TIME_MS)
 
 
@@ -145,6 +151,11 @@ class Health:
     rssi_dbm: int | None = None
     clock: str | None = None
     error: str | None = None
+    update_version: str | None = None  # "uv": the release the updater works on
+    update_state: str | None = None  # "us": one of UPDATE_STATES
+    update_error: str | None = None  # "ue": why "fail" or "rb"
+    update_bytes: int | None = None  # "ub": bytes of the release downloaded so far
+    update_rollout: str | None = None  # "ro": the rollout the state belongs to
     version: int = limits.SCHEMA_VERSION
 
     # Bits of `vcgencmd get_throttled` that operators act on.
@@ -182,6 +193,11 @@ class Health:
                 "rssi": self.rssi_dbm,
                 "clk": self.clock,
                 "err": self.error,
+                "uv": self.update_version,
+                "us": self.update_state,
+                "ue": self.update_error,
+                "ub": self.update_bytes,
+                "ro": self.update_rollout,
             }
         )
 
@@ -193,6 +209,9 @@ class Health:
         clock = opt_str(obj, "clk", 16)
         if clock is not None and clock not in CLOCK_STATES:
             raise ProtocolError("bad_field", f"field 'clk'={clock!r} is not a clock state")
+        update_state = opt_str(obj, "us", 16)
+        if update_state is not None and update_state not in UPDATE_STATES:
+            raise ProtocolError("bad_field", f"field 'us'={update_state!r} is not an update state")
         big = 1 << 40
         return cls(
             version=_version(obj),
@@ -217,6 +236,11 @@ class Health:
             rssi_dbm=opt_int(obj, "rssi", -150, 0),
             clock=clock,
             error=opt_str(obj, "err", limits.MAX_ERROR_LEN),
+            update_version=opt_str(obj, "uv", MAX_VERSION_LEN, pattern=VERSION_TEXT),
+            update_state=update_state,
+            update_error=opt_str(obj, "ue", MAX_UPDATE_ERROR_LEN),
+            update_bytes=opt_int(obj, "ub", 0, big),
+            update_rollout=opt_str(obj, "ro", limits.MAX_ID_LEN, pattern=_TOKEN),
         )
 
 
@@ -296,7 +320,12 @@ class Command:
 def _check_command_args(op: str, args: dict[str, Any]) -> None:
     if op not in COMMAND_OPS:
         raise ProtocolError("bad_field", f"unknown command op {op!r}")
-    allowed = {"schedule": {"from", "to"}, "identify": {"s"}, "snapshot": {"w"}}.get(op, set())
+    allowed = {
+        "schedule": {"from", "to"},
+        "identify": {"s"},
+        "snapshot": {"w"},
+        "update": {"ver", "ro", "dg", "f"},
+    }.get(op, set())
     extra = set(args) - allowed
     if extra:
         raise ProtocolError("bad_field", f"command {op!r} takes no argument {sorted(extra)[0]!r}")
@@ -307,6 +336,11 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         opt_int(args, "s", 1, 300)
     elif op == "snapshot":
         opt_int(args, "w", 64, 1920)
+    elif op == "update":
+        req_str(args, "ver", MAX_VERSION_LEN, pattern=VERSION_TEXT)
+        opt_str(args, "ro", limits.MAX_ID_LEN, pattern=_TOKEN)
+        opt_bool(args, "dg")
+        opt_bool(args, "f")
 
 
 @dataclass(frozen=True, slots=True)
