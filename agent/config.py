@@ -22,12 +22,14 @@ from pydantic import AfterValidator, Field
 from agent.config_vision import VisionConfig, VisionFile
 from agent.household_sim import SimulateConfig
 from protocol.ids import parse_device_id, parse_group_id
-from xlconfig import SECTION, ConfigError, Expect, Float, Int, NonEmptyPath, Str, problem, read_yaml, validate
+from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPath, Str, problem, read_yaml, validate
 
 __all__ = ["AgentConfig", "ConfigError", "load", "parse"]  # and the sections below
 
 DEFAULT_PATH = Path("/etc/xueliang/agent.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/xueliang")
+DEFAULT_UPDATE_ROOT = Path("/opt/xueliang")
+DEFAULT_UPDATE_STATE_DIR = Path("/var/lib/xueliang/update")
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 
 
@@ -231,6 +233,39 @@ class GpioConfig:
         return any(p is not None for p in (self.pir, self.led, self.buzzer, self.button))
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateConfig:
+    """Over-the-air updates (docs/ota.md): where releases live and when a new one counts as good."""
+
+    root: Annotated[
+        NonEmptyPath, Field(description="Releases side by side in releases/<version>/, the running one is `current`.")
+    ] = DEFAULT_UPDATE_ROOT
+    state_dir: Annotated[
+        NonEmptyPath, Field(description="The updater's state.json, trusted TUF metadata and partial downloads.")
+    ] = DEFAULT_UPDATE_STATE_DIR
+    commit_within_s: Annotated[
+        Int,
+        Field(
+            ge=60,
+            le=86_400,
+            description="Seconds a new release has to connect, read frames, load the model and run the pipeline; "
+            "else it is rolled back.",
+        ),
+    ] = 600
+    max_attempts: Annotated[
+        Int,
+        Field(ge=1, le=20, description="Starts of a new release without a commit before the guard rolls it back."),
+    ] = 3
+    bandwidth_bytes_per_s: Annotated[
+        Int | None,
+        Expect("bytes per second, 1024..1073741824"),  # not seconds, which the _s suffix would say
+        Field(ge=1024, le=1 << 30, description="Download cap on the metered link, bytes/s (unset: no cap)."),
+    ] = 131_072
+    outside_armed_hours_only: Annotated[
+        Bool, Field(description="Download and switch only outside armed hours, unless the hub forces it.")
+    ] = True
+
+
 @dataclass(frozen=True)
 class AgentFile:
     """The file as written: the sections above, in the order the example config lists them."""
@@ -246,6 +281,7 @@ class AgentFile:
         default_factory=GpioConfig
     )
     state_dir: Annotated[NonEmptyPath, Field(description="Boot counter and arming state.")] = DEFAULT_STATE_DIR
+    update: Annotated[UpdateConfig, SECTION] = field(default_factory=UpdateConfig)
     simulate: Annotated[
         SimulateConfig | None,
         Field(description="A simulated household: demo and tests only, with gpio.pin_factory: mock."),
@@ -264,6 +300,7 @@ class AgentConfig:
     health_interval_s: int
     vision: VisionConfig
     simulate: SimulateConfig | None = None  # demo/test only, mock pins
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     path: Path | None = None  # where it was read from, for `reload`
 
 
@@ -313,6 +350,7 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
         health_interval_s=f.health.interval_s,
         vision=vision,
         simulate=f.simulate,
+        update=f.update,
     )
 
 
