@@ -53,9 +53,11 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from agent import memory
     from agent.runtime import run
 
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(__name__).debug("malloc: %s", ", ".join(memory.tune()) or "defaults")
     stop = threading.Event()
     # SIGTERM (systemd stop) and SIGINT end the run cleanly: open visits end, the link says offline.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

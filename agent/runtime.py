@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, memory
 from agent.alerts import AlertDesk
 from agent.bootcount import next_boot
 from agent.capture import Capture, source_factory
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 STALL_S = 30.0  # no frame and no reopen attempt for this long: the capture is hung
 FLUSH_S = 3.0  # on a clean stop, give the link this long to send what is waiting
+TRIM_S = 60.0  # malloc_trim: cheap, and freed frame buffers and SQLite pages go back to the kernel
 
 
 def build_detector(cfg: AgentConfig) -> tuple[Any, str | None]:
@@ -196,10 +197,14 @@ class Agent:
             self.household.start()
         self.notifier.ready(f"device {self.cfg.device.id} boot {self.boot}")
         log.info("xl-agent %s running as %s, boot %d", __version__, self.cfg.device.id, self.boot)
+        next_trim = time.monotonic() + 5.0  # once the model and first frames are in
         try:
             while not self.stop.wait(1.0):
                 self.health.tick()
                 self.panel.refresh()
+                if time.monotonic() >= next_trim:
+                    memory.trim()
+                    next_trim = time.monotonic() + TRIM_S
         finally:
             self.shutdown()
         return "reload" if self.reload_requested else "stop"
