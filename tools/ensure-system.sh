@@ -16,6 +16,8 @@ if [ "${XL_NEED_PI:-1}" = 1 ]; then
   command -v update-binfmts >/dev/null 2>&1 || [ -x /usr/sbin/update-binfmts ] || need_apt+=(binfmt-support)
   command -v mcopy >/dev/null 2>&1 || need_apt+=(mtools)
   command -v mkfs.vfat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.vfat ] || need_apt+=(dosfstools)
+  # systemd-nspawn --boot, for first boot under systemd (tests/pi/test_first_boot.py).
+  command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
 fi
 # A CJK font so the console's Chinese text renders in the browser tests' screenshots.
 if [ "${XL_NEED_BROWSER:-1}" = 1 ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy\|noto sans cjk"; then
