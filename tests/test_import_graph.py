@@ -23,6 +23,7 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
             "hub.config",
             "hub.config_console",
             "hub.config_forward",
+            "hub.config_updates",
             "hub.cli_options",
             "hub.cli_output",
             "hub.db",
@@ -34,6 +35,8 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ("alert rules", ["hub.alerts"], False),
     ("health rules", ["hub.health"], False),
     ("pipelines", ["hub.ingest", "hub.forward"], True),
+    # Issue 17: serving the TUF repository, and rollouts (which read what ingest stored).
+    ("updates and rollouts", ["hub.updates", "hub.rollout"], True),
     ("console", ["hub.console"], False),
     ("wiring", ["hub.service", "hub.cli"], False),
 ]

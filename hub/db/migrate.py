@@ -2,7 +2,7 @@
 
 Each room that owns tables keeps its revisions beside its code, as one Alembic
 branch: ``hub`` (registry and operational tables, hub/db/migrations/versions),
-``forward`` (hub/forward/migrations) and ``console`` (hub/console/migrations).
+``forward`` (hub/forward/migrations) and ``console`` (hub/console/migrations), ``updates`` and ``rollout`` (issue 17).
 Branches rather than one line because the rooms are independent (no foreign
 key crosses them) and are written by different people: a new console revision
 never has to be ordered against a hub one, and the console can be left out
@@ -53,6 +53,8 @@ ROOMS: dict[str, Path] = {
     "hub": _ENV_DIR / "versions",
     "forward": _HUB / "forward" / "migrations",
     "console": _HUB / "console" / "migrations",
+    "updates": _HUB / "updates" / "migrations",
+    "rollout": _HUB / "rollout" / "migrations",
 }
 
 # Any constant: upgrades of one PostgreSQL database wait for each other on it.
