@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--village", required=True)
     lb.add_argument("--township", metavar="NN")
     lb.add_argument("--out", type=Path, required=True, metavar="SHEET.pdf|png")
+
+    from provisioning.release import commands as release_commands
+
+    release_commands.add_parser(sub, common)
     return parser
 
 
@@ -265,12 +269,26 @@ def _cards(args: argparse.Namespace, parser: argparse.ArgumentParser, state: Sta
         return 1
 
 
+def _release(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # No registry database here, and `release list --repo` needs no state folder.
+    from provisioning.release import commands as release_commands
+    from xlrelease.store import RepositoryError
+
+    try:
+        return release_commands.run(args, parser)
+    except (release_commands.ReleaseUsageError, RepositoryError) as exc:
+        print(f"xl-provision: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "release":
+        return _release(args, parser)
     if args.state is None:
         parser.error("--state DIR is required (before or after the command), or set XL_PROVISION_STATE")
     from provisioning.batch import CsvError
