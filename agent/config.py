@@ -63,6 +63,19 @@ def _hhmm(text: str) -> str:
     return text
 
 
+def _tuf_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        port = 0
+    if parts.scheme != "https" or not parts.hostname or not 0 < port < 65536 or parts.query or parts.fragment:
+        raise ValueError("not an https:// URL")
+    return url if url.endswith("/") else url + "/"
+
+
 def _timezone(name: str) -> str:
     from agent.schedule import zone  # its fallback for a Pi without tzdata is the one to agree with
 
@@ -237,6 +250,12 @@ class GpioConfig:
 class UpdateConfig:
     """Over-the-air updates (docs/ota.md): where releases live and when a new one counts as good."""
 
+    url: Annotated[
+        Str | None,
+        AfterValidator(_tuf_url),
+        Expect("https://host:port/tuf/ (the hub's update server)"),
+        Field(description="The hub's TUF repository, over mTLS with the broker certificate (unset: no updates)."),
+    ] = None
     root: Annotated[
         NonEmptyPath, Field(description="Releases side by side in releases/<version>/, the running one is `current`.")
     ] = DEFAULT_UPDATE_ROOT
