@@ -5,6 +5,7 @@
     agent.yaml               identity, broker URL, TLS paths on the Pi, schedule, GPIO
     tls/ca.crt device.crt device.key (0600 here; FAT on the card, so first-boot deletes it)
     system/*                 systemd unit and drop-ins, config.txt fragment
+    tuf/root.json            the update repository's trusted root (when the state has one; docs/ota.md)
     first-boot.sh            installs all of the above on the Pi
     label.svg                printable QR label
 
@@ -88,6 +89,7 @@ def write_bundle(
     broker_url: str,
     pi_files: dict[str, str],
     issued_date: str,
+    update_root: bytes | None = None,
 ) -> None:
     """Write a complete bundle into ``dest`` (which must not exist yet)."""
     (dest / "tls").mkdir(parents=True)
@@ -96,6 +98,10 @@ def write_bundle(
     (dest / "tls" / "device.crt").write_bytes(cert_pem)
     (dest / "tls" / "ca.crt").write_bytes(ca_pem)
     (dest / "agent.yaml").write_text(agent_yaml(device_id, spec, broker_url, issued_date), encoding="utf-8")
+    if update_root is not None:
+        # A device trusts updates signed under this root and the roots it signs after it.
+        (dest / "tuf").mkdir()
+        (dest / "tuf" / "root.json").write_bytes(update_root)
     for rel, text in pi_files.items():
         (dest / rel).write_text(text, encoding="utf-8")
     script = dest / "first-boot.sh"

@@ -91,6 +91,7 @@ class Enroller:
         self.ca: CA = state.load_ca()
         self.ca_pem = state.ca_pem()
         self.pi_files = render_pi_files(self.settings.ntp_server)
+        self.update_root = state.trusted_update_root()
         self.issued_date = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
         self._villages: dict[tuple[str, str], int] = {}
         self._townships: set[str] = set()
@@ -186,6 +187,7 @@ class Enroller:
             broker_url=self.settings.broker_url,
             pi_files=self.pi_files,
             issued_date=self.issued_date,
+            update_root=self.update_root,
         )
 
     # -- registry -------------------------------------------------------------

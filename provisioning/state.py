@@ -10,6 +10,8 @@
     DIR/ca/crl.pem           the current CRL
     DIR/bundles/<device id>/ one SD-card bundle per device
     DIR/hub.sqlite3          the default hub database when no --db is given
+    DIR/tuf/                 update signing keys and repository (provisioning/release/repo.py);
+                             its root.json, the newest root, goes into every bundle
 
 The default database lives in the state folder so a county office laptop works
 with no server; the production hub passes ``--db postgresql://…`` instead.
@@ -70,6 +72,7 @@ class State:
         self.server_key = self.ca_dir / "server.key"
         self.crl_path = self.ca_dir / "crl.pem"
         self.revoked_path = self.ca_dir / "revoked.csv"
+        self.tuf_root = root / "tuf" / "root.json"
 
     def default_db_url(self) -> str:
         return f"sqlite:///{(self.root / 'hub.sqlite3').resolve()}"
@@ -135,6 +138,13 @@ class State:
 
     def ca_pem(self) -> bytes:
         return self.ca_cert.read_bytes()
+
+    def trusted_update_root(self) -> bytes | None:
+        """The update repository's newest root, or None before `xl-provision release keys init`."""
+        try:
+            return self.tuf_root.read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 def ensure_admin(state: State) -> str:
