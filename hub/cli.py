@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.console.cli import add_commands as add_console_commands
 
     add_console_commands(sub)
+    from hub.rollout.cli import add_commands as add_rollout_commands
+
+    add_rollout_commands(sub)
     return parser
 
 
@@ -115,7 +118,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "run":
         from hub.config import load_config
-        from hub.service import Hub, SchemaNotReady
+        from hub.service import Hub, SchemaNotReady, ota_extensions
 
         cfg = load_config(args.config)
         logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -128,6 +131,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 console = for_hub(cfg, hub.engine, hub.worker.transport)
                 if console is not None:
                     hub.extensions.append(console)
+            hub.extensions.extend(ota_extensions(cfg, hub))  # the TUF repository server, rollouts
             hub.run_forever()
         except SchemaNotReady as exc:
             print(f"xl-hub: {exc}", file=sys.stderr)
@@ -153,6 +157,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"xl-hub: {problem}", file=sys.stderr)
             return 1
+        if args.command == "rollout":
+            from hub.rollout.cli import dispatch as rollout_dispatch
+
+            return rollout_dispatch(engine, args)
         if args.command == "devices":
             rows = reports.device_report(engine, offline_only=args.offline, status=args.status)
         elif args.command == "events":

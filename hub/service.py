@@ -68,6 +68,21 @@ def plugins_from_config(config: HubConfig, engine: Engine) -> tuple[ForwardSink 
     return sink, extensions
 
 
+def ota_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
+    """Issue 17's parts of ``xl-hub run``: the TUF repository server and its online
+    signer (``updates.enabled``), and the rollout engine, sending through the hub's transport."""
+    out: list[Extension] = []
+    if config.updates.enabled:
+        from hub.updates.service import create
+
+        out.extend(create(hub.engine, config.updates))
+    if config.rollout.enabled:
+        from hub.rollout.runner import RolloutRunner
+
+        out.append(RolloutRunner(hub.engine, hub.worker.transport, config.rollout, config.alerts.timezone))
+    return out
+
+
 class Hub:
     def __init__(
         self,
