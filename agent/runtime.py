@@ -30,6 +30,8 @@ from agent.link import Link, LinkSettings
 from agent.outbox import Outbox
 from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming
+from agent.update.commit import ROLLBACK_EXIT, gate_for, restart_blocker, runtime_probes
+from agent.update.layout import Layout
 from agent.watchdog import Notifier, Watchdog
 from protocol.codec import encode
 from protocol.topics import alert_topic, cmd_topic, health_topic
@@ -149,6 +151,10 @@ class Agent:
         self.watchdog = Watchdog(self.notifier, self._progress)
         self._cmd_topic = cmd_topic(cfg.device.id)
         self._alert_topic = alert_topic(cfg.device.group)
+        # A release on trial commits itself once it has worked, or rolls back (agent.update.commit).
+        up = cfg.update
+        self.gate = gate_for(Layout.from_config(up), __version__, up.commit_within_s, runtime_probes(self))
+        self.exit_code = 0
 
     def _pipeline(self) -> Any:
         from agent.vision.pipeline import VisionPipeline
@@ -202,6 +208,9 @@ class Agent:
             while not self.stop.wait(1.0):
                 self.health.tick()
                 self.panel.refresh()
+                if self.gate is not None and self.gate.poll(lambda: restart_blocker(self)) == "rollback":
+                    self.exit_code = ROLLBACK_EXIT  # systemd restarts us on the release rolled back to
+                    self.stop.set()
                 if time.monotonic() >= next_trim:
                     memory.trim()
                     next_trim = time.monotonic() + TRIM_S
@@ -237,6 +246,6 @@ def run(path: Path, stop: threading.Event) -> int:
             log.error("cannot start: %s", exc)
             return 1
         if agent.run() != "reload":
-            return 0
+            return agent.exit_code
         stop.clear()
         log.info("reloading %s", path)
