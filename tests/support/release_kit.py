@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tuf.ngclient import Updater
 
@@ -88,14 +89,25 @@ def dependency_wheels() -> Path:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
+    counts: dict[str, int] | None = None
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        data = source.read()
+        outputfile.write(data)
+        if self.counts is not None:
+            self.counts[self.path] = self.counts.get(self.path, 0) + len(data)
+
 
 @contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` read-only over HTTP on 127.0.0.1; yields the base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+def serve(directory: Path, counts: dict[str, int] | None = None) -> Iterator[str]:
+    """Serve ``directory`` read-only over HTTP on 127.0.0.1; yields the base URL.
+
+    ``counts``, if given, gets the body bytes sent per URL path."""
+    handler = type("Handler", (_Quiet,), {"counts": counts})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
