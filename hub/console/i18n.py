@@ -22,6 +22,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.groups": ("联防组", "Groups"),
     "nav.forwarding": ("平台转发", "Forwarding"),
     "nav.users": ("用户", "Users"),
+    "nav.rollouts": ("升级", "Updates"),
     "logout": ("退出", "Log out"),
     "lang.other": ("English", "中文"),
     "login.title": ("操作员登录", "Operator login"),
@@ -193,6 +194,52 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ago.d": ("{n} 天前", "{n} d ago"),
     "never": ("从未", "never"),
 }
+
+
+# Rollouts of agent releases (issue 17, hub/console/rollouts.py).
+STRINGS.update(
+    {
+        "ro.title": ("软件升级批次", "Agent rollouts"),
+        "ro.one": ("升级 #{id}", "Rollout #{id}"),
+        "ro.version": ("版本", "Release"),
+        "ro.committed": ("已完成", "Committed"),
+        "ro.failed": ("失败", "Failed"),
+        "ro.created": ("创建", "Created"),
+        "ro.reason": ("原因", "Reason"),
+        "ro.cohorts": ("分批", "Cohorts"),
+        "ro.cohort": ("批次", "Cohort"),
+        "ro.started": ("开始于", "Started"),
+        "ro.devices": ("设备", "Devices"),
+        "ro.others": ("进行中", "In progress"),
+        "ro.versions": ("运行版本", "Versions running"),
+        "ro.villages": ("按村", "By village"),
+        "ro.failures": ("失败设备", "Failures"),
+        "ro.audit": ("操作记录", "Audit log"),
+        "ro.actor": ("操作人", "Who"),
+        "ro.action": ("操作", "Action"),
+        "ro.rule": (
+            "上一批完成 ≥ {ok:g}% 且失败 ≤ {bad:g}% 时开始下一批",
+            "Next cohort at >= {ok:g}% committed and <= {bad:g}% failed",
+        ),
+        "ro.window": ("维护时段 {w}（县时间）", "window {w} county time"),
+        "ro.do_pause": ("暂停", "Pause"),
+        "ro.do_resume": ("继续", "Resume"),
+        "ro.do_abort": ("终止", "Abort"),
+        "ro.done_pause": ("已暂停", "Paused"),
+        "ro.done_resume": ("已继续", "Resumed"),
+        "ro.done_abort": ("已终止", "Aborted"),
+        "ro.st.active": ("进行中", "active"),
+        "ro.st.paused": ("已暂停", "paused"),
+        "ro.st.halted": ("已自动停止", "halted"),
+        "ro.st.aborted": ("已终止", "aborted"),
+        "ro.st.done": ("已完成", "done"),
+        "ro.ds.waiting": ("待开始", "waiting"),
+        "ro.ds.queued": ("待发送", "queued"),
+        "ro.ds.sent": ("已下发", "sent"),
+        "ro.ds.working": ("升级中", "updating"),
+        "ro.ds.skipped": ("跳过", "skipped"),
+    }
+)
 
 
 class Translator:
