@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
+from agent.update.commandline import add_update_command
 from agent.vision.replay_cli import add_replay_command
 
 ROLE = (
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_runtime_commands(sub)
     add_replay_command(sub)
+    add_update_command(sub)
     return parser
 
 

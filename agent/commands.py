@@ -39,6 +39,7 @@ class CommandPorts:
     reload: Port = _not_available  # () -> error | None
     restart: Port = _not_available  # () -> error | None
     identify: Port = _not_available  # (seconds) -> error | None
+    update: Port = _not_available  # (version, rollout | None, downgrade, force) -> error | None
 
 
 class Commands:
@@ -85,6 +86,8 @@ class Commands:
             return self.ports.restart()
         if op == "identify":
             return self.ports.identify(int(args.get("s", 30)))
+        if op == "update":  # accepted or not; the progress comes in health (agent.update.runner)
+            return self.ports.update(args["ver"], args.get("ro"), bool(args.get("dg")), bool(args.get("f")))
         return f"unknown op {op!r}"  # decode_command already refuses these; kept for safety
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from agent import __version__, sysinfo
 from agent.clock import DeviceClock
 from agent.outbox import Outbox
+from agent.update.progress import Progress
 from protocol.messages import Health
 
 MIN_GAP_S = 5.0
@@ -35,6 +36,7 @@ class HealthSources:
     capture: Any = None  # agent.capture.Capture
     armed: Callable[[], bool] | None = None
     errors: Callable[[], str | None] | None = None  # the most recent operator-facing error
+    update: Callable[[], Progress | None] | None = None  # agent.update.runner.UpdateRunner.health
     root: Path = sysinfo.ROOT  # tests point /proc and /sys elsewhere
     vcgencmd: str | None = "auto"
 
@@ -56,6 +58,7 @@ class HealthReporter:
         stats = getattr(pipeline, "stats", None)
         camera = getattr(cap, "state", None) if cap is not None else "off"
         error = s.outbox.error or (s.errors() if s.errors else None) or getattr(cap, "error", None)
+        up = s.update() if s.update else None
         return Health(
             time_ms=s.clock.now_ms(),
             uptime_s=int(time.monotonic() - self.started),
@@ -78,12 +81,18 @@ class HealthReporter:
             rssi_dbm=sysinfo.wifi_rssi_dbm(s.root),
             clock=s.clock.state,
             error=error[:200] if error else None,
+            update_version=up.uv if up else None,
+            update_state=up.us if up else None,
+            update_error=up.ue if up else None,
+            update_bytes=up.ub if up and up.ub else None,
+            update_rollout=up.ro if up else None,
         )
 
     def tick(self) -> Health | None:
         """Send when the interval is up or something significant changed; returns what was sent."""
         health = self.build()
-        key = (health.camera, health.armed, health.clock, health.throttled, health.error)
+        # The update state too: the hub's rollout waits on it (docs/ota.md section 2).
+        key = (health.camera, health.armed, health.clock, health.throttled, health.error, health.update_state)
         now = time.monotonic()
         due = now - self._last_sent >= self.s.interval_s
         changed = key != self._last_key and now - self._last_sent >= MIN_GAP_S

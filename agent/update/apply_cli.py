@@ -16,7 +16,6 @@ failed (``us`` = ``fail``, ``ue`` says why), 2 bad usage or config.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import platform
 import shutil
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent import __version__
-from agent.config import AgentConfig, ConfigError, load
+from agent.config import AgentConfig
 from agent.update.checks import check_release, check_space
 from agent.update.fetch import FetchError, HttpsFetcher, TlsIdentity
 from agent.update.layout import Layout
@@ -36,31 +35,6 @@ from agent.update.versions import VersionError, compare
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 2.0  # progress.json is on the SD card: not one write per chunk
-
-
-def add_update_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from agent.config import DEFAULT_PATH
-
-    update = sub.add_parser("update", help="over-the-air updates (docs/ota.md)")
-    actions = update.add_subparsers(dest="update_action", metavar="ACTION", required=True)
-    apply = actions.add_parser("apply", help="fetch, verify and install a release (the agent runs this as a child)")
-    apply.add_argument("--config", type=Path, help=f"config (default {DEFAULT_PATH})")
-    apply.add_argument("--version", dest="target", required=True, metavar="V", help="the release to install")
-    apply.add_argument("--allow-downgrade", action="store_true", help="the rollout allows an older release")
-    apply.add_argument("--force", action="store_true", help="the hub forced it (ignore armed hours)")
-    apply.add_argument("--rollout", metavar="ID", help="rollout id, echoed in progress and health")
-    apply.set_defaults(handler=_apply, config_fallback=DEFAULT_PATH)
-
-
-def _apply(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("config %s", problem)
-        return 2
-    return apply_release(cfg, args.target, allow_downgrade=args.allow_downgrade, rollout=args.rollout)
 
 
 class _Reporter:

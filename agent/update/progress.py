@@ -8,11 +8,15 @@ so the agent reads the old state or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.update.guard import write_atomic
-from protocol.messages import MAX_UPDATE_ERROR_LEN, UPDATE_STATES
+from protocol.limits import MAX_ID_LEN
+from protocol.messages import MAX_UPDATE_ERROR_LEN, MAX_VERSION_LEN, UPDATE_STATES, VERSION_TEXT
+
+_ROLLOUT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +28,15 @@ class Progress:
     ro: str | None = None  # the rollout
 
     def __post_init__(self) -> None:
+        # Checked as the hub's decoder will: one bad key would cost the device its whole heartbeat.
         if self.us not in UPDATE_STATES:
             raise ValueError(f"not an update state: {self.us!r}")
+        if len(self.uv) > MAX_VERSION_LEN or not VERSION_TEXT.fullmatch(self.uv):
+            raise ValueError(f"not a version: {self.uv[:40]!r}")
+        if self.ro is not None and (len(self.ro) > MAX_ID_LEN or not _ROLLOUT.fullmatch(self.ro)):
+            raise ValueError(f"not a rollout id: {self.ro[:40]!r}")
+        if self.ub < 0:
+            raise ValueError("negative byte count")
 
 
 def write_progress(path: Path, progress: Progress) -> None:
