@@ -69,20 +69,22 @@ def start_trial(layout: Layout, version: str, commit_within_s: int, max_attempts
 
 
 def commit(layout: Layout, version: str, guard_source: Path | None = None) -> State:
-    """The release on trial is good. Idempotent: committing a committed release does nothing."""
+    """The release on trial is good. Idempotent: a repeated commit finishes what a kill interrupted."""
     with locked(layout):
         state = load(layout)
-        if state.trial is None and state.good[:1] == [version]:
-            return state
-        if state.trial is None or state.trial.version != version:
+        committed = state.trial is None and state.good[:1] == [version]
+        if not committed and (state.trial is None or state.trial.version != version):
             on_trial = state.trial.version if state.trial else "none"
             raise SwitchError(f"cannot commit {version}: the release on trial is {on_trial}")
-        state.good = [version, *[v for v in state.good if v != version]][:KEEP_GOOD]
-        state.trial = None
-        state.current = version
-        state.us, state.ue, state.uv = "ok", None, version
-        write_state(layout, state)
-        crashpoint("commit: state written")
+        if not committed:
+            state.good = [version, *[v for v in state.good if v != version]][:KEEP_GOOD]
+            state.trial = None
+            state.current = version
+            state.us, state.ue, state.uv = "ok", None, version
+            write_state(layout, state)
+            crashpoint("commit: state written")
+        # Done again when the commit is repeated: a kill after the state write must not leave
+        # the old guard or the old releases behind for good.
         # The new release's guard runs from the next start: it must understand the state it wrote.
         install_guard(layout, guard_source or Path(guard.__file__))
         prune(layout, state)
