@@ -7,7 +7,8 @@ set -eu
 
 SRC=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 ETC=/etc/xueliang
-VENV=/opt/xueliang/venv
+ROOT=/opt/xueliang
+UPDATE=/var/lib/xueliang/update
 DONE=/var/lib/xueliang/.first-boot-done
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -67,14 +68,65 @@ if [ -n "$pkgs" ]; then
     # A freshly written image may have no package lists yet.
     apt-get install -y --no-install-recommends $pkgs || { apt-get update && apt-get install -y --no-install-recommends $pkgs; }
 fi
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv --system-site-packages "$VENV"
+# The first release, laid out as every later one (docs/ota.md section 3):
+# releases/<version>/venv, files/, manifest.json, and current -> releases/<version>.
+# Built under a dot name and renamed when complete, as agent/update/install.py does,
+# so an interrupted first boot never leaves a release that looks installed.
+install -d -m 0755 -o xueliang -g xueliang "$ROOT" "$ROOT/releases"
+if [ ! -x "$ROOT/current/venv/bin/xl-agent" ]; then
+    PARTIAL="$ROOT/releases/.first-boot.partial"
+    rm -rf "$PARTIAL"
+    mkdir -p "$PARTIAL/files" "$PARTIAL/model"
+    python3 -m venv --system-site-packages "$PARTIAL/venv"
+    if ls "$SRC"/wheels/*.whl >/dev/null 2>&1; then
+        # Kept in files/: the next update copies unchanged wheels from here instead of downloading them.
+        cp "$SRC"/wheels/*.whl "$PARTIAL/files/"
+        "$PARTIAL/venv/bin/pip" install --no-cache-dir --no-index --find-links "$PARTIAL/files" "@{pip_requirement}"
+    else
+        "$PARTIAL/venv/bin/pip" install --no-cache-dir "@{pip_requirement}"
+    fi
+    VERSION=$("$PARTIAL/venv/bin/python" -I -c 'import agent; print(agent.__version__)')
+    FINAL="$ROOT/releases/$VERSION"
+    # A venv holds its own path in its scripts' #! lines: name the folder it is renamed to.
+    find "$PARTIAL/venv/bin" -maxdepth 1 -type f -exec grep -l "$PARTIAL" {} + | while read -r f; do
+        sed -i "s|$PARTIAL/venv|$FINAL/venv|g" "$f"
+    done
+    sed -i "s|$PARTIAL/venv|$FINAL/venv|g" "$PARTIAL/venv/pyvenv.cfg"
+    "$PARTIAL/venv/bin/python" -I - "$PARTIAL" "$VERSION" "@{pip_requirement}" <<'PY'
+import json, pathlib, platform, sys
+import agent
+part, version, requirement = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+wheels = sorted(p.name for p in (part / "files").glob("*.whl"))
+ours = [w for w in wheels if w.startswith("xueliang_edge-")]
+model = pathlib.Path(agent.__file__).parent / "models" / "person_ssdlite_uint8.tflite"
+if model.is_file():
+    (part / "model" / model.name).write_bytes(model.read_bytes())
+manifest = {  # not signed: this release came on the card, not from the repository
+    "format": 1, "version": version, "min_from": None, "released_ms": None,
+    "agent": f"agent/{version}/{ours[0] if ours else f'xueliang_edge-{version}-py3-none-any.whl'}",
+    "model": f"agent/{version}/{model.name}" if model.is_file() else None,
+    "platforms": {platform.machine(): [f"wheels/{w}" for w in wheels if w not in ours]},
+    "requirement": requirement, "first_boot": True,
+}
+(part / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+PY
+    sync
+    rm -rf "$FINAL"
+    mv "$PARTIAL" "$FINAL"
+    ln -sfn "releases/$VERSION" "$ROOT/.current.first-boot"
+    mv -T "$ROOT/.current.first-boot" "$ROOT/current"
 fi
-if ls "$SRC"/wheels/*.whl >/dev/null 2>&1; then
-    "$VENV/bin/pip" install --no-index --find-links "$SRC/wheels" "@{pip_requirement}"
-else
-    "$VENV/bin/pip" install "@{pip_requirement}"
+# The guard systemd runs before each start (ExecStartPre): from the installed release,
+# standard library only. It writes state.json from the current link at the first start.
+GUARD=$("$ROOT/current/venv/bin/python" -I -c 'import agent.update.guard as g; print(g.__file__)')
+install -m 0644 -o xueliang -g xueliang "$GUARD" "$ROOT/guard.py"
+chown -R xueliang:xueliang "$ROOT"  # the agent installs, switches and prunes releases itself
+install -d -m 0750 -o xueliang -g xueliang "$UPDATE" "$UPDATE/tuf"
+if [ -f "$SRC/tuf/root.json" ]; then
+    # The trust anchor for signed updates (docs/ota.md section 1).
+    install -m 0644 -o xueliang -g xueliang "$SRC/tuf/root.json" "$UPDATE/tuf/root.json"
 fi
+sync
 
 # /run/systemd/system exists only while systemd runs as PID 1; without it (a
 # chroot or an image being prepared) systemctl can only do its offline work.

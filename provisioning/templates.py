@@ -76,7 +76,7 @@ PI_FILES = (
 PI_DEFAULTS: dict[str, object] = {
     "watchdog_sec": 60,
     "restart_sec": 5,
-    "agent_bin": "/opt/xueliang/venv/bin/xl-agent",
+    "agent_bin": "/opt/xueliang/current/venv/bin/xl-agent",  # current -> releases/<version> (docs/ota.md)
     "config_path": "/etc/xueliang/agent.yaml",
     "memory_max": "400M",
     "runtime_watchdog_sec": 14,

@@ -15,6 +15,7 @@ PID 1 (``systemd-nspawn --boot``) and the enabled unit is watched under systemd.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shlex
 import shutil
@@ -120,9 +121,19 @@ def test_first_boot_installs_the_bundle_and_the_unit(booted: tuple[Chroot, Count
     # The key does not stay on the FAT partition, which has no permissions.
     assert not pi.read(f"{BOOT}/xueliang/tls/device.key").exists()
     assert pi.read("/var/lib/xueliang/.first-boot-done").exists()
-    assert stat.S_ISREG(pi.read("/opt/xueliang/venv/bin/xl-agent").lstat().st_mode)
+    # The first release is laid out as every update is (docs/ota.md section 3).
+    link = os.readlink(pi.read("/opt/xueliang/current"))
+    assert link.startswith("releases/") and not list(pi.read("/opt/xueliang/releases").glob(".*"))
+    release = f"/opt/xueliang/{link}"
+    assert stat.S_ISREG(pi.read(f"{release}/venv/bin/xl-agent").lstat().st_mode)
+    assert pi.read(f"{release}/venv/bin/xl-agent").read_text().startswith(f"#!{release}/venv/bin/python")
+    assert json.loads(pi.read(f"{release}/manifest.json").read_text())["version"] == link.removeprefix("releases/")
+    assert list(pi.read(f"{release}/files").glob("xueliang_edge-*.whl"))  # the base of the first delta
+    assert _owner(pi, "/opt/xueliang/guard.py") == "xueliang:xueliang 644"
+    assert _owner(pi, "/opt/xueliang/releases") == "xueliang:xueliang 755"
+    assert _owner(pi, "/var/lib/xueliang/update") == "xueliang:xueliang 750"
     # The venv sees the system's packages, where apt's picamera2 lives on Pi OS.
-    cfg = pi.read("/opt/xueliang/venv/pyvenv.cfg").read_text()
+    cfg = pi.read(f"{release}/venv/pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
 
 
@@ -167,6 +178,11 @@ def test_the_units_command_as_its_user_reaches_ready_and_pings_the_watchdog(poin
     pi, _c = pointed
     unit = pi.read("/etc/systemd/system/xueliang-agent.service").read_text()
     exec_start, user = _unit_value(unit, "ExecStart"), _unit_value(unit, "User")
+    # ExecStartPre, the guard, as the same user: it writes state.json from the current link.
+    guard = _unit_value(unit, "ExecStartPre").lstrip("-")
+    pi.run(f"cd /var/lib/xueliang && runuser -u {user} -- {guard}").check()
+    state = json.loads(pi.read("/var/lib/xueliang/update/state.json").read_text())
+    assert state["good"] == [state["current"]] and state["trial"] is None
     assert int(_unit_value(unit, "WatchdogSec")) == 60
     # systemd passes WatchdogSec as WATCHDOG_USEC; 10 s here instead of the unit's 60 keeps
     # the test short (the agent pings at half of whatever it is given).

@@ -84,10 +84,11 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path, bundle: Path) -> Non
 def test_unit_keys(bundle: Path) -> None:
     svc = _ini(bundle / "system" / "xueliang-agent.service")["Service"]
     assert svc["Type"] == "notify" and svc["Restart"] == "always" and int(svc["WatchdogSec"]) > 0
-    assert svc["ExecStart"] == "/opt/xueliang/venv/bin/xl-agent run --config /etc/xueliang/agent.yaml"
+    assert svc["ExecStart"] == "/opt/xueliang/current/venv/bin/xl-agent run --config /etc/xueliang/agent.yaml"
+    assert svc["ExecStartPre"] == "-/usr/bin/python3 /opt/xueliang/guard.py"
     assert (svc["User"], svc["SupplementaryGroups"]) == ("xueliang", "video gpio")
     assert svc["NoNewPrivileges"] == "yes" and svc["ProtectSystem"] == "strict"
-    assert svc["ReadWritePaths"] == "/var/lib/xueliang" and svc["PrivateTmp"] == "yes"
+    assert svc["ReadWritePaths"] == "/var/lib/xueliang /opt/xueliang" and svc["PrivateTmp"] == "yes"
     assert svc["ProtectHome"] == "yes"
 
 
