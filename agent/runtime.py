@@ -32,6 +32,7 @@ from agent.outbox_writer import OutboxWriter
 from agent.schedule import Arming
 from agent.update.commit import ROLLBACK_EXIT, gate_for, restart_blocker, runtime_probes
 from agent.update.layout import Layout
+from agent.update.runner import UpdateRunner
 from agent.watchdog import Notifier, Watchdog
 from protocol.codec import encode
 from protocol.topics import alert_topic, cmd_topic, health_topic
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 STALL_S = 30.0  # no frame and no reopen attempt for this long: the capture is hung
 FLUSH_S = 3.0  # on a clean stop, give the link this long to send what is waiting
+SWITCH_EXIT = 75  # as ROLLBACK_EXIT: any exit restarts the unit, on whatever ``current`` names now
 TRIM_S = 60.0  # malloc_trim: cheap, and freed frame buffers and SQLite pages go back to the kernel
 
 
@@ -100,6 +102,15 @@ class Agent:
         )
         self.desk = AlertDesk(cfg.device.id, self.panel, self.writer, cfg.gpio.buzzer_max_s)
         self.household = SimulatedHousehold(cfg.simulate, self.panel, cfg.gpio.hold_s, stop) if cfg.simulate else None
+        # The update command: a child process fetches and installs; this agent only decides when
+        # to switch (agent.update.runner), and then stops so systemd starts the new release.
+        self.updates = UpdateRunner(
+            cfg.update,
+            cfg.path,
+            armed=lambda: self.arming.armed,
+            blocker=lambda: restart_blocker(self),
+            restart=self._restart_for_update,
+        )
         self.commands = Commands(
             self.writer,
             self.arming,
@@ -108,6 +119,7 @@ class Agent:
                 reload=self._reload,
                 restart=self.capture.restart,
                 identify=self._identify,
+                update=self.updates.handle,
             ),
         )
         b = cfg.broker
@@ -145,6 +157,7 @@ class Agent:
                 capture=self.capture,
                 armed=lambda: self.arming.armed,
                 errors=self._error,
+                update=self.updates.health,
             ),
             publish=lambda h: self.link.publish_volatile(health_topic(cfg.device.id), encode(h)),
         )
@@ -155,6 +168,11 @@ class Agent:
         up = cfg.update
         self.gate = gate_for(Layout.from_config(up), __version__, up.commit_within_s, runtime_probes(self))
         self.exit_code = 0
+
+    def _restart_for_update(self) -> None:
+        """The new release is linked as ``current``: stop cleanly, and systemd (Restart=always) starts it."""
+        self.exit_code = SWITCH_EXIT
+        self.stop.set()
 
     def _pipeline(self) -> Any:
         from agent.vision.pipeline import VisionPipeline
@@ -208,6 +226,7 @@ class Agent:
             while not self.stop.wait(1.0):
                 self.health.tick()
                 self.panel.refresh()
+                self.updates.tick()
                 if self.gate is not None and self.gate.poll(lambda: restart_blocker(self)) == "rollback":
                     self.exit_code = ROLLBACK_EXIT  # systemd restarts us on the release rolled back to
                     self.stop.set()
