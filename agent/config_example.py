@@ -75,6 +75,7 @@ TEMPLATE_VALUES = {
     "device.household": "@{household}",
     "broker.url": '"@{broker_url}"',
     **_TLS,
+    "update.url": '"@{update_url}"',
     "schedule.from": '"@{armed_from}"',
     "schedule.to": '"@{armed_to}"',
     "schedule.timezone": '"Asia/Shanghai"',  # the county's, stated rather than left to a default

@@ -51,7 +51,7 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def agent_yaml(device_id: str, spec: DeviceSpec, broker_url: str, issued_date: str) -> str:
+def agent_yaml(device_id: str, spec: DeviceSpec, broker_url: str, issued_date: str, update_url: str) -> str:
     return render(
         "agent.yaml",
         {
@@ -60,6 +60,7 @@ def agent_yaml(device_id: str, spec: DeviceSpec, broker_url: str, issued_date: s
             "group": spec.group,
             "issued_date": issued_date,
             "broker_url": broker_url,
+            "update_url": update_url,
             "armed_from": spec.armed_from or "22:00",
             "armed_to": spec.armed_to or "06:00",
         },
@@ -87,6 +88,7 @@ def write_bundle(
     cert_pem: bytes,
     ca_pem: bytes,
     broker_url: str,
+    update_url: str,
     pi_files: dict[str, str],
     issued_date: str,
     update_root: bytes | None = None,
@@ -97,7 +99,7 @@ def write_bundle(
     write_private(dest / "tls" / "device.key", key_pem)
     (dest / "tls" / "device.crt").write_bytes(cert_pem)
     (dest / "tls" / "ca.crt").write_bytes(ca_pem)
-    (dest / "agent.yaml").write_text(agent_yaml(device_id, spec, broker_url, issued_date), encoding="utf-8")
+    (dest / "agent.yaml").write_text(agent_yaml(device_id, spec, broker_url, issued_date, update_url), encoding="utf-8")
     if update_root is not None:
         # A device trusts updates signed under this root and the roots it signs after it.
         (dest / "tuf").mkdir()

@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--broker-host", required=True, help="hostname devices use for the broker (in the SAN)")
     init.add_argument("--hostname", action="append", default=[], help="extra broker SAN (DNS or IP; repeat)")
     init.add_argument("--broker-port", type=int, default=8883)
+    init.add_argument("--update-port", type=int, default=8443, help="the hub's update server (hub updates.port)")
     init.add_argument("--ntp-server", help="county NTP server for the Pis (default: the broker host)")
     init.add_argument("--hub-cn", default="hub", help="CN (MQTT username) of the hub's client certificate")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
@@ -188,6 +189,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             broker_host=args.broker_host,
             hostnames=args.hostname,
             broker_port=args.broker_port,
+            update_port=args.update_port,
             ntp_server=args.ntp_server,
             hub_cn=args.hub_cn,
             force=args.force,

@@ -44,6 +44,7 @@ def ca_init(
     hostnames: list[str],
     broker_port: int,
     ntp_server: str | None,
+    update_port: int = 8443,
     hub_cn: str,
     force: bool,
 ) -> list[Path]:
@@ -76,6 +77,7 @@ def ca_init(
         Settings(
             broker_host=broker_host,
             broker_port=broker_port,
+            update_port=update_port,
             server_names=names,
             ntp_server=ntp_server or broker_host,
             clients=clients,

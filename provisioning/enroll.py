@@ -185,6 +185,7 @@ class Enroller:
             cert_pem=cert_pem(cert),
             ca_pem=self.ca_pem,
             broker_url=self.settings.broker_url,
+            update_url=self.settings.update_url,
             pi_files=self.pi_files,
             issued_date=self.issued_date,
             update_root=self.update_root,

@@ -42,6 +42,8 @@ ADMIN_CN = "xl-admin"
 class Settings:
     broker_host: str
     broker_port: int = 8883
+    # The hub's update server (hub updates.port), on the broker's host: devices fetch releases there.
+    update_port: int = 8443
     server_names: list[str] = field(default_factory=list)
     ntp_server: str = ""
     clients: dict[str, str] = field(default_factory=dict)  # cn -> role
@@ -53,6 +55,10 @@ class Settings:
     @property
     def broker_url(self) -> str:
         return f"mqtts://{self.broker_host}:{self.broker_port}"
+
+    @property
+    def update_url(self) -> str:
+        return f"https://{self.broker_host}:{self.update_port}/tuf/"
 
 
 class StateError(RuntimeError):

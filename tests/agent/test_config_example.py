@@ -29,6 +29,7 @@ def test_template_renders_to_a_config_the_agent_accepts() -> None:
         "group": "g0101",
         "household": '"张家 HH1"',
         "broker_url": "mqtts://hub.minqin.example:8883",
+        "update_url": "https://hub.minqin.example:8443/tuf/",
         "issued_date": "2026-12-01",
         "armed_from": "22:00",
         "armed_to": "06:00",
@@ -37,6 +38,7 @@ def test_template_renders_to_a_config_the_agent_accepts() -> None:
     cfg = config.parse(yaml.safe_load(render("agent.yaml", values)), "bundle agent.yaml")
     assert cfg.device.household == "张家 HH1" and cfg.schedule.armed_from == "22:00"
     assert cfg.broker.keepalive == config.BrokerConfig.__dataclass_fields__["keepalive"].default
+    assert cfg.update.url == "https://hub.minqin.example:8443/tuf/"
 
 
 def test_every_commented_default_is_the_schema_default() -> None:

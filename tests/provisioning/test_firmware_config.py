@@ -109,6 +109,8 @@ def test_agent_yaml(bundle: Path) -> None:
     assert conf["broker"]["url"] == "mqtts://hub.minqin.local:8883"
     assert conf["broker"]["key"] == "/etc/xueliang/tls/device.key"
     assert conf["schedule"] == {"from": "21:00", "to": "05:00", "timezone": "Asia/Shanghai"}
+    # Releases come from the hub's update server on the broker's host (ca init --update-port).
+    assert conf["update"] == {"url": "https://hub.minqin.local:8443/tuf/"}
 
 
 def test_agent_yaml_is_accepted_by_the_agent(bundle: Path) -> None:
@@ -118,6 +120,7 @@ def test_agent_yaml_is_accepted_by_the_agent(bundle: Path) -> None:
     assert (config.broker.host, config.broker.port) == ("hub.minqin.local", 8883)
     assert (config.schedule.armed_from, config.schedule.armed_to) == ("21:00", "05:00")
     assert not config.gpio.any  # pins stay commented until the installer knows the wiring
+    assert config.update.url == "https://hub.minqin.local:8443/tuf/"
 
 
 def test_first_boot_script(bundle: Path) -> None:
