@@ -17,16 +17,19 @@ failed (``us`` = ``fail``, ``ue`` says why), 2 bad usage or config.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig
 from agent.update.checks import check_release, check_space
 from agent.update.fetch import FetchError, HttpsFetcher, TlsIdentity
+from agent.update.install import InstallOptions
 from agent.update.layout import Layout
 from agent.update.progress import Progress, write_progress
 from agent.update.tuf_client import LocalFiles, Release, ReleaseClient, UpdateRefused
@@ -35,6 +38,12 @@ from agent.update.versions import VersionError, compare
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 2.0  # progress.json is on the SD card: not one write per chunk
+# Development and tests only, never set on a device: a site-packages folder. The new release's
+# venv is then made from this interpreter, gets the agent wheel alone and sees that folder's
+# packages (InstallOptions.no_deps/extra_paths, as tests/agent/test_update_install.py builds
+# them), instead of the system python and every wheel of the platform. tests/e2e/test_ota_rollout.py
+# sets it for the agents it runs, whose update child would otherwise need all of numpy, LiteRT, ...
+DEV_SITE_ENV = "XL_UPDATE_DEV_SITE"
 
 
 class _Reporter:
@@ -133,9 +142,17 @@ def _run(
 
 
 def _install(layout: Layout, release: Release, files: dict[str, Path]) -> object:
-    from agent.update.install import InstallError, InstallOptions, install_release
+    from agent.update.install import InstallError, install_release
 
     try:
-        return install_release(layout, release.manifest_path, files, InstallOptions())
+        return install_release(layout, release.manifest_path, files, install_options())
     except InstallError as exc:
         raise UpdateRefused(f"install: {exc}") from exc
+
+
+def install_options(env: Mapping[str, str] | None = None) -> InstallOptions:
+    """The device's install options; with ``XL_UPDATE_DEV_SITE`` set, the development ones."""
+    site = (os.environ if env is None else env).get(DEV_SITE_ENV)
+    if not site:
+        return InstallOptions()
+    return InstallOptions(python=sys.executable, no_deps=True, extra_paths=(Path(site),))

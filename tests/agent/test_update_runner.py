@@ -219,3 +219,15 @@ def test_a_damaged_progress_file_is_no_update_state(rig: Rig) -> None:
     rig.layout.progress_file.write_text('{"uv":"0.3.0; rm","us":"dl"}')
     assert read_progress(rig.layout.progress_file) is None  # the hub would reject the heartbeat
     assert rig.runner().health() is None
+
+
+def test_the_child_installs_as_a_device_does_unless_a_development_site_is_named() -> None:
+    """XL_UPDATE_DEV_SITE (tests/e2e/test_ota_rollout.py): the release venv is this interpreter's,
+    with the agent wheel alone over that site's packages; unset, the device's defaults."""
+    from agent.update.apply_cli import DEV_SITE_ENV, install_options
+    from agent.update.install import InstallOptions
+
+    assert install_options({}) == InstallOptions()
+    assert install_options({DEV_SITE_ENV: ""}) == InstallOptions()
+    dev = install_options({DEV_SITE_ENV: "/srv/site-packages"})
+    assert (dev.python, dev.no_deps, dev.extra_paths) == (sys.executable, True, (Path("/srv/site-packages"),))

@@ -47,8 +47,13 @@ def _copy_tree(dest: Path) -> None:
     archive.unlink()
 
 
-def build_agent_wheel(out: Path, version: str, change: str = "") -> Path:
-    """This repository's wheel at ``version``; ``change`` is appended to agent/health.py (a code-only release)."""
+def build_agent_wheel(out: Path, version: str, change: str = "", code: str = "") -> Path:
+    """This repository's wheel at ``version``: the distribution and ``agent.__version__`` (what the
+    agent reports as health ``ver``, and what the device's install checks) both say ``version``.
+
+    ``change`` is appended to agent/health.py as a comment (a code-only release that works);
+    ``code`` is appended to agent/runtime.py as code, e.g. ``raise SystemExit(1)`` for a release
+    whose ``xl-agent run`` dies at every start (``import agent`` alone still works)."""
     work = out / f"src-{version}"
     work.mkdir(parents=True)
     _copy_tree(work)
@@ -57,9 +62,16 @@ def build_agent_wheel(out: Path, version: str, change: str = "") -> Path:
     text = pyproject.read_text()
     assert 'version = "0.1.0"' in text, "pyproject's version line moved; update release_kit"
     pyproject.write_text(text.replace('version = "0.1.0"', f'version = "{version}"', 1))
+    init = tree / "agent" / "__init__.py"
+    init_text = init.read_text()
+    assert '__version__ = "0.1.0"' in init_text, "agent.__version__ moved; update release_kit"
+    init.write_text(init_text.replace('__version__ = "0.1.0"', f'__version__ = "{version}"', 1))
     if change:
         with (tree / "agent" / "health.py").open("a") as fh:
             fh.write(f"\n# {change}\n")
+    if code:
+        with (tree / "agent" / "runtime.py").open("a") as fh:
+            fh.write(f"\n{code}\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(tree)],
         check=True,
