@@ -114,6 +114,10 @@ def _needed_targets(manifest: Manifest, files: Mapping[str, Path], opts: Install
     wanted = [manifest.agent, *([manifest.model] if manifest.model else [])]
     if not opts.no_deps:
         wanted += manifest.platforms[opts.machine]
+    else:
+        # Not installed, but kept in files/ as a device keeps them: the next release copies its
+        # unchanged dependency wheels from there instead of downloading them again.
+        wanted += [p for p in manifest.platforms.get(opts.machine, []) if p in files and Path(files[p]).is_file()]
     missing = [p for p in wanted if p not in files or not Path(files[p]).is_file()]
     if missing:
         raise InstallError(f"release {manifest.version}: missing {', '.join(missing[:3])}")

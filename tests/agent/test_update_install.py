@@ -8,6 +8,9 @@ of this interpreter; its dependencies come from this venv through a .pth file
 from __future__ import annotations
 
 import dataclasses
+import json
+import platform
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -60,3 +63,26 @@ def test_missing_targets_and_platforms_are_named(staging: Path, tmp_path: Path) 
         install_release(layout, manifest, files, dataclasses.replace(OPTS, no_deps=False, machine="riscv64"))
     with pytest.raises(InstallError, match=r"no manifest for 0\.9\.0"):
         staged(staging, "0.9.0")
+
+
+def test_an_agent_only_install_still_keeps_the_platform_wheels_it_was_given(staging: Path, tmp_path: Path) -> None:
+    """no_deps (tests, development) installs the agent wheel alone, but files/ keeps the
+    platform's dependency wheels as on a device: the next release's update copies them from
+    there (agent.update.tuf_client.LocalFiles) rather than download them again, so the bytes
+    an end-to-end test measures are a device's (tests/e2e/test_ota_rollout.py)."""
+    copy = tmp_path / "staging"
+    shutil.copytree(staging, copy)
+    dep = copy / "wheels" / "dep-1.0-py3-none-any.whl"
+    dep.parent.mkdir()
+    dep.write_bytes(b"PK a dependency wheel")
+    manifest_file = copy / "agent" / "0.4.0" / "manifest.json"
+    doc = json.loads(manifest_file.read_text())
+    doc["platforms"] = {platform.machine(): ["wheels/dep-1.0-py3-none-any.whl"], "riscv64": ["wheels/other.whl"]}
+    manifest_file.write_text(json.dumps(doc))
+    layout = Layout(tmp_path / "opt", tmp_path / "upd")
+    manifest, files = staged(copy, "0.4.0")
+    rel = install_release(layout, manifest, files, OPTS)
+    assert sorted(p.name for p in (rel / "files").iterdir()) == sorted(
+        ["dep-1.0-py3-none-any.whl", "person_ssdlite_uint8.tflite", "xueliang_edge-0.4.0-py3-none-any.whl"]
+    )
+    assert (rel / "files" / dep.name).read_bytes() == dep.read_bytes()
