@@ -27,8 +27,11 @@ children), but from this test's interpreter, with the agent wheel alone
 (``pip install --no-index --no-deps``) over .venv's packages through a .pth
 file (``InstallOptions(no_deps=True, extra_paths=…)``), which the update child
 uses when ``XL_UPDATE_DEV_SITE`` is set. A device makes its venv from the
-system python and every wheel of the release instead; the TUF download still
-fetches and verifies every file of the release, dependency wheels included.
+system python and every wheel of the release instead. The update itself is
+the device's: every file of the release is verified against the TUF metadata,
+and downloaded, patched from a bsdiff4 delta or copied from the running
+release's files/ (dependency wheels and the model are kept there, as on a
+device), so the bytes the hub counts are a device's.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import sysconfig
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +53,12 @@ import yaml
 from sqlalchemy import create_engine, select
 
 from agent.update.apply_cli import DEV_SITE_ENV
+from agent.update.fetch import HttpsFetcher, TlsIdentity
 from agent.update.guard import State, switch_link, write_state
 from agent.update.install import InstallOptions, install_release
 from agent.update.layout import Layout
 from agent.update.switch import install_guard
+from agent.update.tuf_client import LocalFiles, ReleaseClient
 from hub.db.schema import devices
 from hub.updates.tables import update_downloads
 from sim.ports import free_port, wait_port
@@ -113,6 +118,7 @@ class County:
     hub_log: Path
     devices: list[Device]
     repo: Repository
+    after_b: dict[str, int] = field(default_factory=dict)  # device -> bytes the hub served it, A -> B
 
     def hub(self, *args: str) -> str:
         return run(BIN / "xl-hub", *args, "--config", self.hub_config)
@@ -342,6 +348,8 @@ def test_a_good_release_rolls_out_cohort_by_cohort(county: County) -> None:
         assert s["good"][:2] == [B, A] and s["current"] == B and s["trial"] is None and s["us"] == "ok", s
         assert d.unit.release() == B
         assert [x.release for x in d.unit.starts][-1] == B and A in [x.release for x in d.unit.starts]
+    wait_for(lambda: all(s["bytes"] > 0 for s in c.seen().values()), 15, "the hub's byte counters written")
+    c.after_b.update({k: v["bytes"] for k, v in c.seen().items()})
 
 
 def test_a_broken_release_rolls_back_and_halts_the_rollout(county: County) -> None:
@@ -377,10 +385,56 @@ def test_a_broken_release_rolls_back_and_halts_the_rollout(county: County) -> No
     on_c = [x for x in tried if x.release == C]
     assert len(on_c) == MAX_ATTEMPTS and all(x.exit_code not in (0, None) for x in on_c), tried
     assert tried[-1].release == B and "rolled back" in tried[-1].guard
-    assert not (installer.layout.releases / C).exists() or C not in s["good"]
+    assert C not in s["good"]  # its folder stays until the next commit prunes (agent.update.switch.prune)
     for d in c.devices:
         if d is installer:
             continue
         assert d.unit.release() == B and d.state()["us"] == "ok" and len(d.unit.starts) == before[d.device_id]
         assert not (d.layout.releases / C).exists()
     assert all(v["ver"] == B for v in c.seen().values())
+
+
+def test_bytes_per_device_of_a_delta_update_and_of_a_full_download(county: County, tmp_path: Path) -> None:
+    """What the hub's server counted per device (update_downloads) for A -> B, against a real
+    full download of B (nothing installed to copy or patch from) with one device's certificate."""
+    c = county
+    assert len(c.after_b) == len(c.devices), "the first test records the bytes of the update to B"
+    targets = c.repo.targets().signed.targets
+    manifest_path = f"agent/{B}/manifest.json"
+    manifest = json.loads(c.repo.target_file(manifest_path, targets[manifest_path].hashes["sha256"]).read_bytes())
+    release = [manifest_path, manifest["agent"], manifest["model"], *manifest["platforms"]["x86_64"]]
+    full_targets = sum(targets[p].length for p in release)
+    base_sha = targets[f"agent/{A}/xueliang_edge-{A}-py3-none-any.whl"].hashes["sha256"]
+    delta = targets[f"deltas/{base_sha}/{manifest['agent']}.bsdiff4"].length
+
+    d = c.devices[-1]
+    bundle = c.state / "bundles" / d.device_id
+    before = c.seen()[d.device_id]["bytes"]
+    tuf = tmp_path / "tuf"
+    tuf.mkdir()
+    shutil.copy(bundle / "tuf" / "root.json", tuf / "root.json")
+    tls = bundle / "tls"
+    https = HttpsFetcher(TlsIdentity(ca=tls / "ca.crt", cert=tls / "device.crt", key=tls / "device.key"))
+    url = yaml.safe_load((bundle / "agent.yaml").read_text(encoding="utf-8"))["update"]["url"]
+    try:
+        client = ReleaseClient(https, url, tuf, tmp_path / "dl")
+        fetched = client.fetch_release(client.get_release(B, "x86_64"), LocalFiles())
+    finally:
+        https.close()
+    assert sorted(fetched) == sorted(release[1:])
+    assert client.stats.downloaded == full_targets  # every byte of every file, the manifest too
+
+    def served() -> int:
+        return int(c.seen()[d.device_id]["bytes"]) - before
+
+    wait_for(lambda: served() >= full_targets, 15, "the hub's counter of the full download")
+    time.sleep(3)  # one more flush of the counters: nothing further may come
+    full = served()
+    print(f"\nB for one device: full download {full:,} B (targets {full_targets:,} B); "
+          f"delta update as the hub served it {sorted(c.after_b.values())} B (bsdiff4 delta {delta:,} B)")  # fmt: skip
+    metadata = full - full_targets  # root chain, timestamp, snapshot, targets: the same for both
+    assert 0 < metadata < 64_000, metadata
+    for device, got in c.after_b.items():
+        # metadata + manifest + delta; the model and the dependency wheels were copied from A's files/.
+        assert got <= metadata + targets[manifest_path].length + delta + 16_000, (device, got)
+        assert got < full / 20, (device, got, full)
