@@ -18,6 +18,7 @@ whole HD frame is shrunk to 300x300; OpenCV/PIL would be extra Pi dependencies.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,23 @@ import numpy as np
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "person_ssdlite_uint8.tflite"
 FLOAT_MODEL = MODELS_DIR / "person_ssdlite_float32.tflite"
+
+
+def default_model(prefix: Path | None = None) -> Path:
+    """The model to load when the config names none.
+
+    An agent installed by an over-the-air update runs from
+    ``/opt/xueliang/releases/<v>/venv``, and its release carries the model as
+    a target of its own in ``releases/<v>/model/`` (docs/ota.md): that one is
+    loaded, so a release that changes only the model takes effect. Anywhere
+    else (a pip install, a checkout) it is the packaged model.
+    """
+    venv = Path(sys.prefix if prefix is None else prefix)
+    release = venv.parent
+    candidate = release / "model" / DEFAULT_MODEL.name
+    if venv.name == "venv" and (release / "manifest.json").is_file() and candidate.is_file():
+        return candidate
+    return DEFAULT_MODEL
 
 Region = tuple[int, int, int, int]
 Box = tuple[float, float, float, float]
@@ -129,7 +147,7 @@ class PersonDetector:
         person_class: int = 0,
     ) -> None:
         interpreter_cls, self.runtime_name = load_interpreter_class()
-        self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        self.model_path = Path(model_path) if model_path is not None else default_model()
         if not self.model_path.is_file():
             raise FileNotFoundError(f"person model not found: {self.model_path}")
         self.score_threshold = score_threshold

@@ -217,3 +217,18 @@ def test_falls_back_to_tflite_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_model_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="person model not found"):
         PersonDetector(model_path=tmp_path / "nope.tflite")
+
+
+def test_an_ota_release_loads_its_own_model(tmp_path: Path) -> None:
+    """An agent running from releases/<v>/venv loads releases/<v>/model/ (docs/ota.md), else the packaged one."""
+    from agent.vision.detector import default_model
+
+    release = tmp_path / "releases" / "1.2.0"
+    (release / "venv").mkdir(parents=True)
+    assert default_model(release / "venv") == DEFAULT_MODEL  # no manifest, no model: not a release
+    (release / "manifest.json").write_text("{}")
+    (release / "model").mkdir()
+    assert default_model(release / "venv") == DEFAULT_MODEL  # a release without its model file
+    (release / "model" / DEFAULT_MODEL.name).write_bytes(DEFAULT_MODEL.read_bytes())
+    assert default_model(release / "venv") == release / "model" / DEFAULT_MODEL.name
+    assert default_model(tmp_path / "elsewhere" / "venv") == DEFAULT_MODEL
