@@ -66,8 +66,10 @@ def judge(state: str, seen: Seen, version: str, rollout_id: int) -> tuple[str, s
     if seen.status != "active":
         return "skipped", f"device is {seen.status or 'gone from the registry'}"
     if seen.ver == version:
-        # Running the release. Only a trial is not yet a commit: its health gate may still roll it back.
-        return ("working", None) if seen.us == "trial" else ("committed", None)
+        # Running the release. Not yet a commit while the updater still works: a trial's health gate
+        # may roll it back, and the restarted agent's online state (new ver) reaches the hub before
+        # its first health, so until then the latest health is the old release's dl/inst.
+        return ("working", None) if seen.us in WORKING else ("committed", None)
     if state not in ("sent", "working", "failed"):
         return state, None  # nothing asked of it yet; an old update's state is not ours
     mine = seen.ro == str(rollout_id) if seen.ro else seen.uv == version

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from hub.db import make_engine
+from hub.db.schema import devices
 from hub.rollout import store
 from hub.rollout.engine import RolloutEngine
 from hub.rollout.tables import rollout_audit, rollout_devices, rollouts
-from tests.support.rollout import NEW, Clock, Recorder, at, make_villages, presence, report
+from tests.support.rollout import NEW, OLD, Clock, Recorder, at, make_villages, presence, report
 
 
 @pytest.fixture
@@ -235,6 +236,37 @@ def test_an_already_updated_device_is_committed_without_a_command(
     report(engine, todo, clock(), ver=NEW, update_state="trial", update_version=NEW, update_rollout=str(rid))
     eng.tick()
     assert _states(engine, rid)[todo] == "working"
+
+
+def test_the_new_ver_before_the_first_health_of_the_new_release_is_not_a_commit(
+    world: tuple[Engine, dict[str, list[str]]],
+) -> None:
+    # Found by bench/rollout_fleet.py: a restarted agent's retained online state (ver = the new
+    # release) is stored before its first health (us trial), so for a tick the latest health is
+    # the old release's "inst"; counting that as committed let cohorts start on devices in trial.
+    engine, fleet = world
+    dev = fleet["和平村"][0]
+    clock, sender = Clock(at("2026-03-01 02:00")), Recorder()
+    rid = store.create(engine, store.NewRollout(NEW, [f"installers:{dev}"]), "li", clock())
+    eng = _engine(engine, clock, sender)
+    eng.tick()
+    report(engine, dev, clock(), ver=OLD, update_state="inst", update_version=NEW, update_rollout=str(rid))
+    eng.tick()
+    with engine.begin() as conn:  # what ingest stores from the state message of the restarted agent
+        conn.execute(update(devices).where(devices.c.id == dev).values(agent_version=NEW))
+    eng.tick()
+    assert _states(engine, rid)[dev] == "working"
+    report(engine, dev, clock(), ver=NEW, update_state="trial", update_version=NEW, update_rollout=str(rid))
+    eng.tick()
+    assert _states(engine, rid)[dev] == "working"
+    report(engine, dev, clock(), ver=NEW, update_state="ok", update_version=NEW, update_rollout=str(rid))
+    eng.tick()
+    assert _states(engine, rid)[dev] == "committed"
+    with engine.connect() as conn:
+        moves = conn.execute(
+            select(rollout_audit.c.action).where(rollout_audit.c.device_id == dev).order_by(rollout_audit.c.id)
+        ).scalars()
+        assert [m for m in moves if m != "send"] == ["working", "committed"]
 
 
 @pytest.mark.parametrize(
