@@ -48,6 +48,7 @@ def default_model(prefix: Path | None = None) -> Path:
         return candidate
     return DEFAULT_MODEL
 
+
 Region = tuple[int, int, int, int]
 Box = tuple[float, float, float, float]
 
