@@ -198,6 +198,42 @@ class CameraConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClipsConfig:
+    """Event clips (docs/clips.md): a ring of encoded video on the SD card, one MP4 per visit."""
+
+    enabled: Annotated[
+        Bool, Field(description="Record a ring of video and keep a clip of each event; nothing leaves the device.")
+    ] = True
+    width: Annotated[Int, Field(ge=64, le=1920, description="Clip pixels (downscaled from the main stream).")] = 640
+    height: Annotated[Int, Field(ge=48, le=1080, description="Pixels.")] = 360
+    fps: Annotated[Float, Field(ge=0.5, le=30, description="Frames per second kept in clips.")] = 5.0
+    segment_s: Annotated[
+        Float, Field(ge=0.5, le=10, description="Seconds per ring segment; clips are cut at segment boundaries.")
+    ] = 2.0
+    ring_s: Annotated[
+        Float, Field(ge=4, le=600, description="Seconds of video the ring keeps: at least pre_s plus a segment.")
+    ] = 30.0
+    pre_s: Annotated[Float, Field(ge=0, le=60, description="Seconds of video before a visit starts.")] = 5.0
+    post_s: Annotated[Float, Field(ge=0, le=60, description="Seconds of video after a visit ends.")] = 5.0
+    max_bytes: Annotated[
+        Int,
+        Field(
+            ge=16 * 1024 * 1024,
+            le=1 << 40,
+            description="Bytes of clips on the SD card at most (2 GB); alert clips are dropped last.",
+        ),
+    ] = 2 * 1024 * 1024 * 1024
+    upload_bytes_per_s: Annotated[
+        Int,
+        Expect("bytes per second, 1024..1073741824"),  # not seconds, which the _s suffix would say
+        Field(ge=1024, le=1 << 30, description="Clip upload cap on the metered link, bytes/s."),
+    ] = 65_536
+    daily_upload_bytes: Annotated[
+        Int, Field(ge=0, le=1 << 40, description="Clip bytes uploaded per day at most (the hub's policy may lower it).")
+    ] = 20 * 1000 * 1000
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleConfig:
     armed_from: Annotated[
         Str,
@@ -295,6 +331,7 @@ class AgentFile:
     health: Annotated[HealthSection, SECTION] = field(default_factory=HealthSection)
     camera: Annotated[CameraConfig, SECTION] = field(default_factory=CameraConfig)
     vision: Annotated[VisionFile, SECTION] = field(default_factory=VisionFile)
+    clips: Annotated[ClipsConfig, SECTION] = field(default_factory=ClipsConfig)
     schedule: Annotated[ScheduleConfig, SECTION] = field(default_factory=ScheduleConfig)
     gpio: Annotated[GpioConfig, SECTION, Field(description="Leave a pin out if the part is not fitted.")] = field(
         default_factory=GpioConfig
@@ -320,6 +357,7 @@ class AgentConfig:
     vision: VisionConfig
     simulate: SimulateConfig | None = None  # demo/test only, mock pins
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
     path: Path | None = None  # where it was read from, for `reload`
 
 
@@ -340,6 +378,12 @@ def _cross_checks(f: AgentFile) -> list[str]:
                 dataclasses.asdict(f.simulate),
                 "only with gpio.pin_factory: mock and a gpio.button (demo and tests)",
             )
+        )
+    c = f.clips
+    if c.enabled and c.ring_s < c.pre_s + c.segment_s:
+        # The pre-roll is cut from the ring: a shorter ring would silently lose it.
+        problems.append(
+            problem("clips.ring_s", c.ring_s, f"at least clips.pre_s + clips.segment_s ({c.pre_s + c.segment_s:g})")
         )
     return problems
 
@@ -370,6 +414,7 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
         vision=vision,
         simulate=f.simulate,
         update=f.update,
+        clips=f.clips,
     )
 
 
