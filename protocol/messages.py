@@ -36,7 +36,13 @@ DEVICE_STATES = frozenset({"online", "offline"})
 ACK_OF = frozenset({"cmd", "alert"})
 ALERT_KINDS = frozenset({"panic", "person", "test"})
 ALERT_PHASES = frozenset({"raise", "clear"})
-COMMAND_OPS = frozenset({"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify", "update"})
+COMMAND_OPS = frozenset(
+    {"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify", "update", "clip", "clips"}
+)
+# What the `clips` policy may upload at once (docs/clips.md): panic clips, and
+# person clips recorded in armed hours. Anything else waits for a `clip` request.
+CLIP_AUTO = frozenset({"panic", "person_armed"})
+MAX_CLIP_DAILY_BYTES = 1 << 40
 # Over-the-air update states in health "us" (docs/ota.md section 2).
 UPDATE_STATES = frozenset({"idle", "wait", "dl", "inst", "trial", "ok", "fail", "rb"})
 MAX_UPDATE_ERROR_LEN = 160
@@ -156,6 +162,9 @@ class Health:
     update_error: str | None = None  # "ue": why "fail" or "rb"
     update_bytes: int | None = None  # "ub": bytes of the release downloaded so far
     update_rollout: str | None = None  # "ro": the rollout the state belongs to
+    clips: int | None = None  # "cl": clips stored on the device (docs/clips.md)
+    clip_bytes: int | None = None  # "clb": their bytes (MB would hide small clips)
+    clip_upload_bytes: int | None = None  # "clu": clip bytes uploaded today
     version: int = limits.SCHEMA_VERSION
 
     # Bits of `vcgencmd get_throttled` that operators act on.
@@ -198,6 +207,9 @@ class Health:
                 "ue": self.update_error,
                 "ub": self.update_bytes,
                 "ro": self.update_rollout,
+                "cl": self.clips,
+                "clb": self.clip_bytes,
+                "clu": self.clip_upload_bytes,
             }
         )
 
@@ -241,6 +253,9 @@ class Health:
             update_error=opt_str(obj, "ue", MAX_UPDATE_ERROR_LEN),
             update_bytes=opt_int(obj, "ub", 0, big),
             update_rollout=opt_str(obj, "ro", limits.MAX_ID_LEN, pattern=_TOKEN),
+            clips=opt_int(obj, "cl", 0, big),
+            clip_bytes=opt_int(obj, "clb", 0, big),
+            clip_upload_bytes=opt_int(obj, "clu", 0, big),
         )
 
 
@@ -325,6 +340,8 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         "identify": {"s"},
         "snapshot": {"w"},
         "update": {"ver", "ro", "dg", "f"},
+        "clip": {"id"},
+        "clips": {"auto", "daily"},
     }.get(op, set())
     extra = set(args) - allowed
     if extra:
@@ -341,6 +358,20 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         opt_str(args, "ro", limits.MAX_ID_LEN, pattern=_TOKEN)
         opt_bool(args, "dg")
         opt_bool(args, "f")
+    elif op == "clip":
+        req_int(args, "id", 0, EVENT_ID_MAX)
+    elif op == "clips":
+        _check_clip_policy(args)
+
+
+def _check_clip_policy(args: dict[str, Any]) -> None:
+    auto = args.get("auto")
+    if not isinstance(auto, list) or len(auto) > len(CLIP_AUTO):
+        raise ProtocolError("bad_field", "field 'auto' must be a list of clip kinds")
+    for kind in auto:
+        if not isinstance(kind, str) or kind not in CLIP_AUTO:
+            raise ProtocolError("bad_field", f"field 'auto' has {kind!r}, not one of {sorted(CLIP_AUTO)}")
+    req_int(args, "daily", 0, MAX_CLIP_DAILY_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
