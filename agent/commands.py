@@ -40,6 +40,8 @@ class CommandPorts:
     restart: Port = _not_available  # () -> error | None
     identify: Port = _not_available  # (seconds) -> error | None
     update: Port = _not_available  # (version, rollout | None, downgrade, force) -> error | None
+    clip: Port = _not_available  # (event id) -> error | None (agent.clips.upload)
+    clips: Port = _not_available  # (auto kinds, daily bytes) -> error | None
 
 
 class Commands:
@@ -88,6 +90,10 @@ class Commands:
             return self.ports.identify(int(args.get("s", 30)))
         if op == "update":  # accepted or not; the progress comes in health (agent.update.runner)
             return self.ports.update(args["ver"], args.get("ro"), bool(args.get("dg")), bool(args.get("f")))
+        if op == "clip":  # queued behind events; the upload itself shows in health (clu)
+            return self.ports.clip(int(args["id"]))
+        if op == "clips":
+            return self.ports.clips(list(args["auto"]), int(args["daily"]))
         return f"unknown op {op!r}"  # decode_command already refuses these; kept for safety
 
 

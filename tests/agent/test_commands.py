@@ -88,3 +88,25 @@ def test_armed_hours_span_midnight() -> None:
     assert in_hours(at(23, 0), "21:30", "06:30") and in_hours(at(2, 0), "21:30", "06:30")
     assert not in_hours(at(12, 0), "21:30", "06:30") and not in_hours(at(6, 30), "21:30", "06:30")
     assert in_hours(at(12, 0), "08:00", "18:00") and not in_hours(at(18, 0), "08:00", "18:00")
+
+
+def test_clip_and_clips_reach_their_ports(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    def clip(event_id: int) -> str | None:
+        seen.append(event_id)
+        return "no clip for event 7" if event_id == 7 else None
+
+    def clips(auto: list[str], daily: int) -> None:
+        seen.append((auto, daily))
+
+    ports = CommandPorts(clip=clip, clips=clips)
+    cmds, _, _ = rig(tmp_path, ports)
+    assert cmds.handle(encode(Command(command_id="c-1", op="clip", args={"id": 12884901929}))).ok
+    ack = cmds.handle(encode(Command(command_id="c-2", op="clip", args={"id": 7})))
+    assert not ack.ok and ack.error == "no clip for event 7"
+    assert cmds.handle(encode(Command(command_id="c-3", op="clips", args={"auto": ["panic"], "daily": 5}))).ok
+    assert seen == [12884901929, 7, (["panic"], 5)]
+    bare, _, _ = rig(tmp_path / "bare")  # a device without the recorder says so
+    ack = bare.handle(encode(Command(command_id="c-4", op="clip", args={"id": 1})))
+    assert not ack.ok and ack.error == "not available on this device"
