@@ -2,7 +2,8 @@
 
 - mTLS: the device shows its own client certificate (the broker's, from the
   agent config) and accepts only a server certificate from the county CA with
-  the hub's name in it.
+  the hub's name in it (the connection is agent/mtls.py's, shared with the
+  clip uploader).
 - Resume: a download goes into a ``.part`` file and a cut link resumes it with
   an HTTP Range request from the byte it stopped at. No ``If-Range`` is needed:
   targets are served under their hash (consistent snapshot), so the bytes
@@ -23,14 +24,16 @@ from __future__ import annotations
 import http.client
 import os
 import random
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+from agent.mtls import MtlsConnection, TlsFileMissing, TlsIdentity, TokenBucket, client_context
+
+__all__ = ["FetchError", "HttpStatusError", "HttpsFetcher", "TlsIdentity", "TokenBucket"]
 
 CHUNK = 64 * 1024
 MIN_WINDOW, MAX_WINDOW = 16 * 1024, 256 * 1024
@@ -51,89 +54,6 @@ class HttpStatusError(FetchError):
 
 class _Transient(Exception):
     """A failure worth retrying: the link, a timeout, a 5xx."""
-
-
-@dataclass(frozen=True, slots=True)
-class TlsIdentity:
-    ca: Path  # the county CA: the only issuer of the hub's certificate
-    cert: Path  # this device's certificate (the broker's)
-    key: Path
-
-
-class TokenBucket:
-    """``rate`` bytes/s with a burst of ``burst`` bytes; ``take`` sleeps off any debt."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"bandwidth cap must be positive, got {rate}")
-        self.rate, self.burst = rate, burst
-        self._clock, self._sleep = clock, sleep
-        self._tokens = burst
-        self._last = clock()
-
-    def take(self, n: int) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) - n
-        self._last = now
-        if self._tokens < 0:
-            # Sleep off the debt; the next take() refills exactly what this slept.
-            self._sleep(-self._tokens / self.rate)
-
-
-class _Connection(http.client.HTTPSConnection):
-    """An HTTPS connection that resumes the last TLS session (a resumed handshake
-    skips the server's certificate chain: about 2 KB less after every cut), and
-    whose socket gets its receive buffer set before connect, so the TCP window is
-    small from the first byte."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        timeout: float,
-        context: ssl.SSLContext,
-        rcvbuf: int | None,
-        session: ssl.SSLSession | None,
-    ) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._tls = context
-        self._rcvbuf = rcvbuf
-        self._session = session
-
-    def connect(self) -> None:
-        raw = _open_socket((self.host, self.port), self.timeout, self._rcvbuf)
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host, session=self._session)
-        except BaseException:
-            raw.close()
-            raise
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        return self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
-
-
-def _open_socket(address: tuple[str, int], timeout: float | None, rcvbuf: int | None) -> socket.socket:
-    err: OSError | None = None
-    for family, kind, proto, _, addr in socket.getaddrinfo(*address, type=socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
-        try:
-            if rcvbuf is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            sock.settimeout(timeout)
-            sock.connect(addr)
-            return sock
-        except OSError as exc:
-            sock.close()
-            err = exc
-    raise err or OSError(f"cannot resolve {address[0]}")
 
 
 class HttpsFetcher:
@@ -163,7 +83,7 @@ class HttpsFetcher:
             self._chunk = max(1024, min(CHUNK, bandwidth_bytes_per_s // 8))
             self.bucket = TokenBucket(bandwidth_bytes_per_s, self._chunk, sleep=sleep)
             self._rcvbuf = max(MIN_WINDOW, min(MAX_WINDOW, bandwidth_bytes_per_s // 2))
-        self._conn: _Connection | None = None
+        self._conn: MtlsConnection | None = None
         self._session: ssl.SSLSession | None = None
         self._conn_key: tuple[str, int] | None = None
         self.body_bytes = 0  # body bytes received, every request and retry included
@@ -294,7 +214,9 @@ class HttpsFetcher:
         key = (parts.hostname, parts.port or 443)
         if self._conn is None or self._conn_key != key:
             self.close()
-            self._conn = _Connection(key[0], key[1], self.timeout_s, self.context, self._rcvbuf, self._session)
+            self._conn = MtlsConnection(
+                key[0], key[1], self.timeout_s, self.context, rcvbuf=self._rcvbuf, session=self._session
+            )
             self._conn_key = key
             self.connections += 1
         target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -329,13 +251,10 @@ class HttpsFetcher:
 
 
 def _client_context(identity: TlsIdentity) -> ssl.SSLContext:
-    for what, path in (("CA", identity.ca), ("certificate", identity.cert), ("key", identity.key)):
-        if not path.is_file():
-            raise FetchError(f"update TLS {what} {path} does not exist")
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(identity.ca))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(identity.cert), str(identity.key))
-    return ctx
+    try:
+        return client_context(identity, "update")
+    except TlsFileMissing as exc:
+        raise FetchError(str(exc)) from None
 
 
 def _content_range(value: str) -> tuple[int, int | None]:
