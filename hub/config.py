@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
+from hub.config_clips import ClipsConfig, clips_problems
 from hub.config_console import ConsoleSection
 from hub.config_forward import ForwardConfig, forward_problems
 from hub.config_updates import RolloutConfig, UpdatesConfig, updates_problems
@@ -174,6 +175,7 @@ class HubFile:
     metrics: Annotated[MetricsConfig, SECTION] = field(default_factory=MetricsConfig)
     updates: Annotated[UpdatesConfig, SECTION] = field(default_factory=UpdatesConfig)
     rollout: Annotated[RolloutConfig, SECTION] = field(default_factory=RolloutConfig)
+    clips: Annotated[ClipsConfig, SECTION] = field(default_factory=ClipsConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     forward: Annotated[
         ForwardConfig | None, Field(description="Forwarding to the county 综治 platform; unset: none.")
@@ -191,6 +193,7 @@ class HubConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     updates: UpdatesConfig = field(default_factory=UpdatesConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
     log_level: str = "INFO"
     # The validated sections of the parts that plug into the hub, by name:
     # "forward" (a ForwardConfig) and "console" (a ConsoleSection).
@@ -206,6 +209,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
     problems = forward_problems(f.forward, "forward") + updates_problems(f.updates, "updates")
+    problems += clips_problems(f.clips, f.updates.enabled, "clips")
     if f.health.broker_window_s >= f.health.offline_grace_s:
         # Otherwise the first houses of a broker restart get their own alarm
         # before the burst is recognised as the broker's.
@@ -228,6 +232,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         metrics=f.metrics,
         updates=f.updates,
         rollout=f.rollout,
+        clips=f.clips,
         log_level=f.log_level,
         plugins=plugins,
     )

@@ -24,6 +24,7 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
             "hub.config_console",
             "hub.config_forward",
             "hub.config_updates",
+            "hub.config_clips",
             "hub.cli_options",
             "hub.cli_output",
             "hub.db",
@@ -37,6 +38,8 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ("pipelines", ["hub.ingest", "hub.forward"], True),
     # Issue 17: serving the TUF repository, and rollouts (which read what ingest stored).
     ("updates and rollouts", ["hub.updates", "hub.rollout"], True),
+    # Issue 18: clip uploads ride on the update server (a route mounted on it).
+    ("clips", ["hub.clips"], False),
     ("console", ["hub.console"], False),
     ("wiring", ["hub.service", "hub.cli"], False),
 ]

@@ -55,6 +55,7 @@ ROOMS: dict[str, Path] = {
     "console": _HUB / "console" / "migrations",
     "updates": _HUB / "updates" / "migrations",
     "rollout": _HUB / "rollout" / "migrations",
+    "clips": _HUB / "clips" / "migrations",
 }
 
 # Any constant: upgrades of one PostgreSQL database wait for each other on it.

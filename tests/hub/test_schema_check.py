@@ -55,7 +55,7 @@ def _behind_by_one(url: str) -> None:
         from hub.db.migrate import alembic_config
 
         cfg = alembic_config(conn)
-        for target in ("hub_0004", "forward@head", "console@head", "updates@head", "rollout@head"):
+        for target in ("hub_0004", "forward@head", "console@head", "updates@head", "rollout@head", "clips@head"):
             command.upgrade(cfg, target)
     engine.dispose()
 
