@@ -1,0 +1,169 @@
+"""The ClipEncoder port: frames in, H.264 Annex B access units out, a keyframe when asked.
+
+Two implementations (docs/clips.md, "Encoding"):
+
+- ``PyAvEncoder``: FFmpeg's libx264 through PyAV, for files, synthetic scenes
+  and the Pi 5, which has no hardware H.264 encoder. ``ultrafast`` +
+  ``zerolatency`` means no B-frames and no look-ahead, so every frame given is
+  one access unit out at once, and the ring can cut exactly where it asks for a
+  keyframe. Constrained Baseline plays in every browser.
+- ``Picamera2Encoder``: the Pi 3/4/Zero 2 W hardware encoder, fed by the
+  camera itself (not by the frames we see); written against picamera2's
+  documented ``Encoder``/``Output`` API and not testable off a Pi.
+
+Both emit SPS/PPS in-band before each IDR frame, so every segment that starts
+with a keyframe decodes on its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+
+# A quality target with a ceiling: a still yard costs a few KB a second, while
+# a windy tree or sensor noise at night cannot blow a 10 s clip past ~700 KB.
+CRF = 28
+MAX_KBIT_S = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One H.264 access unit (Annex B) and the source time of its frame."""
+
+    data: bytes
+    ts: float  # seconds, the Frame.ts it was encoded from
+    key: bool  # an IDR frame with SPS/PPS in front: a segment may start here
+
+
+class ClipEncoder(Protocol):
+    width: int
+    height: int
+
+    def encode(self, yuv: Any, ts: float, keyframe: bool) -> list[EncodedFrame]:
+        """Encode one frame (an ``av.VideoFrame`` in yuv420p at width x height); ``keyframe`` forces an IDR.
+
+        Returns what the encoder has finished, which may include earlier frames."""
+        ...
+
+    def flush(self) -> list[EncodedFrame]: ...
+
+    def close(self) -> None: ...
+
+
+class PyAvEncoder:
+    """libx264 via PyAV (FFmpeg), one access unit per frame given."""
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        import av
+
+        self.width, self.height = width & ~1, height & ~1  # 4:2:0 needs even sides
+        ctx: Any = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, "yuv420p"
+        ctx.time_base = Fraction(1, 1000)  # pts in ms of source time
+        ctx.framerate = Fraction(fps).limit_denominator(1000)
+        ctx.gop_size = 100_000  # keyframes only where the ring asks (forced IDR), never by count ...
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "crf": str(CRF),
+            "maxrate": f"{MAX_KBIT_S}k",
+            "bufsize": f"{2 * MAX_KBIT_S}k",
+            "forced-idr": "1",  # a forced I frame is an IDR: decoding may start there
+            "sc_threshold": "0",  # ... nor at scene cuts, which would only add bytes mid-segment
+        }
+        ctx.open()
+        self._ctx = ctx
+        self._ts: dict[int, float] = {}  # pts → source ts, for the (rare) delayed packet
+        self._last_pts = -1
+        self._key_type = av.video.frame.PictureType.I
+        self._none_type = av.video.frame.PictureType.NONE
+
+    def encode(self, yuv: Any, ts: float, keyframe: bool) -> list[EncodedFrame]:
+        pts = max(round(ts * 1000), self._last_pts + 1)  # strictly increasing, whatever the source says
+        self._last_pts = pts
+        yuv.pts = pts
+        yuv.pict_type = self._key_type if keyframe else self._none_type
+        self._ts[pts] = ts
+        return self._collect(self._ctx.encode(yuv))
+
+    def flush(self) -> list[EncodedFrame]:
+        try:
+            return self._collect(self._ctx.encode(None))
+        except Exception:  # already flushed (EOF): nothing more to give
+            return []
+
+    def _collect(self, packets: Any) -> list[EncodedFrame]:
+        out = []
+        for p in packets:
+            ts = self._ts.pop(int(p.pts), float(p.pts) / 1000) if p.pts is not None else 0.0
+            out.append(EncodedFrame(bytes(p), ts, bool(p.is_keyframe)))
+        return out
+
+    def close(self) -> None:
+        self._ctx = None
+
+
+class Picamera2Encoder:
+    """picamera2's hardware ``H264Encoder`` on the camera's main stream (Pi 3/4/Zero 2 W).
+
+    The camera feeds the encoder directly, so ``encode`` ignores its frame and
+    hands over the access units that arrived since the last call. A keyframe
+    comes every ``iperiod`` frames (one segment), not on request: the ring
+    starts a segment at each one. Times are ``time.monotonic()`` on arrival,
+    the clock agent.vision.camera stamps frames with. Untested here: there is
+    no camera and no V4L2 encoder off a Pi.
+    """
+
+    def __init__(self, picam2: Any, width: int, height: int, fps: float, segment_s: float) -> None:
+        from picamera2.encoders import H264Encoder
+        from picamera2.outputs import Output
+
+        self.width, self.height = width, height
+        self._lock = threading.Lock()
+        self._pending: collections.deque[EncodedFrame] = collections.deque(maxlen=int(fps * 60) + 1)
+        pending, lock = self._pending, self._lock
+
+        class _ToRing(Output):  # type: ignore[misc]  # picamera2 is untyped
+            def outputframe(
+                self,
+                frame: bytes,
+                keyframe: bool = True,
+                timestamp: Any = None,
+                packet: Any = None,
+                audio: bool = False,
+            ) -> None:
+                if not audio:
+                    with lock:
+                        pending.append(EncodedFrame(bytes(frame), time.monotonic(), keyframe))
+
+        # repeat=True puts SPS/PPS before every IDR, as libx264 does here.
+        self._encoder = H264Encoder(bitrate=MAX_KBIT_S * 1000, repeat=True, iperiod=max(1, round(fps * segment_s)))
+        self._picam2 = picam2
+        picam2.start_encoder(self._encoder, _ToRing(), name="main")
+
+    def encode(self, yuv: Any, ts: float, keyframe: bool) -> list[EncodedFrame]:
+        with self._lock:
+            out = list(self._pending)
+            self._pending.clear()
+        return out
+
+    def flush(self) -> list[EncodedFrame]:
+        return self.encode(None, 0.0, False)
+
+    def close(self) -> None:
+        self._picam2.stop_encoder(self._encoder)
+
+
+def to_yuv(rgb: np.ndarray, width: int, height: int) -> Any:
+    """An RGB image scaled (swscale, area) and converted to the encoder's yuv420p frame."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")

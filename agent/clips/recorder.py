@@ -1,0 +1,258 @@
+"""The recorder: frames from the capture thread → encoder → ring, and a clip per visit.
+
+The capture thread only hands over (``offer``) every frame due at
+``clips.fps``: a strided copy of the RGB image the pipeline already has and
+the source time. Scaling, masking, encoding, the ring and the remux run on
+this module's own thread, behind a bounded queue, so detection never waits
+for the encoder: when the encoder falls behind, frames are dropped (and
+counted in ``dropped``) rather than queued without end.
+
+Visits come from the events the pipeline emits (``on_event``): a visit's
+clip runs from ``pre_s`` before its start to ``post_s`` after its end, and is
+cut once the ring holds a complete segment past that. When the stream ends
+(a file replayed from the start, the camera reopened, the agent stopping) the
+open clips are cut at once with what there is.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.clips.cut import remux
+from agent.clips.encoder import ClipEncoder, PyAvEncoder, to_yuv
+from agent.clips.ring import Ring
+from agent.clips.store import Clip, ClipStore
+from agent.config import ClipsConfig
+from agent.vision.masks import Polygon, rasterize
+
+log = logging.getLogger(__name__)
+
+QUEUE_S = 2.0  # seconds of frames the queue holds before it drops
+EncoderFactory = Callable[[int, int, float], ClipEncoder]
+
+
+def crashpoint(name: str) -> None:
+    """The crash tests set XL_CLIPS_CRASH_AT=<name>: that point SIGKILLs the process, as a power cut would."""
+    if os.environ.get("XL_CLIPS_CRASH_AT") == name:
+        sys.stderr.write(f"crashpoint {name}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _Visit:
+    event_id: int
+    kind: str
+    start_ts: float
+    keep: bool
+    end_ts: float | None = None
+    detections: list[tuple[int, ...]] = field(default_factory=list)
+
+
+class Recorder:
+    def __init__(
+        self,
+        cfg: ClipsConfig,
+        state_dir: Path,
+        boot: int,
+        *,
+        masks: Sequence[Polygon] = (),
+        armed: Callable[[], bool] = lambda: False,
+        wall_ms: Callable[[], int],
+        make_encoder: EncoderFactory = PyAvEncoder,
+    ) -> None:
+        self.cfg = cfg
+        self.store = ClipStore(state_dir / "clips", cfg.max_bytes)
+        self.ring = Ring(state_dir / "clips" / "ring", boot, cfg.ring_s)
+        self._make_encoder = make_encoder
+        self.encoder: ClipEncoder = make_encoder(cfg.width, cfg.height, cfg.fps)
+        self.width, self.height = self.encoder.width, self.encoder.height
+        mask = rasterize(list(masks), self.width, self.height)
+        self._mask: np.ndarray | None = mask if mask.any() else None
+        self._armed = armed
+        self._wall_ms = wall_ms
+        self._period = 1.0 / cfg.fps
+        self._next_ts = -1e18
+        self._last_ts = -1e18
+        self._queue: collections.deque[tuple[str, Any]] = collections.deque()
+        self._queued_frames = 0
+        self._max_frames = max(2, round(cfg.fps * QUEUE_S))
+        self._cond = threading.Condition()
+        self._busy = False
+        self._visits: dict[int, _Visit] = {}
+        self._latest_ts: float | None = None
+        self._thread: threading.Thread | None = None
+        self.frames = 0  # encoded
+        self.dropped = 0  # offered but the encoder was behind
+        self.clips_cut = 0
+        self.error: str | None = None
+
+    # -- the capture thread ----------------------------------------------------
+
+    def offer(self, frame: Any) -> bool:
+        """A frame from the capture loop; True when it was taken (due at clips.fps and room in the queue)."""
+        ts = float(frame.ts)
+        if ts < self._last_ts:  # the source started again: its times did too
+            self._next_ts = -1e18
+        self._last_ts = ts
+        if ts < self._next_ts - self._period * 0.25:  # a little early is on time: sources jitter
+            return False
+        self._next_ts = max(self._next_ts, ts) + self._period
+        with self._cond:
+            if self._queued_frames >= self._max_frames:
+                self.dropped += 1
+                return False
+        # The image may be a camera buffer that goes back at the next read: copy it,
+        # strided down towards the clip size, which also makes the copy small.
+        step = max(1, min(frame.width // self.width, frame.height // self.height))
+        rgb = np.array(frame.rgb[::step, ::step], copy=True)
+        self._put("frame", (ts, rgb, self._wall_ms()), frame=True)
+        return True
+
+    def on_event(self, emitted: Any) -> None:
+        """An ``agent.vision.tracker.Emitted`` (or a panic's, see ``panic``): visits open and close here."""
+        self._put("event", (emitted.event, float(emitted.ts)))
+
+    def panic(self, event: Any) -> None:
+        """A panic has no visit: its clip runs around the moment of the newest frame."""
+        self._put("event", (event, None))
+
+    def stream_ended(self) -> None:
+        self._put("flush", None)
+
+    def _put(self, kind: str, item: Any, frame: bool = False) -> None:
+        with self._cond:
+            self._queue.append((kind, item))
+            self._queued_frames += frame
+            self._cond.notify_all()
+
+    # -- lifetime --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="xl-clips", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0, close: bool = True) -> None:
+        """Cut what is open and stop the thread (the queue is worked off first)."""
+        self._put("stop", None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if close:
+            self.store.close()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything offered so far has been worked off (tests, the bench)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    # -- the recorder thread ---------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queue))
+                kind, item = self._queue.popleft()
+                self._queued_frames -= kind == "frame"
+                self._busy = True
+            try:
+                if kind == "frame":
+                    self._encode(*item)
+                elif kind == "event":
+                    self._event(*item)
+                else:
+                    self._flush(restart=kind == "flush")
+            except Exception as exc:  # a full card, a broken segment: the next one may work
+                self.error = f"clips: {type(exc).__name__}: {exc}"[:200]
+                log.exception("clips")
+                if kind == "frame":
+                    self.ring.reset()
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+            if kind == "stop":
+                return
+
+    def _encode(self, ts: float, rgb: np.ndarray, wall_ms: int) -> None:
+        if self._mask is not None:
+            import av
+
+            small = to_yuv(rgb, self.width, self.height).reformat(format="rgb24").to_ndarray()
+            small[self._mask] = 0  # blacked out before the encoder ever sees it
+            yuv = av.VideoFrame.from_ndarray(small, format="rgb24").reformat(format="yuv420p")
+        else:
+            yuv = to_yuv(rgb, self.width, self.height)
+        seg = self.ring.open_segment
+        key = seg is None or ts - seg.first >= self.cfg.segment_s - self._period / 2
+        for unit in self.encoder.encode(yuv, ts, key):
+            if self.ring.add(unit, wall_ms) is not None:
+                self._cut_due()
+        self.frames += 1
+        self._latest_ts = ts
+
+    def _event(self, event: Any, ts: float | None) -> None:
+        t = ts if ts is not None else (self._latest_ts or 0.0)
+        v = self._visits.get(event.event_id)
+        armed_person = event.kind == "person" and self._armed()
+        if v is None:
+            v = _Visit(event.event_id, event.kind, t, keep=event.kind == "panic" or armed_person)
+            self._visits[event.event_id] = v
+        v.keep = v.keep or armed_person
+        if event.bbox is not None:
+            v.detections.append((event.time_ms, event.score, *event.bbox))
+        if event.phase == "end" or event.kind == "panic":
+            v.end_ts = t
+        self._hold()
+        self._cut_due()
+
+    def _hold(self) -> None:
+        starts = [v.start_ts for v in self._visits.values()]
+        self.ring.hold = min(starts) - self.cfg.pre_s if starts else None
+
+    def _cut_due(self, force: bool = False) -> None:
+        until = self.ring.closed_until
+        for v in list(self._visits.values()):
+            if v.end_ts is None and not force:
+                continue
+            end = (v.end_ts if v.end_ts is not None else self._latest_ts or v.start_ts) + self.cfg.post_s
+            if force or (until is not None and until >= end):
+                del self._visits[v.event_id]
+                self._cut(v, end)
+        self._hold()
+
+    def _cut(self, v: _Visit, end: float) -> None:
+        segments = self.ring.covering(v.start_ts - self.cfg.pre_s, end)
+        if not segments:
+            log.info("clips: no video for event %d", v.event_id)
+            return
+        size, sha, frames = remux(segments, self.store.path_of(v.event_id), self.cfg.fps, crashpoint)
+        crashpoint("after-remux")
+        start_ms = segments[0].wall_ms
+        end_ms = start_ms + round((segments[-1].last - segments[0].first) * 1000)
+        clip = Clip(v.event_id, v.kind, start_ms, end_ms, size, sha, v.keep, False, tuple(v.detections))
+        self.store.add(clip)
+        self.clips_cut += 1
+        log.info("clips: event %d: %d frames, %d bytes", v.event_id, frames, size)
+
+    def _flush(self, restart: bool) -> None:
+        for unit in self.encoder.flush():
+            self.ring.add(unit, self._wall_ms())
+        self.ring.close_open()
+        self._cut_due(force=True)
+        self.ring.reset()
+        self._latest_ts = None
+        # libx264 takes no frames after a flush: a new stream gets a new encoder.
+        self.encoder.close()
+        if restart:
+            self.encoder = self._make_encoder(self.cfg.width, self.cfg.height, self.cfg.fps)
