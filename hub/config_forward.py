@@ -68,6 +68,14 @@ class ViidSection:
         ),
     ] = 4
     verify_tls: _VERIFY = True
+    clips: Annotated[Bool, Field(description="Send the clips stored at the hub as VideoSlices (docs/clips.md).")] = True
+    video_source: Annotated[
+        Str,
+        Field(
+            pattern=r"^\d{1,2}$",
+            description="视频来源 code of the VideoSlices (GA/T 1400.3; 99 other): confirm it at integration.",
+        ),
+    ] = "99"
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,19 @@ class WebhookSection:
     ] = ("person", "panic", "tamper")
     timeout_s: Annotated[Float, Field(gt=0)] = 10.0
     verify_tls: _VERIFY = True
+    # A clip is 1-3 MB: on a receiver that only files a link, bytes would be waste.
+    clips: Annotated[
+        Literal["link", "bytes", "off"],
+        Expect("link, bytes or off"),
+        Field(description="Clips stored at the hub: a link to the console's copy, the MP4 itself (base64), or none."),
+    ] = "off"
+    clip_base_url: Annotated[
+        Str | None,
+        *_URL,
+        Field(
+            description="The console as the receiver reaches it, for clips: link (e.g. https://hub.minqin.example:8080)."
+        ),
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -122,4 +143,7 @@ def forward_problems(section: ForwardConfig | None, where: str) -> list[str]:
             out.append(problem(f"{where}.{name}.{file_key}", str(path), "a readable file"))
         elif path is None and not getattr(sink, inline):
             out.append(problem(f"{where}.{name}.{file_key}", None, f"a file holding it (or {inline} inline)"))
+    hook = section.webhook
+    if hook is not None and hook.clips == "link" and not hook.clip_base_url:
+        out.append(problem(f"{where}.webhook.clip_base_url", None, "the console's URL (clips: link sends links to it)"))
     return out

@@ -4,7 +4,8 @@
 the hub against it. It runs ``http.server`` on a free loopback port in a
 thread and checks what a real platform checks — Digest on Register (its own MD5
 arithmetic, not the hub's), the ``User-Identify`` session header, field names,
-ID lengths and structure, times, base64 JPEG data — and answers with proper
+ID lengths and structure, times, base64 JPEG data, and VideoSlices
+(``sim.mock_viid_video``) — and answers with proper
 ResponseStatusObjects, so a malformed record fails here rather than passing
 against a lenient fake. It can be taken down (refusing connections, or 503)
 and brought back, answer in the list form, and send StatusCode as a string.
@@ -168,6 +169,7 @@ class MockViid:
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.mode = "up"  # up | 503 | refuse
         self.persons: list[dict[str, Any]] = []  # accepted PersonObjects, in arrival order
+        self.video_slices: list[dict[str, Any]] = []  # accepted VideoSliceObjects (sim.mock_viid_video)
         self.rejections: list[str] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, http status)
         self.sessions: set[str] = set()
@@ -322,7 +324,35 @@ class MockViid:
                     return self._one(0, "OK", dev)
                 if self.path == "/VIID/Persons":
                     return self._persons(body)
+                if self.path == "/VIID/VideoSlices":
+                    return self._video_slices(body)
                 self._one(4, "no such resource", http=404)
+
+            def _video_slices(self, body: Any) -> None:
+                # Imported here: sim.mock_viid_video builds on this module's checks.
+                from sim.mock_viid_video import check_video_slice
+
+                slices = (body.get("VideoSliceListObject") or {}).get("VideoSliceObject")
+                if not isinstance(slices, list) or not slices:
+                    return self._one(8, "VideoSliceListObject.VideoSliceObject must be a non-empty list")
+                now = datetime.fromtimestamp(mock.now_ms() / 1000, SHANGHAI).strftime("%Y%m%d%H%M%S")
+                statuses = []
+                for obj in slices:
+                    info = obj.get("VideoSliceInfo") if isinstance(obj, dict) else None
+                    vid = str(info.get("VideoID", "")) if isinstance(info, dict) else ""
+                    try:
+                        check_video_slice(obj)
+                    except Reject as exc:
+                        with mock._lock:
+                            mock.rejections.append(str(exc))
+                        statuses.append(
+                            _status(self.path, exc.code, f"Invalid JSON Content: {exc}", vid, mock.string_code, now)
+                        )
+                        continue
+                    with mock._lock:
+                        mock.video_slices.append(obj)
+                    statuses.append(_status(self.path, 0, "OK", vid, mock.string_code, now))
+                self._reply(statuses)
 
             def _persons(self, body: Any) -> None:
                 people = (body.get("PersonListObject") or {}).get("PersonObject")

@@ -16,6 +16,10 @@ What is handed over, in the order it was stored:
   already has the event, and the 视图库 (which needs the picture) gets it then.
 - an ``AlertItem`` with ``phase="raise"`` when a 十户联防 alert is raised, and
   with ``phase="clear"`` when it closes (acknowledged or timed out).
+- a ``ClipItem`` when ``hub.clips`` stores a visit's clip (docs/clips.md),
+  built by ``hub.core.clips.clip_item`` and handed over in the transaction
+  that writes the clip's index row. The clip store sits above the forwarder
+  in the layers, so this port is the only way between them, as for ingest.
 
 Items are validated when built, so nothing a sink is handed can be refused
 for its values; a sink that raises rolls the whole transaction back.
@@ -86,7 +90,7 @@ class MemoryForwardSink:
                 self.items.extend(pending)
 
     def of_type(self, kind: type[T]) -> list[T]:
-        """The committed items of one type (``EventItem`` or ``AlertItem``), oldest first."""
+        """The committed items of one type (``EventItem``, ``AlertItem`` or ``ClipItem``), oldest first."""
         with self._lock:
             return [item for item, _ in self.items if isinstance(item, kind)]
 

@@ -1,4 +1,4 @@
-"""What the hub forwards: an event (one phase of a visit) or a 十户联防 alert.
+"""What the hub forwards: an event (one phase of a visit), a 十户联防 alert, or a visit's clip.
 
 Items are validated when built, so a bad value fails in the ingest code that
 made it, inside its transaction, rather than hours later in a retry loop. The
@@ -113,7 +113,75 @@ class AlertItem:
         return f"alert-{self.alert_id}-{self.phase}"
 
 
-ForwardItem = EventItem | AlertItem
+MAX_CLIP_BYTES = 64 * 1024 * 1024  # far above a 30 s clip at 640x360 (about 2 MB); a bound, not a budget
+
+
+@dataclass(frozen=True, slots=True)
+class ClipPerson:
+    """A person phase of the clip's visit that the 视图库 already has as a PersonObject.
+
+    The geometry of that phase's picture (pixel size, crop, the device's box)
+    is kept without the JPEG, so the VideoSlice can name the very PersonObject
+    (same IDs, same box) without sending the picture a second time."""
+
+    phase: str
+    time_ms: int
+    width: int
+    height: int
+    bbox: tuple[int, int, int, int] | None = None
+    crop: tuple[int, int, int, int] | None = None
+    box: tuple[int, int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase not in EVENT_PHASES or self.time_ms < 0:
+            raise ValueError(f"bad person phase/time {self.phase!r}/{self.time_ms!r}")
+        if not (0 < self.width <= 10_000 and 0 < self.height <= 10_000):
+            raise ValueError(f"picture size {self.width}x{self.height} is out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipItem:
+    """A visit's video clip, stored at the hub (docs/clips.md), handed over by
+    ``hub.clips`` in the transaction that indexes the file.
+
+    The MP4 stays on the hub's disk (``path``); a sink reads it when it sends,
+    so an outbox row stays small. ``detections`` are the device's, as stored:
+    ``(t_ms, score, x1, y1, x2, y2)`` with the box in permille of the frame."""
+
+    device_id: str
+    event_id: int
+    kind: str  # the visit's kind: person | panic | motion | tamper
+    path: str  # the MP4 at the hub
+    size: int  # bytes
+    sha256: str
+    start_ms: int
+    end_ms: int
+    time_ms: int  # the visit's start (the event's time), for IDs and the webhook
+    detections: tuple[tuple[int, int, int, int, int, int], ...] = ()
+    persons: tuple[ClipPerson, ...] = ()
+    household_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_device_id(self.device_id):
+            raise ValueError(f"device_id must be 20 digits, got {self.device_id!r}")
+        if isinstance(self.event_id, bool) or not 0 <= self.event_id <= EVENT_ID_MAX:
+            raise ValueError(f"event_id out of range: {self.event_id!r}")
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"bad kind {self.kind!r}")
+        if not self.path or not 0 < self.size <= MAX_CLIP_BYTES:
+            raise ValueError(f"a clip needs its path and 1..{MAX_CLIP_BYTES} bytes, got {self.size}")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        if not 0 <= self.start_ms < self.end_ms or self.time_ms < 0:
+            raise ValueError(f"clip times must be ordered: {self.start_ms}..{self.end_ms}")
+
+    @property
+    def key(self) -> str:
+        # One clip per visit: a repeated upload of it forwards once.
+        return f"clip-{self.device_id}-{self.event_id}"
+
+
+ForwardItem = EventItem | AlertItem | ClipItem
 
 
 def _snap_to_dict(snap: Snapshot | None) -> dict[str, Any] | None:
@@ -146,6 +214,33 @@ def box_of(value: Any) -> tuple[int, int, int, int] | None:
 
 
 def item_to_dict(item: ForwardItem) -> dict[str, Any]:
+    if isinstance(item, ClipItem):
+        return {
+            "type": "clip",
+            "device_id": item.device_id,
+            "event_id": item.event_id,
+            "kind": item.kind,
+            "path": item.path,
+            "size": item.size,
+            "sha256": item.sha256,
+            "start_ms": item.start_ms,
+            "end_ms": item.end_ms,
+            "time_ms": item.time_ms,
+            "detections": [list(d) for d in item.detections],
+            "persons": [
+                {
+                    "phase": p.phase,
+                    "time_ms": p.time_ms,
+                    "w": p.width,
+                    "h": p.height,
+                    "bbox": None if p.bbox is None else list(p.bbox),
+                    "c": None if p.crop is None else list(p.crop),
+                    "b": None if p.box is None else list(p.box),
+                }
+                for p in item.persons
+            ],
+            "household_id": item.household_id,
+        }
     if isinstance(item, EventItem):
         return {
             "type": "event",
@@ -205,7 +300,45 @@ def item_from_dict(obj: dict[str, Any]) -> ForwardItem:
             close_reason=obj.get("close_reason"),
             response_ms=obj.get("response_ms"),
         )
+    if obj["type"] == "clip":
+        return clip_from_dict(obj)
     raise ValueError(f"unknown item type {obj.get('type')!r}")
+
+
+def detection_of(value: Any) -> tuple[int, int, int, int, int, int]:
+    """One stored detection ``[t_ms, score, x1, y1, x2, y2]``; ValueError if it is not six numbers."""
+    if not isinstance(value, (list, tuple)) or len(value) != 6:
+        raise ValueError(f"a detection is [t_ms, score, x1, y1, x2, y2], got {value!r:.60}")
+    t, score, x1, y1, x2, y2 = (int(v) for v in value)
+    return (t, score, x1, y1, x2, y2)
+
+
+def clip_from_dict(obj: dict[str, Any]) -> ClipItem:
+    return ClipItem(
+        device_id=obj["device_id"],
+        event_id=int(obj["event_id"]),
+        kind=obj["kind"],
+        path=obj["path"],
+        size=int(obj["size"]),
+        sha256=obj["sha256"],
+        start_ms=int(obj["start_ms"]),
+        end_ms=int(obj["end_ms"]),
+        time_ms=int(obj["time_ms"]),
+        detections=tuple(detection_of(d) for d in obj.get("detections") or ()),
+        persons=tuple(
+            ClipPerson(
+                phase=p["phase"],
+                time_ms=int(p["time_ms"]),
+                width=int(p["w"]),
+                height=int(p["h"]),
+                bbox=box_of(p.get("bbox")),
+                crop=box_of(p.get("c")),
+                box=box_of(p.get("b")),
+            )
+            for p in obj.get("persons") or ()
+        ),
+        household_id=obj.get("household_id"),
+    )
 
 
 def item_to_json(item: ForwardItem) -> str:

@@ -36,6 +36,12 @@ The item (``hub.core.items``, shared with ingest), explicit so both sides agree 
     ID), household_id, time_ms, group_id, text, snapshot (optional).
   Idempotency key ``alert-<alert id>-<phase>``.
 
+``ClipItem`` — a visit's clip stored at the hub (``hub.core.clips.clip_item``):
+    device_id, event_id, kind, path (the MP4 at the hub), size, sha256,
+    start_ms, end_ms, time_ms, detections, persons (the visit's person
+    phases with their picture's geometry), household_id.
+  Idempotency key ``clip-<device>-<event id>``.
+
 Routing (decided by each sink's ``accepts``):
 - ``ViidSink`` (GA/T 1400 视图库): person events that carry their snapshot,
   as PersonObjects. Enqueue a person event once its snapshot has been stored
@@ -45,7 +51,10 @@ Routing (decided by each sink's ``accepts``):
   frame, and the box is moved into that picture's pixels. Devices send one
   picture per event phase, so the hub never has both a crop and its scene.
 - ``WebhookSink``: alerts (panic included — GA/T 1400 has no panic object)
-  and person/panic/tamper events, signed with HMAC-SHA256.
+  and person/panic/tamper events, signed with HMAC-SHA256; clips as a link to
+  the console or as the MP4's bytes (``clips: link | bytes | off``).
+- Clips go to the 视图库 as VideoSlices (``hub.forward.viid_video``) whose
+  PersonList names the visit's PersonObjects by their IDs.
 
 Delivery is at-least-once, in order per sink; failures back off exponentially
 with jitter; an item still failing after ``RetryPolicy.dead_after_s`` (or
@@ -53,7 +62,7 @@ rejected as malformed) becomes a dead letter: ``dead_letters()``,
 ``retry_dead(ids)``.
 """
 
-from hub.core.items import AlertItem, EventItem, ForwardItem, Snapshot
+from hub.core.items import AlertItem, ClipItem, EventItem, ForwardItem, Snapshot
 from hub.forward.clock import ForwardClock, ManualClock, SystemClock
 from hub.forward.forwarder import Forwarder, RetryPolicy
 from hub.forward.outbox import DeadLetter, SinkStats
@@ -64,6 +73,7 @@ from hub.forward.webhook import WebhookConfig, WebhookSink, verify_signature
 
 __all__ = [
     "AlertItem",
+    "ClipItem",
     "DeadLetter",
     "EventItem",
     "ForwardClock",

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.core.items import EventItem, ForwardItem, item_to_json
+from hub.core.items import ClipItem, EventItem, ForwardItem, item_to_json
 from hub.db.bulk import insert_new
 from hub.forward.tables import (
     STATE_DEAD,
@@ -112,7 +112,7 @@ def enqueue_many(conn: Connection, sink: str, items: Sequence[ForwardItem], now_
                 sink,
                 first_seq + offset,
                 item.key,
-                "event" if isinstance(item, EventItem) else "alert",
+                _item_type(item),
                 item_to_json(item),
                 STATE_PENDING,
                 now_ms,
@@ -127,6 +127,10 @@ def enqueue_many(conn: Connection, sink: str, items: Sequence[ForwardItem], now_
         r[0] for r in insert_new(conn, "forward_outbox", _OUTBOX_COLUMNS, rows, ("sink", "item_key"), ("item_key",))
     }
     return [item for key, item in by_key.items() if key in new_keys]
+
+
+def _item_type(item: ForwardItem) -> str:
+    return "event" if isinstance(item, EventItem) else "clip" if isinstance(item, ClipItem) else "alert"
 
 
 def head(conn: Connection, sink: str) -> Row[Any] | None:

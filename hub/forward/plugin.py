@@ -13,11 +13,15 @@
         keepalive_s: 45
         event_sort: 4
         verify_tls: true          # or a CA bundle path
+        clips: true               # clips stored at the hub as VideoSlices
+        video_source: "99"        # 视频来源 code; confirm with the platform
       webhook:                    # signed JSON webhook (optional)
         url: https://zz.minqin.example/xl/events
         secret_file: /etc/xueliang/webhook.secret
         include_snapshot: true
         event_kinds: [person, panic, tamper]
+        clips: link               # clips stored at the hub: link | bytes | off (default off)
+        clip_base_url: https://hub.minqin.example:8080   # the console, for links
 
 The section's schema, with every key's default, is hub/config_forward.py;
 this module turns what it validated into running sinks. Secrets come from
@@ -64,6 +68,8 @@ def build_sinks(section: ForwardConfig) -> list[Sink]:
                     timeout_s=v.timeout_s,
                     event_sort=v.event_sort,
                     verify_tls=v.verify_tls,
+                    clips=v.clips,
+                    video_source=v.video_source,
                 )
             )
         )
@@ -77,6 +83,8 @@ def build_sinks(section: ForwardConfig) -> list[Sink]:
                     event_kinds=frozenset(w.event_kinds),
                     timeout_s=w.timeout_s,
                     verify_tls=w.verify_tls,
+                    clips=w.clips,
+                    clip_base_url=w.clip_base_url,
                 )
             )
         )

@@ -60,7 +60,7 @@ forward_outbox = Table(
     Column("sink", String(32), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("item_key", String(96), nullable=False),  # idempotency key of the item
-    Column("item_type", String(8), nullable=False),  # event | alert (for the console)
+    Column("item_type", String(8), nullable=False),  # event | alert | clip (for the console)
     Column("payload", Text, nullable=False),  # items.item_to_json
     Column("state", String(8), nullable=False, server_default=STATE_PENDING),
     Column("created_ms", BigInteger, nullable=False),

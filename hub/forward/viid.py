@@ -12,7 +12,8 @@ SourceID and ImageID all name the camera.
 
 What goes here: person events that have their snapshot (the platform wants
 pixel coordinates and the scene image; a person record without them is of
-little use). Panic and other alerts have no GA/T 1400 object and travel by the
+little use), and the clips stored at the hub, as VideoSlices linked to those
+PersonObjects (``hub.forward.viid_video``). Panic and other alerts have no GA/T 1400 object and travel by the
 signed webhook (``hub.forward.webhook``).
 
 Session: Register answers a 401 Digest challenge; afterwards every request
@@ -26,12 +27,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from hub.config_forward import ViidSection
-from hub.core.items import EventItem, ForwardItem
+from hub.core.items import ClipItem, EventItem, ForwardItem
 from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.digest import DigestChallenge, authorization_header
 from hub.forward.sink import SinkError
@@ -41,6 +43,7 @@ from hub.forward.viid_objects import (
     parse_viid_time,
     person_object,
 )
+from hub.forward.viid_video import video_slice_object
 from protocol.ids import is_device_id
 from xlconfig import default_of
 
@@ -54,6 +57,7 @@ REGISTER = "/VIID/System/Register"
 KEEPALIVE = "/VIID/System/Keepalive"
 TIME = "/VIID/System/Time"
 PERSONS = "/VIID/Persons"
+VIDEO_SLICES = "/VIID/VideoSlices"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class ViidConfig:
     # vendors; confirm the value with the county platform at integration.
     event_sort: int = default_of(ViidSection, "event_sort")
     verify_tls: bool | str = default_of(ViidSection, "verify_tls")  # a CA bundle path for a county-internal CA
+    # Clips as VideoSlices (docs/clips.md), and the 视频来源 code they carry (platform-specific).
+    clips: bool = default_of(ViidSection, "clips")
+    video_source: str = default_of(ViidSection, "video_source")
     name: str = "viid"
 
     def __post_init__(self) -> None:
@@ -221,9 +228,13 @@ class ViidClient:
     def post_persons(self, persons: list[dict[str, Any]]) -> list[ResponseStatus]:
         return self._session_request(PERSONS, {"PersonListObject": {"PersonObject": persons}}, "persons")
 
+    def post_video_slices(self, slices: list[dict[str, Any]]) -> list[ResponseStatus]:
+        body = {"VideoSliceListObject": {"VideoSliceObject": slices}}
+        return self._session_request(VIDEO_SLICES, body, "video slices")
+
 
 class ViidSink:
-    """Forwarding sink: person events with a snapshot become PersonObjects."""
+    """Forwarding sink: person events with a snapshot become PersonObjects, clips VideoSlices."""
 
     def __init__(
         self, config: ViidConfig, clock: ForwardClock | None = None, transport: httpx.BaseTransport | None = None
@@ -234,9 +245,14 @@ class ViidSink:
         self.client = ViidClient(config, self.clock, transport)
 
     def accepts(self, item: ForwardItem) -> bool:
+        if isinstance(item, ClipItem):
+            return self.config.clips
         return isinstance(item, EventItem) and item.kind == "person" and item.snapshot is not None
 
     def send(self, item: ForwardItem) -> None:
+        if isinstance(item, ClipItem):
+            self.client.post_video_slices([self._video_slice(item)])
+            return
         if not isinstance(item, EventItem):
             raise SinkError("the 视图库 sink forwards person events only", permanent=True)
         try:
@@ -244,6 +260,21 @@ class ViidSink:
         except ValueError as exc:
             raise SinkError(str(exc), permanent=True) from exc
         self.client.post_persons([person])
+
+    def _video_slice(self, item: ClipItem) -> dict[str, Any]:
+        try:
+            mp4 = Path(item.path).read_bytes()
+        except FileNotFoundError:
+            # Retention removed it before the platform could take it: re-sending cannot help.
+            raise SinkError(f"clip of event {item.event_id} is no longer at the hub", permanent=True) from None
+        except OSError as exc:  # a disk that is back after a remount will do
+            raise SinkError(f"clip of event {item.event_id}: {exc}") from exc
+        try:
+            return video_slice_object(
+                item, mp4, event_sort=self.config.event_sort, video_source=self.config.video_source
+            )
+        except ValueError as exc:
+            raise SinkError(str(exc), permanent=True) from exc
 
     def tick(self, now_ms: int) -> None:
         """Keep the session alive; register when due. Never raises."""

@@ -20,7 +20,7 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from hub.core.items import EventItem, Snapshot
 from protocol.ids import split_event_id
@@ -59,8 +59,12 @@ def parse_viid_time(text: str) -> int:
 def event_serial(item: EventItem) -> int:
     """A 5-digit sequence for the event's IDs, unique per device within a second
     in practice: the event's sequence number and phase, modulo 100,000."""
-    _boot, seq = split_event_id(item.event_id)
-    return (seq * 3 + _PHASE_INDEX[item.phase]) % 100_000
+    return phase_serial(item.event_id, item.phase)
+
+
+def phase_serial(event_id: int, phase: str) -> int:
+    _boot, seq = split_event_id(event_id)
+    return (seq * 3 + _PHASE_INDEX[phase]) % 100_000
 
 
 def image_id(device_id: str, time_ms: int, serial: int) -> str:
@@ -71,7 +75,20 @@ def person_id(source_id: str, serial: int) -> str:
     return f"{source_id}{TYPE_PERSON}{serial % 100_000:05d}"
 
 
-def box_in_picture(bbox: tuple[int, int, int, int] | None, snap: Snapshot) -> tuple[int, int, int, int]:
+class Picture(Protocol):
+    """A picture's geometry: a ``Snapshot``, or a clip's ``ClipPerson`` (which has no JPEG)."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def crop(self) -> tuple[int, int, int, int] | None: ...
+
+
+def box_in_picture(bbox: tuple[int, int, int, int] | None, snap: Picture) -> tuple[int, int, int, int]:
     """The event's box (permille of the camera's frame) in the picture's own pixels.
 
     The device usually sends a crop around the person, so the frame box has to
@@ -108,26 +125,8 @@ def person_object(item: EventItem, *, event_sort: int) -> dict[str, Any]:
     snap = item.snapshot
     if snap is None:
         raise ValueError("a 视图库 person record needs the snapshot (for pixels and the image)")
-    serial = event_serial(item)
-    source = image_id(item.device_id, item.time_ms, serial)
-    # The device's box for this very picture when it sent one: the event's box
-    # is the visit's when the event was sent, and the person may have moved since
-    # the best frame, which the picture shows.
-    left, top, right, bottom = box_in_picture(snap.box or item.bbox, snap)
-    shot = viid_time(item.time_ms)
-    person: dict[str, Any] = {
-        "PersonID": person_id(source, serial),
-        "InfoKind": 1,  # 自动采集: found by the detector, not entered by a person
-        "SourceID": source,
-        "DeviceID": item.device_id,
-        "LeftTopX": left,
-        "LeftTopY": top,
-        "RightBtmX": right,
-        "RightBtmY": bottom,
-        "PersonAppearTime": shot,
-    }
-    # A household camera knows none of these facts; 2 (unknown) is the honest value.
-    person.update({flag: UNKNOWN for flag in IS_FLAGS})
+    person = person_fields(item.device_id, item.event_id, item.phase, item.time_ms, item.bbox, snap, snap.box)
+    source, shot = person["SourceID"], person["PersonAppearTime"]
     person["SubImageList"] = {
         "SubImageInfoObject": [
             {
@@ -144,6 +143,40 @@ def person_object(item: EventItem, *, event_sort: int) -> dict[str, Any]:
             }
         ]
     }
+    return person
+
+
+def person_fields(
+    device_id: str,
+    event_id: int,
+    phase: str,
+    time_ms: int,
+    bbox: tuple[int, int, int, int] | None,
+    picture: Picture,
+    picture_box: tuple[int, int, int, int] | None,
+) -> dict[str, Any]:
+    """The PersonObject without its images: IDs, box and flags, a pure function
+    of the event phase and its picture's geometry. A VideoSlice names the same
+    person with it (hub.forward.viid_video), so both carry the same PersonID."""
+    serial = phase_serial(event_id, phase)
+    source = image_id(device_id, time_ms, serial)
+    # The device's box for this very picture when it sent one: the event's box
+    # is the visit's when the event was sent, and the person may have moved since
+    # the best frame, which the picture shows.
+    left, top, right, bottom = box_in_picture(picture_box or bbox, picture)
+    person: dict[str, Any] = {
+        "PersonID": person_id(source, serial),
+        "InfoKind": 1,  # 自动采集: found by the detector, not entered by a person
+        "SourceID": source,
+        "DeviceID": device_id,
+        "LeftTopX": left,
+        "LeftTopY": top,
+        "RightBtmX": right,
+        "RightBtmY": bottom,
+        "PersonAppearTime": viid_time(time_ms),
+    }
+    # A household camera knows none of these facts; 2 (unknown) is the honest value.
+    person.update({flag: UNKNOWN for flag in IS_FLAGS})
     return person
 
 

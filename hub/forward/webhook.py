@@ -21,12 +21,13 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from hub.config_forward import WebhookSection
-from hub.core.items import EventItem, ForwardItem, item_to_dict
+from hub.core.items import ClipItem, EventItem, ForwardItem, item_to_dict
 from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.sink import SinkError
 from xlconfig import default_of
@@ -77,9 +78,60 @@ class WebhookConfig:
     verify_tls: bool | str = default_of(WebhookSection, "verify_tls")
     include_snapshot: bool = default_of(WebhookSection, "include_snapshot")
     event_kinds: frozenset[str] = frozenset(default_of(WebhookSection, "event_kinds"))
+    clips: str = default_of(WebhookSection, "clips")  # link | bytes | off
+    clip_base_url: str | None = None  # the console as the receiver reaches it (clips: link)
+
+    def __post_init__(self) -> None:
+        if self.clips not in ("link", "bytes", "off"):
+            raise ValueError(f"clips must be link, bytes or off, got {self.clips!r}")
+        if self.clips == "link" and not self.clip_base_url:
+            raise ValueError("clips: link needs clip_base_url")
+
+
+def clip_link(base_url: str, device_id: str, event_id: int) -> str:
+    """Where the console serves the clip (operators' login, HTTP Range): docs/clips.md."""
+    return f"{base_url.rstrip('/')}/clips/{device_id}/{event_id}.mp4"
+
+
+def clip_body(item: ClipItem, config: WebhookConfig) -> dict[str, Any]:
+    """A clip for the receiver: what it shows and when, and the MP4 as a link or base64.
+
+    The hub's file path and the 视图库's person geometry stay out: they mean
+    nothing outside the hub. Raises SinkError when the bytes are wanted and the
+    file is gone (retention got there first: permanent)."""
+    clip: dict[str, Any] = {"bytes": item.size, "sha256": item.sha256, "content_type": "video/mp4"}
+    if config.clips == "link":
+        clip["url"] = clip_link(config.clip_base_url or "", item.device_id, item.event_id)
+    else:
+        try:
+            mp4 = Path(item.path).read_bytes()
+        except FileNotFoundError:
+            raise SinkError(f"clip of event {item.event_id} is no longer at the hub", permanent=True) from None
+        except OSError as exc:
+            raise SinkError(f"clip of event {item.event_id}: {exc}") from exc
+        if hashlib.sha256(mp4).hexdigest() != item.sha256:
+            raise SinkError(f"clip file of event {item.event_id} differs from the one stored", permanent=True)
+        clip["mp4_b64"] = base64.b64encode(mp4).decode("ascii")
+    return {
+        "schema": SCHEMA,
+        "id": item.key,
+        "type": "clip",
+        "device_id": item.device_id,
+        "event_id": item.event_id,
+        "kind": item.kind,
+        "household_id": item.household_id,
+        "time_ms": item.time_ms,
+        "start_ms": item.start_ms,
+        "end_ms": item.end_ms,
+        # [t_ms, score, x1, y1, x2, y2], the box in permille of the frame
+        "detections": [list(d) for d in item.detections],
+        "clip": clip,
+    }
 
 
 def webhook_body(item: ForwardItem, include_snapshot: bool) -> dict[str, Any]:
+    if isinstance(item, ClipItem):
+        raise TypeError("a clip's body needs the sink's config: clip_body(item, config)")
     data = item_to_dict(item)
     snap = data.pop("snapshot")
     if snap is not None and include_snapshot:
@@ -107,12 +159,17 @@ class WebhookSink:
         self._http = httpx.Client(timeout=config.timeout_s, verify=config.verify_tls, transport=transport)
 
     def accepts(self, item: ForwardItem) -> bool:
+        if isinstance(item, ClipItem):
+            return self.config.clips != "off"
         return not isinstance(item, EventItem) or item.kind in self.config.event_kinds
 
     def send(self, item: ForwardItem) -> None:
-        body = json.dumps(
-            webhook_body(item, self.config.include_snapshot), ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+        data = (
+            clip_body(item, self.config)
+            if isinstance(item, ClipItem)
+            else webhook_body(item, self.config.include_snapshot)
+        )
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(self.clock.now_ms() // 1000)
         headers = {
             "Content-Type": "application/json",
@@ -138,6 +195,12 @@ class WebhookSink:
 
     def close(self) -> None:
         self._http.close()
+
+
+def clip_bytes(body: Mapping[str, Any]) -> bytes | None:
+    """The MP4 of a received clip body (clips: bytes), for receivers (None if it came as a link)."""
+    clip = body.get("clip") or {}
+    return None if "mp4_b64" not in clip else base64.b64decode(clip["mp4_b64"])
 
 
 def snapshot_bytes(body: Mapping[str, Any]) -> bytes | None:
