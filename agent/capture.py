@@ -79,6 +79,7 @@ class Capture:
         self.reopens = 0
         self.heartbeat = time.monotonic()
         self.pipeline: Any = None
+        self.clips: Any = None  # agent.clips.recorder.Recorder: takes frames and visits, encodes on its own thread
         self._recent: collections.deque[float] = collections.deque(maxlen=32)
         self._stop = threading.Event()
         self._restart = threading.Event()
@@ -180,6 +181,8 @@ class Capture:
                 pir = self._pir.is_set()
                 self._pir.clear()
                 self._emit(self.pipeline.process(frame, pir=pir))
+            if self.clips is not None:
+                self.clips.offer(frame)  # a strided copy at clips.fps; drops rather than waits
             if self._snapshot_wanted.is_set():
                 self._snapshot_wanted.clear()
                 self._snapshot(frame)
@@ -201,6 +204,8 @@ class Capture:
             self.writer.event(event)  # the event first: its snapshot "follows"
             if item.snapshot is not None:
                 self.writer.snapshot(item.snapshot, event.kind)
+            if self.clips is not None:
+                self.clips.on_event(item)
             self.events += 1
 
     def _finish(self) -> None:
@@ -209,6 +214,8 @@ class Capture:
                 self._emit(self.pipeline.finish())
             except Exception:
                 log.exception("closing the open visits failed")
+        if self.clips is not None:
+            self.clips.stream_ended()  # cut the open clips now: the next stream's times start again
         self.pipeline = None
 
     def _snapshot(self, frame: Any) -> None:

@@ -37,6 +37,7 @@ class HealthSources:
     armed: Callable[[], bool] | None = None
     errors: Callable[[], str | None] | None = None  # the most recent operator-facing error
     update: Callable[[], Progress | None] | None = None  # agent.update.runner.UpdateRunner.health
+    clips: Any = None  # agent.clips.recorder.Recorder
     root: Path = sysinfo.ROOT  # tests point /proc and /sys elsewhere
     vcgencmd: str | None = "auto"
 
@@ -59,6 +60,7 @@ class HealthReporter:
         camera = getattr(cap, "state", None) if cap is not None else "off"
         error = s.outbox.error or (s.errors() if s.errors else None) or getattr(cap, "error", None)
         up = s.update() if s.update else None
+        store = getattr(s.clips, "store", None)
         return Health(
             time_ms=s.clock.now_ms(),
             uptime_s=int(time.monotonic() - self.started),
@@ -86,6 +88,8 @@ class HealthReporter:
             update_error=up.ue if up else None,
             update_bytes=up.ub if up and up.ub else None,
             update_rollout=up.ro if up else None,
+            clips=store.count if store is not None else None,
+            clip_bytes=store.bytes if store is not None else None,
         )
 
     def tick(self) -> Health | None:

@@ -93,6 +93,8 @@ class Agent:
             self.clock,
             pace=not cfg.camera.source.startswith("picamera2"),
         )
+        self.clips = self._recorder()
+        self.capture.clips = self.clips
         self.desk: AlertDesk | None = None
         self.panel = Panel(
             cfg.gpio,
@@ -158,6 +160,7 @@ class Agent:
                 armed=lambda: self.arming.armed,
                 errors=self._error,
                 update=self.updates.health,
+                clips=self.clips,
             ),
             publish=lambda h: self.link.publish_volatile(health_topic(cfg.device.id), encode(h)),
         )
@@ -179,6 +182,25 @@ class Agent:
 
         # Live wall time for every event; ordering comes from event IDs, never from this.
         return VisionPipeline(self.cfg.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms())
+
+    def _recorder(self) -> Any:
+        """The clip recorder (docs/clips.md), or None: a card it cannot use must not stop the agent."""
+        if not self.cfg.clips.enabled:
+            return None
+        try:
+            from agent.clips.recorder import Recorder
+
+            return Recorder(
+                self.cfg.clips,
+                self.cfg.state_dir,
+                self.boot,
+                masks=self.cfg.vision.motion.masks,
+                armed=lambda: self.arming.armed,
+                wall_ms=self.clock.now_ms,
+            )
+        except Exception as exc:  # PyAV missing, the state dir unwritable
+            log.warning("clips off: %s: %s", type(exc).__name__, exc)
+            return None
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         if topic == self._cmd_topic:
@@ -215,6 +237,8 @@ class Agent:
         """Run until ``stop`` is set; returns ``reload`` or ``stop``."""
         self.notifier.status(f"starting boot {self.boot}")
         self.link.start()
+        if self.clips is not None:
+            self.clips.start()
         self.capture.start()
         self.watchdog.start()
         if self.household is not None:
@@ -241,6 +265,8 @@ class Agent:
         self.notifier.stopping()
         self.watchdog.stop()
         self.capture.stop()  # ends open visits: their end events go into the outbox
+        if self.clips is not None:
+            self.clips.stop()  # ... and their clips are cut
         deadline = time.monotonic() + FLUSH_S
         while self.link.connected and self.outbox.depth and time.monotonic() < deadline:
             time.sleep(0.05)
