@@ -37,13 +37,27 @@ def remux(
     crashpoint: Callable[[str], None] = lambda _name: None,
 ) -> tuple[int, str, int]:
     """Write ``dest`` from ``segments``; returns (bytes, sha256 hex, frames)."""
-    import av
-
     if not segments:
         raise ValueError("no segments to cut a clip from")
+    tmp = dest.with_name(dest.name + ".tmp")
+    try:
+        frames = _write(segments, tmp, fps, crashpoint)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full card: free what the half clip took (the repair would, at start)
+        raise
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    crashpoint("remux-before-rename")
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    return dest.stat().st_size, sha256_of(dest), frames
+
+
+def _write(segments: Sequence[Segment], tmp: Path, fps: float, crashpoint: Callable[[str], None]) -> int:
+    import av
+
     t0 = segments[0].first
     frame_ms = max(1, round(1000 / fps))
-    tmp = dest.with_name(dest.name + ".tmp")
     frames = 0
     last_pts = -1
     out: Any = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
@@ -67,12 +81,7 @@ def remux(
             crashpoint("remux-segment")
     finally:
         out.close()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    crashpoint("remux-before-rename")
-    os.replace(tmp, dest)
-    fsync_dir(dest.parent)
-    return dest.stat().st_size, sha256_of(dest), frames
+    return frames
 
 
 def sha256_of(path: Path) -> str:
