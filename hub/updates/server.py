@@ -9,15 +9,23 @@ its ``ue``) says what was wrong.
 
 The TLS handshake runs in the request's thread, not in ``accept``: a device on
 a 4G link that stalls mid-handshake must not hold up every other device.
+
+Other rooms mount a route under a prefix of their own (``mount``: the clip
+uploads, hub/clips, under ``/clips/``): they get the same TLS and registry
+check, and see only a ``DeviceExchange``, so they depend on this server and it
+on none of them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
 import ssl
 import threading
+from collections.abc import Callable
+from email.message import Message
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,7 +40,15 @@ log = logging.getLogger("xl.hub.updates")
 
 PREFIX = "/tuf/"
 CHUNK = 64 * 1024
-IDLE_TIMEOUT_S = 60.0  # a device silent this long mid-request is dropped (its thread freed)
+IDLE_TIMEOUT_S = 60.0  # a device silent this long mid-request is dropped (its thread freed); also the
+# whole TLS handshake's deadline (CPython's do_handshake keeps one deadline across its reads)
+# Each connection is a thread and a file descriptor of the hub process, which also holds the
+# ingest, the database and the broker connections: a stranger (the handshake needs no prior
+# certificate check) must not be able to open them without bound, nor a stolen device
+# certificate hold them by sending its request a byte a minute. Over either limit a connection
+# is closed at once; a device retries with backoff.
+MAX_CONNECTIONS = 256
+MAX_PER_DEVICE = 4
 
 
 def tls_context(ca: str, cert: str, key: str) -> ssl.SSLContext:
@@ -60,24 +76,102 @@ def resolve(root: Path, url_path: str) -> Path:
     parts = rel.split("/")
     if not rel or any(p in ("", ".", "..") for p in parts) or "\\" in rel or "\x00" in rel:
         raise BadPath("a path with an empty, '.' or '..' segment, a backslash or a NUL")
-    target = root.joinpath(*parts).resolve()
+    try:
+        target = root.joinpath(*parts).resolve()
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+        raise BadPath(f"the path cannot be resolved ({type(exc).__name__})") from None
     if not target.is_relative_to(root):
         raise BadPath("the path leads out of the repository")
     return target
 
 
+class DeviceExchange:
+    """One request of a registered, unrevoked device to a mounted route."""
+
+    def __init__(self, handler: _Handler, device: str) -> None:
+        self._h = handler
+        self.device = device  # the certificate's CN, checked against the registry
+        self.method: str = handler.command
+        self.path: str = handler.path
+        self.headers: Message = handler.headers
+        self.body: io.BufferedIOBase = handler.rfile
+
+    def reply(self, code: int, headers: dict[str, str] | None = None, text: str | None = None) -> None:
+        """A status, headers and an optional short text body (never for HEAD)."""
+        h = self._h
+        data = b"" if text is None else (text + "\n").encode()
+        h.send_response(code)
+        if data:
+            h.send_header("Content-Type", "text/plain; charset=utf-8")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if data and self.method != "HEAD":
+            h.wfile.write(data)
+
+    def close_after(self) -> None:
+        """Close the connection after the reply: a request body was not read to its end."""
+        self._h.close_connection = True
+
+
+Route = Callable[[DeviceExchange], None]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # listen(2) backlog: socketserver's 5 drops SYNs when a cohort starts at once
 
     def __init__(self, addr: tuple[str, int], app: UpdateServer) -> None:
         self.app = app
+        self._lock = threading.Lock()
+        self.open_connections = 0
+        self._per_device: dict[str, int] = {}
         super().__init__(addr, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
-        sock.settimeout(IDLE_TIMEOUT_S)
-        return self.app.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        with self._lock:
+            full = self.open_connections >= MAX_CONNECTIONS
+            if not full:
+                self.open_connections += 1
+        if full:
+            sock.close()
+            self.app.connections_refused += 1
+            raise OSError(f"over {MAX_CONNECTIONS} connections")  # socketserver drops it quietly
+        try:
+            sock.settimeout(IDLE_TIMEOUT_S)
+            return self.app.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        except BaseException:
+            self._release()
+            sock.close()
+            raise
+
+    def shutdown_request(self, request: Any) -> None:
+        try:
+            super().shutdown_request(request)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self.open_connections -= 1
+
+    def enter(self, device: str) -> bool:
+        """One more connection of ``device``, unless it holds MAX_PER_DEVICE already."""
+        with self._lock:
+            n = self._per_device.get(device, 0)
+            if n >= MAX_PER_DEVICE:
+                return False
+            self._per_device[device] = n + 1
+            return True
+
+    def leave(self, device: str) -> None:
+        with self._lock:
+            n = self._per_device.pop(device, 1) - 1
+            if n > 0:
+                self._per_device[device] = n
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
@@ -104,7 +198,19 @@ class _Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         if self.rfile is None:
             return
-        super().handle()
+        conn = self.connection
+        assert isinstance(conn, ssl.SSLSocket)
+        who = common_name(conn.getpeercert()) or ""
+        if not self.server.enter(who):
+            self.server.app.connections_refused += 1
+            log.info("closed a connection from %s (%s): it holds %d already", self.client_address[0], who[:40],
+                     MAX_PER_DEVICE)  # fmt: skip
+            self.close_connection = True
+            return
+        try:
+            super().handle()
+        finally:
+            self.server.leave(who)
 
     def finish(self) -> None:
         if self.rfile is not None:
@@ -118,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         self._serve(body=False)
+
+    def do_PATCH(self) -> None:
+        self._serve(body=True)
 
     def _text(self, code: int, text: str, device: str | None, extra: dict[str, str] | None = None) -> None:
         data = (text + "\n").encode()
@@ -143,6 +252,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         device = verdict.device_id
         assert device is not None
+        for prefix, route in app.routes.items():
+            if self.path.startswith(prefix):
+                route(DeviceExchange(self, device))
+                return
+        if self.command not in ("GET", "HEAD"):
+            self.close_connection = True  # its body is unread
+            self._text(405, f"{self.command} is not served here", device, {"Allow": "GET, HEAD"})
+            return
         try:
             target = resolve(app.root, self.path)
         except (BadPath, UnicodeDecodeError) as exc:
@@ -151,8 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             f = target.open("rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            self._text(404, "no such file", device)  # folders too: no listings
+        except OSError:  # missing, a folder (no listings), a name too long, unreadable
+            self._text(404, "no such file", device)
             return
         with f:
             st = os.fstat(f.fileno())
@@ -220,8 +337,16 @@ class UpdateServer:
         self.gate = gate
         self.counter = counter
         self.handshake_failures = 0
+        self.connections_refused = 0  # over MAX_CONNECTIONS or MAX_PER_DEVICE
+        self.routes: dict[str, Route] = {}
         self._httpd = _Server((host, port), self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="xl-hub-updates", daemon=True)
+
+    def mount(self, prefix: str, route: Route) -> None:
+        """Serve ``prefix`` (``/clips/``) with ``route``, after the TLS and registry checks."""
+        if not prefix.startswith("/") or not prefix.endswith("/") or prefix == PREFIX:
+            raise ValueError(f"bad route prefix {prefix!r}")
+        self.routes[prefix] = route
 
     @property
     def port(self) -> int:

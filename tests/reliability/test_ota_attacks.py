@@ -1,0 +1,266 @@
+"""Attacks on the over-the-air updates (issue 17, docs/ota.md), with real
+processes, real mTLS and real files: the hub's repository server
+(hub/updates/server.py) flooded and slow-walked by strangers and by a stolen
+device certificate, and the device's side against a hostile hub or network.
+Each test names the attacker of the threat model it plays."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from hub.db import make_engine, upgrade
+from hub.registry import Registry
+from hub.updates import server as server_mod
+from hub.updates.access import DeviceGate
+from hub.updates.counters import ByteCounter
+from hub.updates.server import UpdateServer, tls_context
+from protocol.ids import make_device_id
+from provisioning import pki
+
+GOOD, THIEF = (str(make_device_id(1, n)) for n in (1, 2))
+MAX_CONNECTIONS = getattr(server_mod, "MAX_CONNECTIONS", 256)
+MAX_PER_DEVICE = getattr(server_mod, "MAX_PER_DEVICE", 4)
+
+
+@dataclass
+class Hub:
+    engine: Engine
+    server: UpdateServer
+    ca: Path
+    certs: dict[str, tuple[Path, Path]]
+    repo: Path
+
+
+def _issue(ca: pki.CA, where: Path, name: str, cn: str, server: list[str] | None = None) -> tuple[Path, Path]:
+    key = pki.new_key()
+    cert = ca.issue(key.public_key(), cn, unit=name, days=30, server_names=server)
+    pki.write_private(where / f"{name}.key", pki.key_pem(key))
+    pki.write_public(where / f"{name}.crt", pki.cert_pem(cert))
+    return where / f"{name}.crt", where / f"{name}.key"
+
+
+@pytest.fixture
+def hub(sqlite_url: str, tmp_path: Path) -> Iterator[Hub]:
+    ca = pki.CA.create("Test County CA")
+    pki.write_public(tmp_path / "ca.crt", pki.cert_pem(ca.cert))
+    certs = {
+        "server": _issue(ca, tmp_path, "server", "hub", ["127.0.0.1", "localhost"]),
+        GOOD: _issue(ca, tmp_path, "good", GOOD),
+        THIEF: _issue(ca, tmp_path, "thief", THIEF),
+    }
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    reg = Registry(engine)
+    with engine.begin() as conn:
+        reg.ensure_township(conn, "01", "泉山镇")
+        vid = reg.ensure_village(conn, "01", "和平村")
+        reg.ensure_group(conn, "g0101", vid)
+        for n, dev in enumerate((GOOD, THIEF)):
+            reg.ensure_household(conn, f"HH{n}", village_id=vid, group_id="g0101")
+            reg.add_device(conn, dev, f"HH{n}")
+    repo = tmp_path / "repo"
+    (repo / "metadata").mkdir(parents=True)
+    (repo / "metadata" / "timestamp.json").write_text('{"signed": {}}')
+    srv = UpdateServer(
+        repo,
+        tls_context(str(tmp_path / "ca.crt"), *map(str, certs["server"])),
+        DeviceGate(engine),
+        ByteCounter(engine, flush_s=3600),
+        host="127.0.0.1",
+        port=0,
+    )
+    srv.start()
+    yield Hub(engine, srv, tmp_path / "ca.crt", certs, repo)
+    srv.stop()
+    engine.dispose()
+
+
+def _ctx(h: Hub, who: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(h.ca))
+    cert, key = h.certs[who]
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def _get(h: Hub, who: str = GOOD, path: str = "/tuf/metadata/timestamp.json") -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", h.server.port, context=_ctx(h, who), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def _handler_threads() -> int:
+    """Threads serving a connection (socketserver names them after process_request_thread)."""
+    return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
+
+
+def _closed_by_peer(sock: socket.socket, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:  # reset
+        return True
+
+
+def _connect(h: Hub) -> socket.socket:
+    for _ in range(100):
+        try:
+            return socket.create_connection(("127.0.0.1", h.server.port), timeout=5)
+        except ConnectionRefusedError:  # the listen queue is full for a moment
+            time.sleep(0.02)
+    raise AssertionError("cannot connect")
+
+
+# -- the hub's repository server ------------------------------------------------
+
+
+def test_a_stranger_holding_many_idle_connections_cannot_take_every_thread_and_file(hub: Hub) -> None:
+    """Anyone who reaches the port (no certificate needed: the handshake is in the
+    request's thread) opens connections and sends nothing. Before the fix each one
+    held a thread and a file descriptor for as long as the attacker liked; ~1,000
+    of them exhaust the hub process's descriptors (systemd's soft limit is 1,024),
+    and the hub's ingest, database and broker connections share that process."""
+    held = [_connect(hub) for _ in range(MAX_CONNECTIONS + 60)]
+    try:
+        time.sleep(1.0)
+        assert _handler_threads() <= MAX_CONNECTIONS
+        # The excess was closed at once, not queued behind the others.
+        closed = sum(_closed_by_peer(s, 0.05) for s in held[-40:])
+        assert closed == 40
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _handler_threads() > 0:
+        time.sleep(0.1)
+    assert _get(hub) == 200  # an honest device is served again
+
+
+def test_a_handshake_trickled_a_byte_at_a_time_is_dropped_at_its_deadline(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slowloris before any certificate: one byte of a ClientHello every 0.3 s
+    keeps every recv() under the idle timeout. Held: CPython's do_handshake keeps
+    one deadline (the socket timeout) across all its reads, so the whole handshake
+    must finish within IDLE_TIMEOUT_S (60 s; 1 s here)."""
+    monkeypatch.setattr(server_mod, "IDLE_TIMEOUT_S", 1.0)
+    hello = bytes.fromhex("16030100c8010000c40303") + bytes(200)  # the start of a TLS ClientHello
+    sock = _connect(hub)
+    started = time.monotonic()
+    dropped_after = None
+    try:
+        for b in hello:
+            try:
+                sock.send(bytes([b]))
+            except OSError:
+                dropped_after = time.monotonic() - started
+                break
+            if _closed_by_peer(sock, 0.3):
+                dropped_after = time.monotonic() - started
+                break
+            if time.monotonic() - started > 8:
+                break
+    finally:
+        sock.close()
+    assert dropped_after is not None, "the trickled handshake was still held after 8 s"
+    assert dropped_after < 3.0
+    assert _get(hub) == 200
+
+
+def test_a_stolen_certificate_holds_only_a_few_connections(hub: Hub) -> None:
+    """With a device's certificate the attacker completes the handshake and then
+    sends its request line slowly. It may use the repository like any device (the
+    releases are the same for all), but it may not fill the server."""
+    ctx = _ctx(hub, THIEF)
+    held: list[ssl.SSLSocket] = []
+    try:
+        for _ in range(MAX_PER_DEVICE + 6):
+            tls = ctx.wrap_socket(_connect(hub), server_hostname="127.0.0.1")
+            tls.sendall(b"GET /tuf/")  # and never the rest
+            held.append(tls)
+        time.sleep(0.5)
+        open_ = [s for s in held if not _closed_by_peer(s, 0.2)]
+        assert len(open_) <= MAX_PER_DEVICE
+        assert _get(hub, GOOD) == 200  # another device is not held up
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert _get(hub, THIEF) == 200  # its slots come back once it lets go
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tuf/%2e%2e/ca.crt",
+        "/tuf/%2E%2E%2Fca.crt",
+        "/tuf/metadata/%2e%2e/%2e%2e/ca.crt",
+        "/tuf/metadata/..%5c..%5cca.crt",
+        "/tuf/metadata/timestamp.json%00.txt",
+        "/tuf/./metadata/timestamp.json",
+        "//127.0.0.1/tuf/../ca.crt",
+        "/tuf/metadata/%ff%fe",
+        "/tuf/" + "a/" * 3000 + "x",
+    ],
+)
+def test_a_device_cannot_read_outside_the_repository(hub: Hub, path: str) -> None:
+    (hub.repo.parent / "ca.key").write_text("secret")
+    conn = http.client.HTTPSConnection("127.0.0.1", hub.server.port, context=_ctx(hub, THIEF), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status in (400, 404, 414), (path, resp.status)
+    assert b"BEGIN" not in body and b"secret" not in body
+    assert _get(hub) == 200
+
+
+def test_a_stolen_device_certificate_cannot_pose_as_the_hub(hub: Hub, tmp_path: Path) -> None:
+    """A hostile Wi-Fi or 4G operator with a stolen device certificate and key
+    (issued by the same county CA) runs its own update server: the device refuses
+    it (a device certificate names no host and is for client auth only)."""
+    from agent.update.fetch import FetchError, HttpsFetcher, TlsIdentity
+
+    cert, key = hub.certs[THIEF]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        try:
+            raw, _ = listener.accept()
+            with ctx.wrap_socket(raw, server_side=True) as s:
+                s.recv(1024)
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        except (OSError, ssl.SSLError):
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    good_cert, good_key = hub.certs[GOOD]
+    fetcher = HttpsFetcher(TlsIdentity(hub.ca, good_cert, good_key), give_up_s=0.1, sleep=lambda _s: None)
+    try:
+        with pytest.raises(FetchError, match="not trusted"):
+            fetcher.get(f"https://localhost:{port}/tuf/metadata/timestamp.json", 1000)
+    finally:
+        fetcher.close()
+        listener.close()
