@@ -244,6 +244,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         crashpoint(f"write {path.name}: half written")
         os.write(fd, data[len(data) // 2 :])
         os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full card: give back what the half-written temp took
+        raise
     finally:
         os.close(fd)
     crashpoint(f"write {path.name}: temp synced")
@@ -319,7 +323,14 @@ def rollback(paths: Paths, state: State, reason: str) -> State:
     state.good = [v for v in state.good if v != bad]
     # State before link: killed in between, the next start finds a state that names the old
     # release and a link that does not, and the guard finishes the switch (reconcile).
-    write_state(paths, state)
+    try:
+        write_state(paths, state)
+    except OSError:
+        # A full card (ENOSPC): switch all the same, or the failed release starts again and
+        # again. A link is an inode with no data block, so it usually still fits. The next
+        # start finds the old state (trial on, link elsewhere) and records it as not switched.
+        switch_link(paths, target)
+        raise
     crashpoint("rollback: state written")
     switch_link(paths, target)
     return state
@@ -366,9 +377,12 @@ def on_start(paths: Paths, now_ms: int) -> list[str]:
             elif now_ms > trial.deadline_ms:
                 why = f"not committed by its deadline ({(now_ms - trial.started_ms) // 1000} s after the switch)"
             if why is None:
-                write_state(paths, state)
-                done.append(f"trial of {trial.version}: start {trial.attempts} of {trial.max_attempts}")
-            else:
+                try:
+                    write_state(paths, state)
+                    done.append(f"trial of {trial.version}: start {trial.attempts} of {trial.max_attempts}")
+                except OSError as exc:  # uncounted, a crash loop would never end: not run
+                    why = f"the trial's starts cannot be counted: state.json: {exc.strerror or exc}"
+            if why is not None:
                 state = rollback(paths, state, why)
                 done.append(f"rolled back {trial.version} -> {state.current}: {why}")
         fixed = reconcile(paths, state)

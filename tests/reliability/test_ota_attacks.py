@@ -7,8 +7,12 @@ Each test names the attacker of the threat model it plays."""
 from __future__ import annotations
 
 import http.client
+import os
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from agent.update.guard import State, Trial, write_state
+from agent.update.layout import Layout
 from hub.db import make_engine, upgrade
 from hub.registry import Registry
 from hub.updates import server as server_mod
@@ -26,6 +32,7 @@ from hub.updates.counters import ByteCounter
 from hub.updates.server import UpdateServer, tls_context
 from protocol.ids import make_device_id
 from provisioning import pki
+from tests.support.update_release import fake_release, install_guard
 
 GOOD, THIEF = (str(make_device_id(1, n)) for n in (1, 2))
 MAX_CONNECTIONS = getattr(server_mod, "MAX_CONNECTIONS", 256)
@@ -264,3 +271,58 @@ def test_a_stolen_device_certificate_cannot_pose_as_the_hub(hub: Hub, tmp_path: 
     finally:
         fetcher.close()
         listener.close()
+
+
+# -- the device: a full SD card under the guard ----------------------------------
+
+needs_mounts = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1) to mount a small tmpfs"
+)
+
+
+def _guard_on_a_full_card(tmp_path: Path, attempts: int) -> tuple[str, str]:
+    """A device whose card is full (a real tmpfs, filled until ENOSPC) with 0.3.0 on
+    trial after 0.2.0, as systemd starts the guard: (the release ``current`` names
+    afterwards, the guard's stderr)."""
+    src = tmp_path / "card"
+    layout = Layout(src / "opt", src / "var" / "update")
+    install_guard(layout)
+    for v in ("0.2.0", "0.3.0"):
+        fake_release(layout, v)
+    now = int(time.time() * 1000)
+    trial = Trial("0.3.0", "0.2.0", now, now + 3_600_000, max_attempts=3, attempts=attempts)
+    write_state(layout, State(current="0.3.0", good=["0.2.0"], trial=trial, us="trial", uv="0.3.0"))
+    os.symlink("releases/0.3.0", layout.current)
+    card = tmp_path / "mnt"
+    card.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {card} && cp -a {src}/. {card}/ && "
+        f"(dd if=/dev/zero of={card}/fill bs=4k 2>/dev/null; true) && "
+        f"{sys.executable} -I {card}/opt/guard.py --root {card}/opt --state-dir {card}/var/update; "
+        f"echo; echo LINK=$(readlink {card}/opt/current)"
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    link = proc.stdout.rsplit("LINK=", 1)[-1].strip()
+    return link, proc.stderr
+
+
+@needs_mounts
+def test_a_crash_looping_trial_on_a_full_card_is_still_rolled_back(tmp_path: Path) -> None:
+    """The trial used up its starts and the card is full: the rollback cannot write
+    state.json (ENOSPC). Before the fix the guard gave up before the switch, so the
+    broken release started again, and again, for as long as the card stayed full."""
+    link, err = _guard_on_a_full_card(tmp_path, attempts=3)
+    assert link == "releases/0.2.0", err
+
+
+@needs_mounts
+def test_a_trial_whose_starts_cannot_be_counted_goes_back_to_the_good_release(tmp_path: Path) -> None:
+    """The card is full at the trial's first start: the guard cannot record the start.
+    Before the fix it started the trial release uncounted, so a crash loop was never
+    seen (the count stayed at 0 every time); now an uncountable trial is not run."""
+    link, err = _guard_on_a_full_card(tmp_path, attempts=0)
+    assert link == "releases/0.2.0", err
