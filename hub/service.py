@@ -75,7 +75,12 @@ def ota_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
     if config.updates.enabled:
         from hub.updates.service import create
 
-        out.extend(create(hub.engine, config.updates))
+        server, signer = create(hub.engine, config.updates)
+        out += [server, signer]
+        if config.clips.enabled:  # issue 18: uploads ride on the update server (checked at load)
+            from hub.clips.service import create as create_clips
+
+            out.extend(create_clips(hub.engine, config.clips, server, hub.worker.transport)[1])
     if config.rollout.enabled:
         from hub.rollout.runner import RolloutRunner
 

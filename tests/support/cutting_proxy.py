@@ -13,14 +13,48 @@ import contextlib
 import random
 import socket
 import threading
+import time
 
 from sim.ports import free_port
 
 
+class _Pace:
+    """A link's rate: ``take(n)`` sleeps until ``n`` more bytes fit (one per direction)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        if self.rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._next = max(self._next, now) + n / self.rate
+            wait = self._next - now
+        if wait > 0:
+            time.sleep(wait)
+
+
 class CuttingProxy:
-    def __init__(self, target_port: int, *, cuts: int, mean_gap: int, seed: int = 17) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        cuts: int,
+        mean_gap: int,
+        seed: int = 17,
+        upload: bool = False,
+        rate_bytes_per_s: float | None = None,
+    ) -> None:
         """``cuts`` connections are cut, each after a random number of delivered bytes
-        (uniform in 1 .. 2×``mean_gap``); the connections after those run to the end."""
+        (uniform in 1 .. 2×``mean_gap``); the connections after those run to the end.
+
+        ``upload``: count the bytes the device sends instead (a clip upload).
+        ``rate_bytes_per_s``: the link's speed, each way (1 Mbit/s = 125,000)."""
+        self.upload = upload
+        self._pace = (_Pace(rate_bytes_per_s), _Pace(rate_bytes_per_s))  # down, up
         self.target_port = target_port
         self.port = free_port()
         self.cuts_left = cuts
@@ -61,8 +95,9 @@ class CuttingProxy:
                     self.cuts_left -= 1
                     budget = self.rng.randint(1, 2 * self.mean_gap)
             pair = (client, upstream)
-            threading.Thread(target=self._down, args=(upstream, client, budget, pair), daemon=True).start()
-            threading.Thread(target=self._up, args=(client, upstream, pair), daemon=True).start()
+            down_budget, up_budget = (None, budget) if self.upload else (budget, None)
+            threading.Thread(target=self._down, args=(upstream, client, down_budget, pair), daemon=True).start()
+            threading.Thread(target=self._up, args=(client, upstream, up_budget, pair), daemon=True).start()
 
     def _down(
         self, src: socket.socket, dst: socket.socket, budget: int | None, pair: tuple[socket.socket, ...]
@@ -80,6 +115,7 @@ class CuttingProxy:
                         self.down_bytes += len(data)
                         self.cut_at.append(budget)
                     break
+                self._pace[0].take(len(data))
                 dst.sendall(data)
                 sent += len(data)
                 with self._lock:
@@ -89,10 +125,21 @@ class CuttingProxy:
         finally:
             _close(pair)
 
-    def _up(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, ...]) -> None:
+    def _up(self, src: socket.socket, dst: socket.socket, budget: int | None, pair: tuple[socket.socket, ...]) -> None:
+        sent = 0
         try:
-            while data := src.recv(16 * 1024):
+            # Small reads at a rate, as a radio link's uplink: the device's send buffer fills, not ours.
+            while data := src.recv(4 * 1024 if self._pace[1].rate else 16 * 1024):
+                if budget is not None and sent + len(data) >= budget:
+                    data = data[: budget - sent]
+                    dst.sendall(data)
+                    with self._lock:
+                        self.up_bytes += len(data)
+                        self.cut_at.append(budget)
+                    break
+                self._pace[1].take(len(data))
                 dst.sendall(data)
+                sent += len(data)
                 with self._lock:
                     self.up_bytes += len(data)
         except OSError:

@@ -1,0 +1,137 @@
+"""Retention of stored clips: by age (``clips.keep_days``) and by total bytes
+(``clips.max_bytes``, oldest first), on a timer like the health watcher.
+
+The row goes before the file: the console never offers a clip whose file is
+half deleted, and a crash between the two leaves only an orphan file, which
+the next pass removes (files with no row, older than an hour: never a clip
+being indexed right now).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, func, select
+
+from hub.clips.files import files_of
+from hub.clips.tables import clips
+
+log = logging.getLogger("xl.hub.clips")
+
+ORPHAN_AGE_S = 3600.0
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    by_age: int
+    by_bytes: int
+    freed: int
+    orphans: int
+
+
+def prune(engine: Engine, root: Path, keep_days: float, max_bytes: int, now_ms: int) -> Pruned:
+    cutoff = now_ms - int(keep_days * 86_400_000)
+    with engine.connect() as conn:
+        old = conn.execute(
+            select(clips.c.device_id, clips.c.event_id, clips.c.bytes).where(clips.c.received_ms < cutoff)
+        ).all()
+    freed = _drop(engine, root, [(r.device_id, int(r.event_id), int(r.bytes)) for r in old])
+    by_bytes, more = 0, 0
+    while True:
+        with engine.connect() as conn:
+            total = int(conn.execute(select(func.coalesce(func.sum(clips.c.bytes), 0))).scalar_one())
+            if total <= max_bytes:
+                break
+            oldest = conn.execute(
+                select(clips.c.device_id, clips.c.event_id, clips.c.bytes)
+                .order_by(clips.c.received_ms, clips.c.device_id, clips.c.event_id)
+                .limit(BATCH)
+            ).all()
+        victims, excess = [], total - max_bytes
+        for r in oldest:
+            if excess <= 0:
+                break
+            victims.append((r.device_id, int(r.event_id), int(r.bytes)))
+            excess -= int(r.bytes)
+        more += _drop(engine, root, victims)
+        by_bytes += len(victims)
+    return Pruned(len(old), by_bytes, freed + more, _orphans(engine, root, time.time()))
+
+
+def _drop(engine: Engine, root: Path, victims: list[tuple[str, int, int]]) -> int:
+    freed = 0
+    for device, event, size in victims:
+        with engine.begin() as conn:
+            conn.execute(delete(clips).where(clips.c.device_id == device, clips.c.event_id == event))
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            files_of(root, device, event).final.unlink()
+        freed += size
+    return freed
+
+
+def _orphans(engine: Engine, root: Path, now_s: float) -> int:
+    """Files of clips with no row (a crash between the row's delete and the unlink)."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for folder in root.iterdir():
+        files = [p for p in folder.glob("*.mp4") if p.stem.isdigit()] if folder.is_dir() else []
+        if not files:
+            continue
+        with engine.connect() as conn:
+            known = set(conn.execute(select(clips.c.event_id).where(clips.c.device_id == folder.name)).scalars())
+        for p in files:
+            with contextlib.suppress(FileNotFoundError):
+                if int(p.stem) not in known and now_s - p.stat().st_mtime > ORPHAN_AGE_S:
+                    p.unlink()
+                    removed += 1
+    return removed
+
+
+class Retention:
+    """``start()`` / ``stop()``: an Extension of the hub."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        root: str | Path,
+        keep_days: float,
+        max_bytes: int,
+        interval_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine, self.root = engine, Path(root)
+        self.keep_days, self.max_bytes, self.interval_s = keep_days, max_bytes, interval_s
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="xl-hub-clip-retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                done = prune(self.engine, self.root, self.keep_days, self.max_bytes, int(self.clock() * 1000))
+            except Exception:  # a database outage must not end retention for good
+                log.exception("clip retention failed; trying again in %.0f s", self.interval_s)
+                continue
+            if done.by_age or done.by_bytes or done.orphans:
+                log.info(
+                    "clip retention: %d by age, %d by bytes, %d MB freed, %d orphan files",
+                    done.by_age,
+                    done.by_bytes,
+                    done.freed >> 20,
+                    done.orphans,
+                )
