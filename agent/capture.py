@@ -218,6 +218,11 @@ class Capture:
             self.clips.stream_ended()  # cut the open clips now: the next stream's times start again
         self.pipeline = None
 
+    def _mask(self, width: int, height: int) -> Any:
+        """The vision config's masks at this size (agent.vision.masks.MaskCache), if there is a pipeline."""
+        masks = getattr(self.pipeline, "masks", None)
+        return masks.at(width, height) if masks is not None else None
+
     def _snapshot(self, frame: Any) -> None:
         from agent.vision.snapshot import make_snapshot
 
@@ -229,6 +234,7 @@ class Capture:
                 time_ms=self.clock.now_ms(),
                 crop=False,
                 max_width=self._snapshot_width or 640,
+                mask=self._mask(frame.width, frame.height),
             )
         except Exception as exc:
             self.error = f"snapshot: {type(exc).__name__}: {exc}"[:200]

@@ -53,3 +53,30 @@ def rasterize(polygons: Sequence[Polygon], width: int, height: int) -> np.ndarra
             inside[rows] ^= px[None, :] < x_cross[:, None]
         inside_any |= inside
     return inside_any
+
+
+class MaskCache:
+    """The masks rasterised at each frame size asked for (snapshots come at the camera's full
+    size, clips at their own), so a snapshot costs one array copy, not a rasterisation."""
+
+    def __init__(self, polygons: Sequence[Polygon]) -> None:
+        self.polygons = [check_polygon(p) for p in polygons]
+        self._grids: dict[tuple[int, int], np.ndarray] = {}
+
+    def at(self, width: int, height: int) -> np.ndarray | None:
+        """Boolean HxW, or None when there are no masks."""
+        if not self.polygons:
+            return None
+        grid = self._grids.get((width, height))
+        if grid is None:
+            grid = self._grids[(width, height)] = rasterize(self.polygons, width, height)
+        return grid
+
+
+def black_out(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``rgb`` with the masked pixels black; a copy when anything is masked, never the caller's frame."""
+    if mask is None or not mask.any():
+        return rgb
+    out = rgb.copy()
+    out[mask] = 0
+    return out

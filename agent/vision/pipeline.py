@@ -26,6 +26,7 @@ import numpy as np
 
 from agent.config_vision import VisionConfig
 from agent.vision.frame import Frame
+from agent.vision.masks import MaskCache
 from agent.vision.motion import MotionDetector, MotionResult
 from agent.vision.relearn import LookRegions, LookSchedule, merge, whole_and_tiles
 from agent.vision.snapshot import make_snapshot
@@ -104,6 +105,7 @@ class VisionPipeline:
         self.config = config
         self.detector = detector if config.detect.enabled else None
         self.motion = MotionDetector(config.motion)
+        self.masks = MaskCache(config.motion.masks)
         self.stats = PipelineStats()
         self.persons: PersonTracker | None = None
         if self.detector is not None:
@@ -236,4 +238,5 @@ class VisionPipeline:
             crop=s.crop,
             max_bytes=s.max_bytes,
             max_width=s.max_width,
+            mask=self.masks.at(rgb.shape[1], rgb.shape[0]),
         )

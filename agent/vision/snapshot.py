@@ -10,6 +10,7 @@ import numpy as np
 import simplejpeg
 
 from agent.vision.frame import shrink
+from agent.vision.masks import black_out
 from protocol.codec import Snapshot
 
 Box = tuple[float, float, float, float]
@@ -56,9 +57,15 @@ def make_snapshot(
     crop: bool = True,
     max_bytes: int = 12_000,
     max_width: int = 640,
+    mask: np.ndarray | None = None,
 ) -> Snapshot:
-    """A ``protocol.codec.Snapshot`` of ``rgb`` (optionally cropped around ``box``)."""
+    """A ``protocol.codec.Snapshot`` of ``rgb`` (optionally cropped around ``box``).
+
+    ``mask`` (boolean, the frame's size) is blacked out first: the config's masked
+    areas (a neighbour's window, the road) never leave the device, in a picture or a clip.
+    """
     height, width = rgb.shape[:2]
+    rgb = black_out(rgb, mask)
     region = None
     image = rgb
     if crop and box is not None:
