@@ -45,6 +45,8 @@ class OutboxWriter:
         self.ids = LockedIds(boot)
         # Called after a panic or an ack is stored: the link skips its reconnect backoff.
         self.on_urgent: Callable[[], None] = lambda: None
+        # Called with each panic event once stored: the clip recorder keeps the video around it.
+        self.on_panic: Callable[[Event], None] = lambda _event: None
 
     def next_event_id(self) -> int:
         return self.ids.next()
@@ -78,4 +80,5 @@ class OutboxWriter:
         )
         self.event(event)
         self.on_urgent()
+        self.on_panic(event)
         return event

@@ -149,6 +149,8 @@ class Agent:
             on_status=lambda up: self.panel.set_link_state("connected" if up else "offline"),
         )
         self.writer.on_urgent = self.link.wake
+        if self.clips is not None:
+            self.writer.on_panic = self.clips.panic
         self.health = HealthReporter(
             HealthSources(
                 outbox=self.outbox,

@@ -112,6 +112,8 @@ def test_alert_button_ack_and_bad_command_over_tls(
     cfg = load(write_config(tmp_path, p, broker.port, gpio={"led": 17, "buzzer": 18, "button": 27}))
     stop = threading.Event()
     agent = Agent(cfg, stop)
+    # A held panic button keeps the video around it (docs/clips.md): the writer tells the recorder.
+    assert agent.clips is not None and agent.writer.on_panic == agent.clips.panic
     outcome: list[str] = []
     runner = threading.Thread(target=lambda: outcome.append(agent.run()))
     runner.start()
