@@ -73,7 +73,7 @@ def query_string(filters: dict[str, Any], **override: Any) -> str:
 
 
 def create_app(ctx: ConsoleContext) -> FastAPI:
-    from hub.console import actions, api, pages, rollouts
+    from hub.console import actions, api, clips, pages, rollouts
 
     app = FastAPI(
         title="Xueliang console API",
@@ -91,6 +91,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.include_router(actions.router)
     app.include_router(api.router)
     app.include_router(rollouts.router)
+    app.include_router(clips.router)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Any]) -> Response:

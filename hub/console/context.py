@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from hub.config_console import Throttle
 from hub.console import auth
+from hub.console.clip_source import ClipSource
 from hub.console.i18n import LANG_COOKIE, Translator
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -57,6 +58,7 @@ class ConsoleContext:
     engine: Engine
     settings: RouteSettings
     publisher: CommandPublisher | None = None
+    clips: ClipSource | None = None  # None: this hub keeps no clips (clips.enabled is false)
 
 
 class NotLoggedIn(Exception):

@@ -242,6 +242,28 @@ STRINGS.update(
 )
 
 
+# Event clips (issue 18, hub/console/clips.py).
+STRINGS.update(
+    {
+        "clip.title": ("录像片段", "Video clip"),
+        "clip.timeline": ("检测时间轴（点击跳转）", "Detections (click to seek)"),
+        "clip.no_detections": ("片段内无检测记录", "No detections in this clip"),
+        "clip.mark": ("{t} 秒 · 置信度 {score}%", "{t} s · score {score}%"),
+        "clip.size": ("{mb} MB · {s} 秒", "{mb} MB · {s} s"),
+        "clip.fetch": ("调取录像", "Fetch clip"),
+        "clip.fetch_again": ("重新调取", "Fetch again"),
+        "clip.st.none": ("录像不在中心（可能仍在设备上）", "Not at the hub (it may still be on the device)"),
+        "clip.st.requested": ("已请求，等待设备开始上传", "Requested; waiting for the device to start"),
+        "clip.st.uploading": ("上传中", "Uploading"),
+        "clip.st.stored": ("已到达，正在加载", "Arrived; loading"),
+        "clip.st.refused": ("设备无法提供：{err}", "The device cannot send it: {err}"),
+        "clip.requested_ok": ("已向设备请求录像", "Clip requested from the device"),
+        "clip.failed": ("请求未发送：{err}", "Request not sent: {err}"),
+        "clip.unsupported": ("浏览器无法播放此视频", "This browser cannot play the video"),
+    }
+)
+
+
 class Translator:
     def __init__(self, lang: str) -> None:
         self.lang = lang if lang in LANGS else "zh"

@@ -174,6 +174,8 @@ def _notice(request: Request) -> str:
         return t("cmd.failed", err=q.get("err", "")[:200])
     if key == "error":
         return q.get("err", "")[:200]
+    if key == "clip_failed":
+        return t("clip.failed", err=q.get("err", "")[:200])
     if key == "retried":
         return t("fw.retried", n=views.as_int(q.get("n")) or 0)
     fixed = {
@@ -181,6 +183,7 @@ def _notice(request: Request) -> str:
         "revoked": "dev.revoked_ok",
         "acked": "al.acked_ok",
         "user_saved": "users.added",
+        "clip_requested": "clip.requested_ok",
     }
     return t(fixed[key]) if key in fixed else ""
 
@@ -193,14 +196,20 @@ def events_page(request: Request, _u: Viewer) -> Response:
 
 
 @router.get("/events/{row_id}")
-def event_page(request: Request, row_id: int, _u: Viewer) -> Response:
-    from hub.console import ops
+def event_page(request: Request, row_id: int, user: Viewer) -> Response:
+    from hub.console import clips, ops
 
-    with ctx_of(request).engine.connect() as conn:
+    ctx = ctx_of(request)
+    with ctx.engine.connect() as conn:
         data = ops.event_detail(conn, row_id)
     if data is None:
         return _not_found(request)
-    return _render(request, "event.html", {"nav": "events", "ev": data})
+    clip = clips.for_event(ctx.clips, data["device_id"], int(data["event_id"]), int(data["time_ms"]))
+    return _render(
+        request,
+        "event.html",
+        {"nav": "events", "ev": data, "clip": clip, "can_fetch": user.can("operator"), "notice": _notice(request)},
+    )
 
 
 @router.get("/snapshots/{snap_id}.jpg")

@@ -16,6 +16,7 @@ from hub.commands import PahoPublisher, Publisher
 from hub.config import ConfigError, HubConfig
 from hub.config_console import ConsoleSection, ConsoleSettings
 from hub.console.app import create_app
+from hub.console.clip_source import ClipSource, HubClips
 from hub.console.context import ConsoleContext
 from xlconfig import validate
 
@@ -85,7 +86,15 @@ def for_hub(config: HubConfig, engine: Engine, client: Publisher) -> ConsoleServ
     settings = parse_settings(config.plugins.get("console"))
     if settings is None:
         return None
-    return ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client)))
+    clips = clip_source(config, engine, client)
+    return ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client), clips))
+
+
+def clip_source(config: HubConfig, engine: Engine, client: Publisher) -> ClipSource | None:
+    """The clip store the event pages show, when this hub keeps clips (``clips.enabled``)."""
+    if not config.clips.enabled:
+        return None
+    return HubClips(engine, config.clips.path, client)
 
 
 def run_standalone(config: HubConfig) -> int:
@@ -108,7 +117,10 @@ def run_standalone(config: HubConfig) -> int:
     cfg = config.mqtt
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
     client.loop_start()
-    server = ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, PahoPublisher(client))))
+    publisher = PahoPublisher(client)
+    server = ConsoleServer(
+        ConsoleContext(engine, settings, MqttPublisher(engine, publisher), clip_source(config, engine, publisher))
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
