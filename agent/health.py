@@ -38,6 +38,7 @@ class HealthSources:
     errors: Callable[[], str | None] | None = None  # the most recent operator-facing error
     update: Callable[[], Progress | None] | None = None  # agent.update.runner.UpdateRunner.health
     clips: Any = None  # agent.clips.recorder.Recorder
+    clip_upload: Callable[[], int] | None = None  # agent.clips.upload.ClipUploader.uploaded_today
     root: Path = sysinfo.ROOT  # tests point /proc and /sys elsewhere
     vcgencmd: str | None = "auto"
 
@@ -90,6 +91,7 @@ class HealthReporter:
             update_rollout=up.ro if up else None,
             clips=store.count if store is not None else None,
             clip_bytes=store.bytes if store is not None else None,
+            clip_upload_bytes=s.clip_upload() if s.clip_upload else None,
         )
 
     def tick(self) -> Health | None:

@@ -94,6 +94,7 @@ class Agent:
             pace=not cfg.camera.source.startswith("picamera2"),
         )
         self.clips = self._recorder()
+        self.uploader = self._uploader()
         self.capture.clips = self.clips
         self.desk: AlertDesk | None = None
         self.panel = Panel(
@@ -122,6 +123,7 @@ class Agent:
                 restart=self.capture.restart,
                 identify=self._identify,
                 update=self.updates.handle,
+                **self._clip_ports(),
             ),
         )
         b = cfg.broker
@@ -163,6 +165,7 @@ class Agent:
                 errors=self._error,
                 update=self.updates.health,
                 clips=self.clips,
+                clip_upload=(lambda: self.uploader.uploaded_today) if self.uploader is not None else None,
             ),
             publish=lambda h: self.link.publish_volatile(health_topic(cfg.device.id), encode(h)),
         )
@@ -204,6 +207,32 @@ class Agent:
             log.warning("clips off: %s: %s", type(exc).__name__, exc)
             return None
 
+    def _uploader(self) -> Any:
+        """The clip uploader, to the update server's host (docs/clips.md); None without clips or a hub URL."""
+        if self.clips is None or not self.cfg.update.url:
+            return None
+        try:
+            from agent.clips.upload import ClipUploader, UploadSettings, clips_url
+            from agent.mtls import TlsIdentity
+
+            b, c = self.cfg.broker, self.cfg.clips
+            settings = UploadSettings(
+                clips_url(self.cfg.update.url),
+                self.cfg.device.id,
+                TlsIdentity(Path(b.ca), Path(b.cert), Path(b.key)),
+                bytes_per_s=c.upload_bytes_per_s,
+                daily_bytes=c.daily_upload_bytes,
+            )
+            # Events first: the uploader uses the link only while the outbox is empty.
+            return ClipUploader(settings, self.clips.store, self.cfg.state_dir / "clips", lambda: self.outbox.depth > 0)
+        except Exception as exc:  # certificates missing: no uploads, the agent runs on
+            log.warning("clip uploads off: %s: %s", type(exc).__name__, exc)
+            return None
+
+    def _clip_ports(self) -> dict[str, Any]:
+        up = self.uploader
+        return {} if up is None else {"clip": up.request, "clips": up.set_policy}
+
     def _dispatch(self, topic: str, payload: bytes) -> None:
         if topic == self._cmd_topic:
             self.commands.handle(payload)
@@ -241,6 +270,8 @@ class Agent:
         self.link.start()
         if self.clips is not None:
             self.clips.start()
+        if self.uploader is not None:
+            self.uploader.start()
         self.capture.start()
         self.watchdog.start()
         if self.household is not None:
@@ -267,6 +298,8 @@ class Agent:
         self.notifier.stopping()
         self.watchdog.stop()
         self.capture.stop()  # ends open visits: their end events go into the outbox
+        if self.uploader is not None:
+            self.uploader.stop()
         if self.clips is not None:
             self.clips.stop()  # ... and their clips are cut
         deadline = time.monotonic() + FLUSH_S
