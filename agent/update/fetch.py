@@ -38,6 +38,11 @@ __all__ = ["FetchError", "HttpStatusError", "HttpsFetcher", "TlsIdentity", "Toke
 CHUNK = 64 * 1024
 MIN_WINDOW, MAX_WINDOW = 16 * 1024, 256 * 1024
 FSYNC_EVERY = 4 * 1024 * 1024  # bytes: bounds what a power cut can make the device fetch again
+# The slow-retrieval attack: a server (or a path holding back its packets) that sends a byte
+# just before every read would time out keeps a response open for ever. A body slower than
+# this on average, once past the grace, is a failure like a cut (retried, then given up).
+MIN_BYTES_PER_S = 256.0
+SLOW_GRACE_S = 120.0
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -72,6 +77,10 @@ class HttpsFetcher:
     ) -> None:
         self.timeout_s = timeout_s
         self.give_up_s = give_up_s
+        self.min_bytes_per_s = MIN_BYTES_PER_S
+        if bandwidth_bytes_per_s is not None:
+            self.min_bytes_per_s = min(MIN_BYTES_PER_S, bandwidth_bytes_per_s / 4)
+        self.slow_grace_s = SLOW_GRACE_S
         self.backoff_cap_s = backoff_cap_s
         self._sleep = sleep
         self.context = _client_context(identity)
@@ -107,8 +116,10 @@ class HttpsFetcher:
         if resp.status != 200:
             self._fail_status(url, resp)
         got = 0
+        started = time.monotonic()
         while chunk := self._read(resp):
             got += len(chunk)
+            self._check_rate(url, got, started)
             if got > max_bytes:
                 self.close()
                 raise FetchError(f"{_path_of(url)} is larger than its limit of {max_bytes} bytes")
@@ -159,6 +170,7 @@ class HttpsFetcher:
         else:
             self._fail_status(url, resp)
         written_since_sync = 0
+        started, got = time.monotonic(), 0
         with open(part, mode) as out:
             try:
                 while chunk := self._read(resp):
@@ -169,6 +181,7 @@ class HttpsFetcher:
                         )
                     out.write(chunk)
                     have += len(chunk)
+                    got += len(chunk)
                     written_since_sync += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
@@ -176,6 +189,7 @@ class HttpsFetcher:
                         out.flush()
                         os.fsync(out.fileno())
                         written_since_sync = 0
+                    self._check_rate(url, got, started)
             finally:
                 out.flush()
                 os.fsync(out.fileno())
@@ -232,11 +246,21 @@ class HttpsFetcher:
             raise
 
     def _read(self, resp: http.client.HTTPResponse) -> bytes:
-        chunk = resp.read(self._chunk)
+        # read1: what one read of the socket brings, so a trickled body is seen as one
+        # (read(n) waits for all n bytes, and the rate check would never run).
+        chunk = resp.read1(self._chunk)
+        if not chunk:
+            resp.read()  # at the end: marks the response done, so the connection is kept
         self.body_bytes += len(chunk)
         if chunk and self.bucket is not None:
             self.bucket.take(len(chunk))
         return chunk
+
+    def _check_rate(self, url: str, got: int, started: float) -> None:
+        elapsed = time.monotonic() - started
+        if elapsed > self.slow_grace_s and got < self.min_bytes_per_s * elapsed:
+            self.close()
+            raise _Transient(f"{_path_of(url)}: too slow ({got} bytes in {elapsed:.0f} s)")
 
     def _finish(self, resp: http.client.HTTPResponse) -> None:
         if resp.will_close:

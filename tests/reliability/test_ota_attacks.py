@@ -326,3 +326,65 @@ def test_a_trial_whose_starts_cannot_be_counted_goes_back_to_the_good_release(tm
     seen (the count stayed at 0 every time); now an uncountable trial is not run."""
     link, err = _guard_on_a_full_card(tmp_path, attempts=0)
     assert link == "releases/0.2.0", err
+
+
+# -- the device against a hostile hub or network path ----------------------------
+
+
+def test_metadata_trickled_a_byte_at_a_time_ends_in_a_refusal_not_a_hang(hub: Hub) -> None:
+    """The slow-retrieval attack (TUF's threat model): a compromised hub, or a 4G
+    operator holding back the hub's TLS records, sends timestamp.json a byte every
+    0.2 s. Every read gets a byte before its timeout, so before the fix the update
+    child waited for hours ("dl" in health, every other update command answered
+    "busy"); now a body slower than ``min_bytes_per_s`` after ``slow_grace_s`` is a
+    failure, retried until ``give_up_s``, then an error."""
+    from agent.update.fetch import FetchError, HttpsFetcher, TlsIdentity
+
+    cert, key = hub.certs["server"]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle(raw: socket.socket) -> None:
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as s:
+                s.recv(4096)
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n")
+                while not stop.is_set():
+                    s.sendall(b" ")
+                    time.sleep(0.2)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    good_cert, good_key = hub.certs[GOOD]
+    fetcher = HttpsFetcher(TlsIdentity(hub.ca, good_cert, good_key), give_up_s=2.0, sleep=lambda _s: None)
+    fetcher.min_bytes_per_s, fetcher.slow_grace_s = 100.0, 1.0
+    outcome: list[BaseException | bytes] = []
+
+    def get() -> None:
+        try:
+            outcome.append(fetcher.get(f"https://localhost:{port}/tuf/metadata/timestamp.json", 16_384))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=get, daemon=True)
+    started = time.monotonic()
+    t.start()
+    t.join(10)
+    stop.set()
+    listener.close()
+    assert not t.is_alive(), "the update child was still reading a trickled timestamp.json after 10 s"
+    assert isinstance(outcome[0], FetchError) and "slow" in str(outcome[0]), outcome
+    assert time.monotonic() - started < 10
+    fetcher.close()
