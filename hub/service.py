@@ -79,8 +79,11 @@ def ota_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
         out += [server, signer]
         if config.clips.enabled:  # issue 18: uploads ride on the update server (checked at load)
             from hub.clips.service import create as create_clips
+            from hub.core.clips import hand_over_clips
 
-            out.extend(create_clips(hub.engine, config.clips, server, hub.worker.transport)[1])
+            # A stored clip goes to the platform through the forwarder's port, in the index's transaction.
+            on_stored = hand_over_clips(hub.sink)
+            out.extend(create_clips(hub.engine, config.clips, server, hub.worker.transport, on_stored)[1])
     if config.rollout.enabled:
         from hub.rollout.runner import RolloutRunner
 

@@ -13,12 +13,63 @@ must not read the clip store's tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Connection, and_, select
 
+from hub.core.forwarding import ForwardSink
 from hub.core.items import ClipItem, ClipPerson, box_of, detection_of
 from hub.db.schema_ops import events, snapshots
+
+log = logging.getLogger("hub.clips")
+
+
+class StoredClip(Protocol):
+    """What the clip store says about a clip it has just indexed (``hub.clips.receive.StoredClip``)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def event_id(self) -> int: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def start_ms(self) -> int | None: ...
+    @property
+    def end_ms(self) -> int | None: ...
+    @property
+    def detections(self) -> list[list[int]]: ...
+
+
+def hand_over_clips(sink: ForwardSink) -> Callable[[Connection, StoredClip], None]:
+    """The clip store's ``on_stored`` hook: the new clip's forward item, handed to ``sink`` on
+    the index's own connection (``xl-hub run`` wires it, hub/service.py)."""
+
+    def on_stored(conn: Connection, clip: StoredClip) -> None:
+        item = clip_item(
+            conn,
+            device_id=clip.device_id,
+            event_id=clip.event_id,
+            path=str(clip.path),
+            size=clip.bytes,
+            sha256=clip.sha256,
+            start_ms=clip.start_ms,
+            end_ms=clip.end_ms,
+            detections=clip.detections,
+        )
+        if item is None:
+            log.info("clip %s/%s has no event at the hub: kept, not forwarded", clip.device_id, clip.event_id)
+            return
+        sink.hand_over(conn, [item])
+
+    return on_stored
 
 
 def clip_item(

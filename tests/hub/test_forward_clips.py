@@ -275,3 +275,24 @@ def test_mp4_info_reads_the_file_and_refuses_what_is_not_one(tmp_path: Path) -> 
     for bad in (b"", jpeg(), mp4[: len(mp4) // 2], b"\x00\x00\x00\x08free" + mp4):
         with pytest.raises(ValueError):
             mp4_info(bad)
+
+
+def test_the_clip_stores_hook_hands_a_new_clip_to_the_forwarder_in_its_transaction(rig: Rig) -> None:
+    from hub.clips.receive import StoredClip
+    from hub.core.clips import hand_over_clips
+
+    fwd = rig.forwarder()
+    t = ingest_person(rig, fwd)
+    path = rig.clips / rig.camera / f"{EVENT_ID}.mp4"
+    mp4 = make_mp4(path, 2.0)
+    stored = StoredClip(rig.camera, EVENT_ID, path, len(mp4), sha256(mp4), t - 5_000, t + 1_000, [])
+    on_stored = hand_over_clips(fwd)
+    with pytest.raises(RuntimeError), rig.engine.begin() as conn:
+        on_stored(conn, stored)
+        raise RuntimeError("the index row failed")  # rolled back: nothing queued either
+    with rig.engine.begin() as conn:
+        on_stored(conn, stored)
+    fwd.run_once()
+    assert len(rig.viid.video_slices) == 1 and rig.viid.rejections == []
+    with rig.engine.connect() as conn:
+        assert conn.execute(select(forward_outbox.c.sink).where(forward_outbox.c.item_type == "clip")).scalars().all()
