@@ -36,6 +36,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
+from agent.update.delta import bounded_patch
 from agent.update.fetch import FetchError, HttpsFetcher, HttpStatusError
 from agent.update.manifest import Manifest, ManifestError, parse_manifest
 
@@ -327,7 +328,7 @@ def _apply_delta(old: Path, patch: Path, info: TargetFile, final: Path) -> None:
     bsdiff4 = importlib.import_module("bsdiff4")
     tmp = final.with_name(final.name + ".delta")
     try:
-        new = bsdiff4.patch(old.read_bytes(), patch.read_bytes())
+        new = bounded_patch(bsdiff4, old.read_bytes(), patch.read_bytes(), info.length)
     except Exception as exc:  # bsdiff4 raises ValueError and others on a corrupt patch
         raise ValueError(f"bsdiff4: {type(exc).__name__}: {exc}") from exc
     tmp.write_bytes(new)
