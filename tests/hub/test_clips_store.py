@@ -27,8 +27,7 @@ from hub.db import make_engine
 from hub.db.schema import devices
 from protocol.codec import decode_command
 from protocol.messages import Ack
-from tests.hub.test_clips_upload import patch, raw
-from tests.support.clip_hub import GOOD, OTHER, REVOKED, ClipHub, start_clip_hub
+from tests.support.clip_hub import GOOD, OTHER, REVOKED, ClipHub, patch, raw, start_clip_hub
 
 DAY_MS = 86_400_000
 

@@ -18,10 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from agent.clips.upload import ClipUploader, UploadSettings
-from agent.mtls import client_context
 from agent.outbox import PANIC, Outbox
 from hub.clips.tables import clips
-from tests.support.clip_hub import GOOD, OTHER, REVOKED, ClipHub, ClipIndex, start_clip_hub
+from tests.support.clip_hub import GOOD, OTHER, REVOKED, ClipHub, ClipIndex, patch, raw, start_clip_hub
 from tests.support.cutting_proxy import CuttingProxy
 from tests.support.wait import wait_for
 
@@ -75,29 +74,6 @@ def uploader(
 def stored(hub: ClipHub) -> int:
     with hub.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(clips)).scalar_one())
-
-
-def raw(hub: ClipHub, device: str = GOOD) -> http.client.HTTPSConnection:
-    ctx = client_context(hub.identity(device))
-    return http.client.HTTPSConnection("127.0.0.1", hub.server.port, context=ctx, timeout=5)
-
-
-def patch(
-    conn: http.client.HTTPSConnection, path: str, body: bytes, offset: int, total: bytes
-) -> http.client.HTTPResponse:
-    conn.request(
-        "PATCH",
-        path,
-        body=body,
-        headers={
-            "Upload-Offset": str(offset),
-            "Upload-Length": str(len(total)),
-            "Clip-Sha256": hashlib.sha256(total).hexdigest(),
-        },
-    )
-    resp = conn.getresponse()
-    resp.read()
-    return resp
 
 
 def test_a_link_cut_every_few_kb_still_completes_and_costs_little_more(hub: ClipHub, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ mounted, and a small device-side clip index in the contract's schema
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import sqlite3
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from agent.mtls import TlsIdentity
+from agent.mtls import TlsIdentity, client_context
 from hub.clips.receive import PREFIX, ClipReceiver
 from hub.db import make_engine, upgrade
 from hub.registry import Registry
@@ -155,3 +156,26 @@ class ClipIndex:
             int(str(eid)), str(kind), int(str(start)), int(str(end)), int(str(size)), str(sha), bool(keep), bool(up),
             tuple(tuple(d) for d in json.loads(str(dets))),
         )  # fmt: skip
+
+
+def raw(hub: ClipHub, device: str = GOOD) -> http.client.HTTPSConnection:
+    ctx = client_context(hub.identity(device))
+    return http.client.HTTPSConnection("127.0.0.1", hub.server.port, context=ctx, timeout=5)
+
+
+def patch(
+    conn: http.client.HTTPSConnection, path: str, body: bytes, offset: int, total: bytes
+) -> http.client.HTTPResponse:
+    conn.request(
+        "PATCH",
+        path,
+        body=body,
+        headers={
+            "Upload-Offset": str(offset),
+            "Upload-Length": str(len(total)),
+            "Clip-Sha256": hashlib.sha256(total).hexdigest(),
+        },
+    )
+    resp = conn.getresponse()
+    resp.read()
+    return resp
