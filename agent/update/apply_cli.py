@@ -119,7 +119,9 @@ def _run(
     try:
         client = ReleaseClient(https, cfg.update.url, layout.tuf_dir, layout.download_dir, on_bytes=report.add_bytes)
         release = client.get_release(version, machine)
-        check_release(release.manifest, running=running, machine=machine, allow_downgrade=allow_downgrade)
+        check_release(
+            release.manifest, running=running, machine=machine, allow_downgrade=allow_downgrade, floor=client.floor()
+        )
         installed = LocalFiles.scan([layout.current / "files"])
         still = sum(t.length for t in release.files if t.hashes.get("sha256") not in installed.by_sha256)
         check_space(layout.download_dir, release.total_length, still)

@@ -26,12 +26,23 @@ def check_release(
     running: str,
     machine: str,
     allow_downgrade: bool,
+    floor: str | None = None,
 ) -> None:
-    """Platform, downgrade and ``min_from``; in that order, so the reason is the most basic one."""
+    """Platform, the office's floor, downgrade and ``min_from``; in that order, so the reason is
+    the most basic one.
+
+    ``floor`` is the county office's ``policy.json`` (signed with the offline targets key): no
+    release below it is installed, whatever the command says. The hub holds only the online
+    keys and may send ``dg``=1; without the floor a compromised hub could walk the whole
+    fleet back to an old, signed, vulnerable release."""
     if machine not in manifest.platforms:
         have = ", ".join(sorted(manifest.platforms)) or "none"
         raise UpdateRefused(f"release {manifest.version} has no build for {machine} (it has: {have})")
     try:
+        if floor is not None and compare(manifest.version, floor) < 0:
+            raise UpdateRefused(
+                f"release {manifest.version} is below the county office's floor {floor}; only the office can lower it"
+            )
         newer = compare(manifest.version, running)
         if newer < 0 and not allow_downgrade:
             raise UpdateRefused(f"downgrade from {running} to {manifest.version} refused: the rollout does not allow")

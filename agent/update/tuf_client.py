@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -39,9 +40,11 @@ from tuf.ngclient.updater import Updater
 from agent.update.delta import bounded_patch
 from agent.update.fetch import FetchError, HttpsFetcher, HttpStatusError
 from agent.update.manifest import Manifest, ManifestError, parse_manifest
+from agent.update.versions import VersionError, parse
 
 log = logging.getLogger(__name__)
 
+POLICY_PATH = "policy.json"  # the county office's floor (docs/ota.md), signed like any target
 METADATA_MAX_BYTES = 5_000_000  # python-tuf's own bound for targets.json
 MAX_ERROR = 160  # health "ue"
 
@@ -152,6 +155,22 @@ class ReleaseClient:
     def target(self, path: str) -> TargetFile | None:
         with _as_refusal():
             return self.updater.get_targetinfo(path)
+
+    def floor(self) -> str | None:
+        """The lowest version the county office allows (``policy.json``, a signed target), or None.
+        Call after ``get_release``, which refreshes the metadata (once per client, as TUF requires)."""
+        info = self.target(POLICY_PATH)
+        if info is None:
+            return None
+        local = self.fetch(info, LocalFiles())
+        try:
+            doc = json.loads(local.read_bytes())
+            floor = doc["floor"] if isinstance(doc, dict) and doc.get("format") == 1 else None
+            if floor is not None:
+                parse(str(floor))
+        except (ValueError, KeyError, VersionError) as exc:
+            raise UpdateRefused(f"{POLICY_PATH}: not a policy this agent reads ({exc})") from exc
+        return str(floor) if floor is not None else None
 
     def get_release(self, version: str, machine: str) -> Release:
         """The signed manifest of ``version`` and the target infos of its files for ``machine``.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from provisioning.release.build import ReleaseInput, ReleaseReport, add_release
 from provisioning.release.listing import releases
+from provisioning.release.policy import current_floor, set_floor
 from provisioning.release.repo import TufDir, init_repository
 from provisioning.release.rotate import rotate_key
 from provisioning.release.wheels import PLATFORMS
@@ -46,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     rk = rel.add_parser("rotate-key", parents=[common], help="replace one role's key (a new root version)")
     rk.add_argument("--repo", type=Path, metavar="DIR", help=repo_help)
     rk.add_argument("--role", required=True, choices=ROLES)
+
+    fl = rel.add_parser("floor", parents=[common], help="the lowest version any device may install (signed offline)")
+    fl.add_argument("--repo", type=Path, metavar="DIR", help=repo_help)
+    group = fl.add_mutually_exclusive_group(required=True)
+    group.add_argument("--version", dest="floor_version", metavar="V", help="a release in the repository")
+    group.add_argument("--clear", action="store_true", help="no floor")
 
     ls = rel.add_parser("list", parents=[common], help="the releases in a repository")
     ls.add_argument("--repo", type=Path, metavar="DIR", help=repo_help)
@@ -118,8 +125,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if rotated.role in ("snapshot", "timestamp"):
             print(f"copy {rotated.key_file} to the hub's updates.keys_dir before the hub next signs")
         return 0
+    if action == "floor":
+        floor = None if args.clear else args.floor_version
+        version = set_floor(_existing(args), _tuf(args), floor)
+        print(f"floor {floor or 'cleared'}: targets version {version}; devices refuse releases below it")
+        return 0
     if action == "list":
-        found = releases(_existing(args))
+        repo = _existing(args)
+        found = releases(repo)
+        print(f"floor: {current_floor(repo) or 'none'}")
         if not found:
             print("no releases")
             return 0

@@ -202,6 +202,29 @@ def test_a_downgrade_is_refused_unless_the_rollout_allows_it(rig: Rig) -> None:
     assert rig.apply(running="0.4.0", dg=True) == 0
 
 
+def test_the_offices_floor_holds_even_when_the_rollout_allows_a_downgrade(rig: Rig) -> None:
+    """A compromised hub holds only the online keys and may send dg=1: the floor (policy.json,
+    signed with the offline targets key) still keeps devices off releases below it."""
+    rig.repo.add_target("policy.json", json.dumps({"format": 1, "floor": "0.3.1"}).encode())
+    rig.repo.publish()
+    assert rig.apply(running="0.4.0", dg=True) == 1
+    assert rig.ue == "release 0.3.0 is below the county office's floor 0.3.1; only the office can lower it"
+    assert not any("/targets/agent/0.3.0/xueliang" in p for p, _, _ in rig.server.requests)
+    rig.repo.add_target("policy.json", json.dumps({"format": 1, "floor": "0.3.0"}).encode())
+    rig.repo.publish()
+    assert rig.apply(running="0.4.0", dg=True) == 0  # at the floor is allowed
+
+
+def test_a_floor_the_hub_rewrote_is_refused_like_any_tampered_target(rig: Rig) -> None:
+    rig.repo.add_target("policy.json", json.dumps({"format": 1, "floor": "0.3.1"}).encode())
+    rig.repo.publish()
+    # The hub swaps the stored policy for one with a lower floor, same length: its hash no longer matches.
+    stored = next((rig.repo.dir / "targets").glob("*.policy.json"))
+    stored.write_bytes(json.dumps({"format": 1, "floor": "0.0.1"}).encode())
+    assert rig.apply(running="0.4.0", dg=True) == 1
+    assert "policy.json" in rig.ue
+
+
 def test_a_device_older_than_min_from_is_refused(rig: Rig) -> None:
     assert rig.apply(running="0.0.9") == 1
     assert rig.ue == "release 0.3.0 updates only from 0.1.0 or newer; this device runs 0.0.9"

@@ -298,3 +298,27 @@ def test_cli_keys_init_build_list_and_errors(built: Built, tmp_path: Path, capsy
     assert "copy " in capsys.readouterr().out
     assert main(["release", "list", "--repo", str(tmp_path / "nowhere")]) == 2
     assert "no repository here" in capsys.readouterr().err
+
+
+def test_the_floor_is_a_signed_policy_devices_can_verify(
+    built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provisioning.release.policy import POLICY_PATH, current_floor, set_floor
+
+    b = _linked_copy(built, tmp_path)
+    with pytest.raises(RepositoryError, match=r"floor 1\.0\.5: no such release .*releases: 1\.0\.0, 1\.1\.0"):
+        set_floor(b.repo, b.tuf, "1.0.5")
+    before = b.repo.targets().signed.version
+    assert main(["release", "floor", "--state", str(b.tuf.path.parent), "--repo", str(b.repo.path),
+                 "--version", "1.1.0"]) == 0  # fmt: skip
+    assert "floor 1.1.0" in capsys.readouterr().out
+    assert current_floor(b.repo) == "1.1.0" and b.repo.targets().signed.version == before + 1
+    with serve(b.repo.path) as url:
+        client = updater(tmp_path / "client", _first_root(b), url)
+        client.refresh()
+        info = client.get_targetinfo(POLICY_PATH)
+        assert info is not None
+        got = client.download_target(info, str(tmp_path / "policy.json"))
+    assert json.loads(Path(got).read_text()) == {"format": 1, "floor": "1.1.0"}
+    set_floor(b.repo, b.tuf, None)
+    assert current_floor(b.repo) is None
