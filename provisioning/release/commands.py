@@ -133,7 +133,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if action == "list":
         repo = _existing(args)
         found = releases(repo)
-        print(f"floor: {current_floor(repo) or 'none'}")
         if not found:
             print("no releases")
             return 0
@@ -144,6 +143,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             when = r.released.strftime("%Y-%m-%d %H:%M")
             row = f"{r.version:<12} {r.min_from:<10} {when:<20} {r.agent_bytes:>12,} {r.model_bytes:>12,}"
             print(f"{row}  {r.deltas:>6}  {plats}")
+        print(f"\nfloor (xl-provision release floor): {current_floor(repo) or 'none'}")
         return 0
     parser.parse_args(["release", "--help"])
     return 2

@@ -10,6 +10,7 @@ release's version and loads the release's own model through LiteRT.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.slow
 
 def _wheelhouse(agent_wheel: Path) -> Path:
     """The agent extra's dependency wheels for this machine, pinned by constraints.txt."""
-    house = CACHE / "wheelhouse-agent-full"
+    # Keyed by the pins and the extras: a cache filled before a dependency was added must not be used.
+    key = hashlib.sha256((ROOT / "constraints.txt").read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    house = CACHE / f"wheelhouse-agent-full-{key[:12]}"
     done = house / ".complete"
     if not done.exists():
         house.mkdir(parents=True, exist_ok=True)

@@ -293,7 +293,8 @@ def test_cli_keys_init_build_list_and_errors(built: Built, tmp_path: Path, capsy
     assert "agent/1.1.0/person_ssdlite_uint8.tflite" in out and "not smaller" not in out
     assert main(["release", "list", "--repo", str(state / "tuf" / "repo")]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in listed[1:]] == ["1.0.0", "1.1.0"]
+    assert [line.split()[0] for line in listed[1:3]] == ["1.0.0", "1.1.0"]
+    assert listed[3:] == ["", "floor (xl-provision release floor): none"]
     assert main(["release", "rotate-key", "--state", str(state), "--role", "timestamp"]) == 0
     assert "copy " in capsys.readouterr().out
     assert main(["release", "list", "--repo", str(tmp_path / "nowhere")]) == 2
