@@ -25,6 +25,8 @@ from hub.clips.tables import clips
 log = logging.getLogger("xl.hub.clips")
 
 ORPHAN_AGE_S = 3600.0
+# An upload left half done (.part and its .meta.json): a device offline this long starts again from 0.
+ABANDONED_AGE_S = 3 * 86_400.0
 BATCH = 500
 
 
@@ -82,6 +84,8 @@ def _orphans(engine: Engine, root: Path, now_s: float) -> int:
         return 0
     removed = 0
     for folder in root.iterdir():
+        if folder.is_dir():
+            removed += _abandoned(folder, now_s)
         files = [p for p in folder.glob("*.mp4") if p.stem.isdigit()] if folder.is_dir() else []
         if not files:
             continue
@@ -92,6 +96,17 @@ def _orphans(engine: Engine, root: Path, now_s: float) -> int:
                 if int(p.stem) not in known and now_s - p.stat().st_mtime > ORPHAN_AGE_S:
                     p.unlink()
                     removed += 1
+    return removed
+
+
+def _abandoned(folder: Path, now_s: float) -> int:
+    """Partial uploads nobody resumed: not counted in ``max_bytes``, so they would only pile up."""
+    removed = 0
+    for p in [*folder.glob("*.part"), *folder.glob("*.meta.json")]:
+        with contextlib.suppress(FileNotFoundError):
+            if now_s - p.stat().st_mtime > ABANDONED_AGE_S:
+                p.unlink()
+                removed += 1
     return removed
 
 

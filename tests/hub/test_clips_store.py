@@ -19,7 +19,7 @@ from hub.clips.files import files_of, open_clip
 from hub.clips.policy import push_policies
 from hub.clips.receive import ClipReceiver, StoredClip
 from hub.clips.requests import clip_status, request_clip
-from hub.clips.retention import ORPHAN_AGE_S, prune
+from hub.clips.retention import ABANDONED_AGE_S, ORPHAN_AGE_S, prune
 from hub.clips.tables import clip_requests, clips
 from hub.commands import record_result
 from hub.config_clips import ClipPolicy, ClipsConfig
@@ -83,6 +83,15 @@ def test_retention_by_days_then_by_bytes_oldest_first(hub: ClipHub) -> None:
     assert prune(hub.engine, hub.root, 30, 2500, now).orphans == 0
     os.utime(orphan, (time.time() - ORPHAN_AGE_S - 5,) * 2)
     assert prune(hub.engine, hub.root, 30, 2500, now).orphans == 1 and not orphan.exists()
+    # An upload abandoned half way (its .part and .meta.json) goes after ABANDONED_AGE_S; a recent one stays.
+    stale, fresh = files_of(hub.root, GOOD, 10), files_of(hub.root, GOOD, 11)
+    for f in (stale, fresh):
+        f.part.write_bytes(b"half")
+        f.meta.write_text("{}")
+    for p in (stale.part, stale.meta):
+        os.utime(p, (time.time() - ABANDONED_AGE_S - 5,) * 2)
+    assert prune(hub.engine, hub.root, 30, 2500, now).orphans == 2
+    assert not stale.part.exists() and not stale.meta.exists() and fresh.part.exists() and fresh.meta.exists()
 
 
 def test_fetch_clip_request_progress_and_refusal(hub: ClipHub) -> None:
