@@ -9,93 +9,39 @@ import datetime as dt
 import http.client
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from hub.db import make_engine, upgrade
-from hub.registry import Registry
-from hub.updates.access import DeviceGate
-from hub.updates.counters import ByteCounter
 from hub.updates.online import OnlineSigner, xlrelease_signing
-from hub.updates.server import UpdateServer, tls_context
 from hub.updates.tables import update_downloads
 from protocol.ids import make_device_id
-from provisioning import pki
+from tests.support.update_hub import OTHER_CA, UpdateHub, start_update_hub
 
 GOOD, REVOKED, STRANGER = (str(make_device_id(1, n)) for n in (1, 2, 3))
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 
 
-@dataclass
-class World:
-    engine: Engine
-    server: UpdateServer
-    ca: Path
-    certs: dict[str, tuple[Path, Path]]
-    repo: Path
-
-
-def _issue(ca: pki.CA, where: Path, name: str, cn: str, server: list[str] | None = None) -> tuple[Path, Path]:
-    key = pki.new_key()
-    cert = ca.issue(key.public_key(), cn, unit=name, days=30, server_names=server)
-    pki.write_private(where / f"{name}.key", pki.key_pem(key))
-    pki.write_public(where / f"{name}.crt", pki.cert_pem(cert))
-    return where / f"{name}.crt", where / f"{name}.key"
+World = UpdateHub
 
 
 @pytest.fixture
 def world(db_url: str, tmp_path: Path) -> Iterator[World]:
-    ca = pki.CA.create("Test County CA")
-    other = pki.CA.create("Another County CA")
-    pki.write_public(tmp_path / "ca.crt", pki.cert_pem(ca.cert))
-    certs = {
-        "server": _issue(ca, tmp_path, "server", "hub", ["127.0.0.1"]),
-        GOOD: _issue(ca, tmp_path, "good", GOOD),
-        REVOKED: _issue(ca, tmp_path, "revoked", REVOKED),
-        STRANGER: _issue(ca, tmp_path, "stranger", STRANGER),
-        "other-ca": _issue(other, tmp_path, "other", GOOD),
-    }
-    engine = make_engine(db_url)
-    upgrade(engine)
-    reg = Registry(engine)
-    with engine.begin() as conn:
-        reg.ensure_township(conn, "01", "泉山镇")
-        vid = reg.ensure_village(conn, "01", "和平村")
-        reg.ensure_group(conn, "g0101", vid)
-        for n, dev in enumerate((GOOD, REVOKED)):
-            reg.ensure_household(conn, f"HH{n}", village_id=vid, group_id="g0101")
-            reg.add_device(conn, dev, f"HH{n}")
-    reg.revoke_device(REVOKED, "stolen")
-    repo = tmp_path / "repo"
-    (repo / "metadata").mkdir(parents=True)
+    hub = start_update_hub(db_url, tmp_path, (GOOD, REVOKED), revoked=(REVOKED,), unregistered=(STRANGER,),
+                           other_ca_for=GOOD)  # fmt: skip
+    repo = hub.repo
     (repo / "targets" / "agent").mkdir(parents=True)
     (repo / "metadata" / "timestamp.json").write_text('{"signed": {}}')
     (repo / "targets" / "agent" / "abc.wheel.whl").write_bytes(BODY)
     (tmp_path / "secret.txt").write_text("outside the repository")
     (repo / "targets" / "escape").symlink_to(tmp_path / "secret.txt")
-    server = UpdateServer(
-        repo,
-        tls_context(str(tmp_path / "ca.crt"), *map(str, certs["server"])),
-        DeviceGate(engine),
-        ByteCounter(engine, flush_s=3600),  # flushed by the test
-        host="127.0.0.1",
-        port=0,
-    )
-    server.start()
-    yield World(engine, server, tmp_path / "ca.crt", certs, repo)
-    server.stop()
-    engine.dispose()
+    yield hub
+    hub.stop()
 
 
 def _client(w: World, who: str | None) -> http.client.HTTPSConnection:
-    ctx = ssl.create_default_context(cafile=str(w.ca))
-    if who is not None:
-        cert, key = w.certs[who]
-        ctx.load_cert_chain(str(cert), str(key))
-    return http.client.HTTPSConnection("127.0.0.1", w.server.port, context=ctx, timeout=10)
+    return http.client.HTTPSConnection("127.0.0.1", w.server.port, context=w.context(who), timeout=10)
 
 
 def _get(
@@ -157,7 +103,7 @@ def test_refusals(world: World) -> None:
     status, _, body = _get(world, WHEEL, STRANGER)
     assert (status, body) == (403, f"device {STRANGER} is not registered\n".encode())
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        _get(world, WHEEL, "other-ca")  # a certificate from another CA: the handshake fails
+        _get(world, WHEEL, OTHER_CA)  # a certificate from another CA: the handshake fails
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _get(world, WHEEL, None)  # no certificate at all
     for path in (

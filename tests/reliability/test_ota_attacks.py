@@ -16,22 +16,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from agent.update.guard import State, Trial, write_state
 from agent.update.layout import Layout
-from hub.db import make_engine, upgrade
-from hub.registry import Registry
 from hub.updates import server as server_mod
-from hub.updates.access import DeviceGate
-from hub.updates.counters import ByteCounter
-from hub.updates.server import UpdateServer, tls_context
 from protocol.ids import make_device_id
-from provisioning import pki
+from tests.support.update_hub import UpdateHub, start_update_hub
 from tests.support.update_release import fake_release, install_guard
 
 GOOD, THIEF = (str(make_device_id(1, n)) for n in (1, 2))
@@ -39,64 +32,19 @@ MAX_CONNECTIONS = getattr(server_mod, "MAX_CONNECTIONS", 256)
 MAX_PER_DEVICE = getattr(server_mod, "MAX_PER_DEVICE", 4)
 
 
-@dataclass
-class Hub:
-    engine: Engine
-    server: UpdateServer
-    ca: Path
-    certs: dict[str, tuple[Path, Path]]
-    repo: Path
-
-
-def _issue(ca: pki.CA, where: Path, name: str, cn: str, server: list[str] | None = None) -> tuple[Path, Path]:
-    key = pki.new_key()
-    cert = ca.issue(key.public_key(), cn, unit=name, days=30, server_names=server)
-    pki.write_private(where / f"{name}.key", pki.key_pem(key))
-    pki.write_public(where / f"{name}.crt", pki.cert_pem(cert))
-    return where / f"{name}.crt", where / f"{name}.key"
+Hub = UpdateHub
 
 
 @pytest.fixture
 def hub(sqlite_url: str, tmp_path: Path) -> Iterator[Hub]:
-    ca = pki.CA.create("Test County CA")
-    pki.write_public(tmp_path / "ca.crt", pki.cert_pem(ca.cert))
-    certs = {
-        "server": _issue(ca, tmp_path, "server", "hub", ["127.0.0.1", "localhost"]),
-        GOOD: _issue(ca, tmp_path, "good", GOOD),
-        THIEF: _issue(ca, tmp_path, "thief", THIEF),
-    }
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    reg = Registry(engine)
-    with engine.begin() as conn:
-        reg.ensure_township(conn, "01", "泉山镇")
-        vid = reg.ensure_village(conn, "01", "和平村")
-        reg.ensure_group(conn, "g0101", vid)
-        for n, dev in enumerate((GOOD, THIEF)):
-            reg.ensure_household(conn, f"HH{n}", village_id=vid, group_id="g0101")
-            reg.add_device(conn, dev, f"HH{n}")
-    repo = tmp_path / "repo"
-    (repo / "metadata").mkdir(parents=True)
-    (repo / "metadata" / "timestamp.json").write_text('{"signed": {}}')
-    srv = UpdateServer(
-        repo,
-        tls_context(str(tmp_path / "ca.crt"), *map(str, certs["server"])),
-        DeviceGate(engine),
-        ByteCounter(engine, flush_s=3600),
-        host="127.0.0.1",
-        port=0,
-    )
-    srv.start()
-    yield Hub(engine, srv, tmp_path / "ca.crt", certs, repo)
-    srv.stop()
-    engine.dispose()
+    h = start_update_hub(sqlite_url, tmp_path, (GOOD, THIEF))
+    (h.repo / "metadata" / "timestamp.json").write_text('{"signed": {}}')
+    yield h
+    h.stop()
 
 
 def _ctx(h: Hub, who: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(h.ca))
-    cert, key = h.certs[who]
-    ctx.load_cert_chain(str(cert), str(key))
-    return ctx
+    return h.context(who)
 
 
 def _get(h: Hub, who: str = GOOD, path: str = "/tuf/metadata/timestamp.json") -> int:

@@ -18,23 +18,11 @@ from sqlalchemy import Engine
 
 from agent.mtls import TlsIdentity, client_context
 from hub.clips.receive import PREFIX, ClipReceiver
-from hub.db import make_engine, upgrade
-from hub.registry import Registry
-from hub.updates.access import DeviceGate
-from hub.updates.counters import ByteCounter
-from hub.updates.server import UpdateServer, tls_context
+from hub.updates.server import UpdateServer
 from protocol.ids import make_device_id
-from provisioning import pki
+from tests.support.update_hub import start_update_hub
 
 GOOD, OTHER, REVOKED = (str(make_device_id(1, n)) for n in (1, 2, 3))
-
-
-def _issue(ca: pki.CA, where: Path, name: str, cn: str, server: list[str] | None = None) -> tuple[Path, Path]:
-    key = pki.new_key()
-    cert = ca.issue(key.public_key(), cn, unit=name, days=30, server_names=server)
-    pki.write_private(where / f"{name}.key", pki.key_pem(key))
-    pki.write_public(where / f"{name}.crt", pki.cert_pem(cert))
-    return where / f"{name}.crt", where / f"{name}.key"
 
 
 @dataclass
@@ -56,37 +44,12 @@ class ClipHub:
 
 
 def start_clip_hub(db_url: str, tmp: Path) -> ClipHub:
-    ca = pki.CA.create("Test County CA")
-    pki.write_public(tmp / "ca.crt", pki.cert_pem(ca.cert))
-    certs = {"server": _issue(ca, tmp, "server", "hub", ["127.0.0.1", "localhost"])}
-    for dev in (GOOD, OTHER, REVOKED):
-        certs[dev] = _issue(ca, tmp, f"dev{dev[-2:]}", dev)
-    engine = make_engine(db_url)
-    upgrade(engine)
-    reg = Registry(engine)
-    with engine.begin() as conn:
-        reg.ensure_township(conn, "01", "泉山镇")
-        vid = reg.ensure_village(conn, "01", "和平村")
-        reg.ensure_group(conn, "g0101", vid)
-        for n, dev in enumerate((GOOD, OTHER, REVOKED)):
-            reg.ensure_household(conn, f"HH{n}", village_id=vid, group_id="g0101")
-            reg.add_device(conn, dev, f"HH{n}")
-    reg.revoke_device(REVOKED, "stolen")
-    repo = tmp / "repo"
-    (repo / "metadata").mkdir(parents=True)
-    server = UpdateServer(
-        repo,
-        tls_context(str(tmp / "ca.crt"), *map(str, certs["server"])),
-        DeviceGate(engine),
-        ByteCounter(engine, flush_s=3600),
-        host="127.0.0.1",
-        port=0,
-    )
+    hub = start_update_hub(db_url, tmp, (GOOD, OTHER, REVOKED), revoked=(REVOKED,), start=False)
     root = tmp / "hub-clips"
-    receiver = ClipReceiver(engine, root)
-    server.mount(PREFIX, receiver)
-    server.start()
-    return ClipHub(engine, server, receiver, root, tmp / "ca.crt", certs)
+    receiver = ClipReceiver(hub.engine, root)
+    hub.server.mount(PREFIX, receiver)
+    hub.server.start()
+    return ClipHub(hub.engine, hub.server, receiver, root, hub.ca, hub.certs)
 
 
 @dataclass(frozen=True, slots=True)
