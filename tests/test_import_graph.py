@@ -25,6 +25,7 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
             "hub.config_forward",
             "hub.config_updates",
             "hub.config_clips",
+            "hub.periodic",
             "hub.cli_options",
             "hub.cli_output",
             "hub.db",

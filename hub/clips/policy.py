@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 
 from sqlalchemy import Engine, select
@@ -19,6 +18,7 @@ from hub.commands import CommandError, Publisher, send_command
 from hub.config_clips import ClipsConfig
 from hub.db.dialect import upsert_insert
 from hub.db.schema import devices, households
+from hub.periodic import Periodic
 
 log = logging.getLogger("xl.hub.clips")
 
@@ -67,22 +67,15 @@ class PolicyPusher:
 
     def __init__(self, engine: Engine, publisher: Publisher, cfg: ClipsConfig) -> None:
         self.engine, self.publisher, self.cfg = engine, publisher, cfg
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="xl-hub-clip-policy", daemon=True)
+        self._periodic = Periodic("xl-hub-clip-policy", self.cfg.policy_interval_s, self._pass)
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self._periodic.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.cfg.policy_interval_s):
-            try:
-                n = push_policies(self.engine, self.publisher, self.cfg, int(time.time() * 1000))
-            except Exception:
-                log.exception("clip policy push failed")
-                continue
-            if n:
-                log.info("clip policy sent to %d devices", n)
+    def _pass(self) -> None:
+        n = push_policies(self.engine, self.publisher, self.cfg, int(time.time() * 1000))
+        if n:
+            log.info("clip policy sent to %d devices", n)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from hub.clips.files import files_of
 from hub.clips.tables import clips
+from hub.periodic import Periodic
 
 log = logging.getLogger("xl.hub.clips")
 
@@ -125,28 +125,21 @@ class Retention:
         self.engine, self.root = engine, Path(root)
         self.keep_days, self.max_bytes, self.interval_s = keep_days, max_bytes, interval_s
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="xl-hub-clip-retention", daemon=True)
+        self._periodic = Periodic("xl-hub-clip-retention", self.interval_s, self._pass)
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self._periodic.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                done = prune(self.engine, self.root, self.keep_days, self.max_bytes, int(self.clock() * 1000))
-            except Exception:  # a database outage must not end retention for good
-                log.exception("clip retention failed; trying again in %.0f s", self.interval_s)
-                continue
-            if done.by_age or done.by_bytes or done.orphans:
-                log.info(
-                    "clip retention: %d by age, %d by bytes, %d MB freed, %d orphan files",
-                    done.by_age,
-                    done.by_bytes,
-                    done.freed >> 20,
-                    done.orphans,
-                )
+    def _pass(self) -> None:
+        done = prune(self.engine, self.root, self.keep_days, self.max_bytes, int(self.clock() * 1000))
+        if done.by_age or done.by_bytes or done.orphans:
+            log.info(
+                "clip retention: %d by age, %d by bytes, %d MB freed, %d orphan files",
+                done.by_age,
+                done.by_bytes,
+                done.freed >> 20,
+                done.orphans,
+            )

@@ -5,7 +5,6 @@ gauges on /metrics."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -21,6 +20,7 @@ from hub.health.alarms import AlarmBook
 from hub.health.offline import BROKER, BROKER_DISCONNECT, OfflineRules
 from hub.health.presence import expire_silent
 from hub.metrics import HubMetrics
+from hub.periodic import Periodic
 
 log = logging.getLogger("xl.hub.health")
 
@@ -46,22 +46,16 @@ class Watcher:
         self.publish = publish
         self.take_confirmed = take_confirmed
         self.offline = OfflineRules(directory, alerts_engine, config)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="xl-hub-watcher", daemon=True)
+        self._periodic = Periodic("xl-hub-watcher", self.config.check_interval_s, self._pass)
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self._periodic.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.config.check_interval_s):
-            try:
-                self.check(int(time.time() * 1000))
-            except Exception:  # a database hiccup must not end the watcher
-                log.exception("health check failed; next try in %.0fs", self.config.check_interval_s)
+    def _pass(self) -> None:
+        self.check(int(time.time() * 1000))
 
     def check(self, now_ms: int) -> list[Publication]:
         with self.db.begin() as conn:

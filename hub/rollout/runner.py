@@ -3,7 +3,6 @@ sending through the hub's own MQTT transport (``hub.commands.send_command``)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy import Engine
 
 from hub.commands import Publisher, send_command
 from hub.config_updates import RolloutConfig
+from hub.periodic import Periodic
 from hub.rollout.engine import RolloutEngine
 
 
@@ -39,16 +39,13 @@ class RolloutRunner:
             resend_after_s=cfg.resend_after_s,
             clock=_now_ms,
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="xl-hub-rollout", daemon=True)
+        self._periodic = Periodic("xl-hub-rollout", self.cfg.tick_s, self._pass)
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self._periodic.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.cfg.tick_s):
-            self.engine.tick()  # a failing rollout is logged inside and retried next tick
+    def _pass(self) -> None:
+        self.engine.tick()  # a failing rollout is logged inside and retried next tick

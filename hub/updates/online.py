@@ -16,11 +16,12 @@ can swap it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from hub.periodic import Periodic
 
 log = logging.getLogger("xl.hub.updates")
 
@@ -62,8 +63,7 @@ class OnlineSigner:
         self.clock = clock
         self._last_timestamp: float | None = None
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="xl-hub-tuf-online", daemon=True)
+        self._periodic = Periodic("xl-hub-tuf-online", self.poll_s, self.tick, at_start=True)
 
     @property
     def signing(self) -> Signing:
@@ -91,13 +91,7 @@ class OnlineSigner:
         return None
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        self.tick()
-        while not self._stop.wait(self.poll_s):
-            self.tick()
+        self._periodic.stop()
