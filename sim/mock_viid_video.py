@@ -18,7 +18,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sim.mock_viid import Reject, _digits, _int, _time14, check_person
+from sim.viid_checks import Reject, _digits, _int, _time14, check_person
 
 SLICE_REQUIRED = {
     "VideoID", "InfoKind", "VideoSource", "IsAbstractVideo", "EventSort", "DeviceID", "StoragePath",

@@ -14,11 +14,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from agent.update.tuf_client import LocalFiles
-    from sim.fleet import Identity
+
+
+class Identity(Protocol):
+    """What a download needs of a simulated device (sim.fleet.Identity has it): its id and PEM paths."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def cert(self) -> str | None: ...
+    @property
+    def key(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
