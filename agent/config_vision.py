@@ -9,6 +9,7 @@ Example (every key optional)::
       motion: {threshold: 18, min_area: 0.003}
       detect: {detect_fps: 3, score_threshold: 0.5, num_threads: 2}
       events: {end_after_s: 5, motion_events: false}
+      clutter: {looks_per_min: 4, learn_s: 30}
       snapshot: {max_bytes: 12000, crop: true}
 
 The sections are plain dataclasses (the tracker and pipeline read them); their
@@ -58,6 +59,31 @@ class DetectConfig:
         Float,
         Field(ge=0.05, le=1, description="Motion bigger than this share of the frame: detect on the whole frame."),
     ] = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ClutterConfig:
+    """Learning where the picture moves without a person (agent.vision.clutter)."""
+
+    enabled: Annotated[
+        Bool, Field(description="Learn where things sway (trees, bushes) and run the detector there less often.")
+    ] = True
+    learn_s: Annotated[
+        Float, Field(ge=2, le=3600, description="Seconds; how far back a cell's share of moving frames looks.")
+    ] = 30.0
+    clutter_rate: Annotated[
+        Float, Field(ge=0.01, le=0.9, description="A cell moving on this share of frames (and no person) is clutter.")
+    ] = 0.1
+    looks_per_min: Annotated[
+        Float,
+        Field(ge=0, le=60, description="Detection runs a minute when only clutter moves (0: none until new motion)."),
+    ] = 4.0
+    novel_cells: Annotated[
+        Int, Field(ge=1, le=50, description="Moving cells outside the clutter that call the detector at once.")
+    ] = 2
+    person_hold_s: Annotated[
+        Float, Field(ge=0, le=86_400, description="Seconds a cell where a person was detected cannot be clutter.")
+    ] = 600.0
 
 
 def _auto(value: Any) -> Any:
@@ -119,6 +145,7 @@ class VisionConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    clutter: ClutterConfig = field(default_factory=ClutterConfig)
 
     @property
     def motion_events(self) -> bool:
@@ -170,12 +197,13 @@ class VisionFile:
     detect: Annotated[DetectConfig, SECTION] = field(default_factory=DetectConfig)
     events: Annotated[EventsConfig, SECTION] = field(default_factory=EventsConfig)
     snapshot: Annotated[SnapshotConfig, SECTION] = field(default_factory=SnapshotConfig)
+    clutter: Annotated[ClutterConfig, SECTION] = field(default_factory=ClutterConfig)
 
     def to_config(self) -> VisionConfig:
         overrides = {f.name: getattr(self.motion, f.name) for f in fields(MotionOverrides)}
         masks = tuple(list(polygon) for polygon in self.masks)  # each polygon a list of (x, y), as before
         motion = settings_for(self.sensitivity, masks=masks, **{k: v for k, v in overrides.items() if v is not None})
-        return VisionConfig(self.sensitivity, motion, self.detect, self.events, self.snapshot)
+        return VisionConfig(self.sensitivity, motion, self.detect, self.events, self.snapshot, self.clutter)
 
 
 def parse_vision(doc: Any, source: str = "config", prefix: str = "vision.") -> VisionConfig:

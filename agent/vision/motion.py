@@ -124,6 +124,10 @@ class MotionDetector:
         self._muted_state = "warmup"
         self._chroma_level: float | None = None
         self._learn_steps = 0
+        # Changed pixels per cell on the last frame that was watched (None
+        # while muted): what agent.vision.clutter learns from. A reference to
+        # the per-frame array, not a copy.
+        self.cell_counts: np.ndarray | None = None
 
     # -- setup --------------------------------------------------------------
     def _setup(self, height: int, width: int) -> None:
@@ -169,6 +173,20 @@ class MotionDetector:
         self._bg = None
 
     @property
+    def cell_need(self) -> int:
+        """Changed pixels that make a cell active (count >= this)."""
+        return self._need
+
+    @property
+    def cell_pixels(self) -> int:
+        return self._cell_h * CELL_W
+
+    @property
+    def cell_size(self) -> tuple[float, float]:
+        """A cell's (width, height) as a fraction of the frame."""
+        return self._cell_nw, self._cell_nh
+
+    @property
     def grid(self) -> tuple[int, int]:
         """(rows, cols) of motion cells, once the first frame has set it up."""
         return self._grid
@@ -184,6 +202,7 @@ class MotionDetector:
         if self._shape != luma.shape:
             self._setup(*luma.shape)
         self.frames += 1
+        self.cell_counts = None
         cur = self._sample(luma)
         if self._bg is None:
             self._bg = cur.copy()
@@ -224,6 +243,7 @@ class MotionDetector:
         if muted:
             return MotionResult((), 0.0, share, self._muted_state)
 
+        self.cell_counts = counts
         if counts.max() < self._need:
             return MotionResult((), 0.0, share, "watching")
         boxes, cells = self._regions(counts >= self._need)

@@ -10,6 +10,10 @@ A frame-wide change (a cut, a lamp switched on, the IR-cut filter, someone
 right at the lens) is a reason too: see ``agent.vision.relearn``. Only the
 detector can start a visit then; motion events stay muted, so a light change
 with nobody in view still ends with no event.
+
+Where the picture keeps moving without a person (a swaying tree), motion
+alone is no reason: ``agent.vision.clutter`` learns those cells, and motion
+confined to them is looked at a few times a minute instead of on every frame.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from agent.config_vision import VisionConfig
+from agent.vision.clutter import ClutterMap, Verdict
 from agent.vision.frame import Frame
 from agent.vision.masks import MaskCache
 from agent.vision.motion import MotionDetector, MotionResult
@@ -120,6 +125,8 @@ class VisionPipeline:
         self._looks = LookSchedule(config.detect.relearn_fps)
         self._look_regions = look_regions
         self._rotation = 0
+        self.clutter = ClutterMap(config.clutter) if config.clutter.enabled and self.persons is not None else None
+        self._verdict: Verdict = "none"
 
     @property
     def recalibrations(self) -> int:
@@ -134,6 +141,11 @@ class VisionPipeline:
             self.stats.motion_frames += 1
         if pir:
             self.stats.pir_triggers += 1
+        if self.clutter is not None:
+            if result.recalibrated is not None:
+                self.clutter.reset()
+            self.clutter.observe(ts, self.motion.cell_counts, self.motion.cell_need, self.motion.cell_pixels)
+        self._verdict = "none"
         out: list[Emitted] = []
         if self.persons is not None:
             if self._looks.due(ts, result):
@@ -166,6 +178,14 @@ class VisionPipeline:
                 return False
             if not result.motion:
                 return None  # a PIR trigger without visible motion: look everywhere
+            if self.clutter is not None and not pir and not self.persons.active:
+                self._verdict = self.clutter.verdict(frame.ts)
+                if self._verdict == "novel":
+                    box = self.clutter.novel_box(*self.motion.cell_size)
+                    if box is not None:
+                        return self._square(box, frame)  # the new mover, not the tree beside it
+                elif self._verdict == "clutter" and not self.clutter.budget_due(frame.ts):
+                    return False
             return self._motion_region(frame, result.boxes)
         if result.state == "cooldown" and d.relearn_fps > 0 and not self.persons.active:
             return False  # nothing to re-check: the looks (or their early stop) decide
@@ -201,7 +221,18 @@ class VisionPipeline:
         whole = (0, 0, frame.width, frame.height)
         detections = self.detector.detect(rgb, None if region == whole else region)
         self._count_run()
+        self._teach(frame, detections, region or whole)
         return self.persons.observe(frame.ts, detections, rgb)
+
+    def _teach(self, frame: Frame, detections: Sequence[DetectionLike], region: Region) -> None:
+        if self.clutter is None:
+            return
+        cell = self.motion.cell_size
+        if detections:
+            self.clutter.person_at(frame.ts, [d.box for d in detections], *cell)
+        elif self._verdict == "novel" and (self.persons is None or not self.persons.active):
+            w, h = frame.width, frame.height
+            self.clutter.looked((region[0] / w, region[1] / h, region[2] / w, region[3] / h), *cell)
 
     def _look(self, frame: Frame) -> list[Emitted]:
         """One look after a frame-wide change: every region, one observation."""
@@ -215,6 +246,8 @@ class VisionPipeline:
             self._count_run()
             self.stats.relearn_runs += 1
         detections = merge(found)
+        if detections and self.clutter is not None:
+            self.clutter.person_at(frame.ts, [d.box for d in detections], *self.motion.cell_size)
         emitted = self.persons.observe(frame.ts, detections, rgb)
         self._looks.looked(frame.ts, bool(detections), self.persons.active)
         return emitted

@@ -148,6 +148,8 @@ def run_replay(
         "motion_frames": stats.motion_frames,
         "inference_runs": stats.inference_runs,
         "relearn_runs": stats.relearn_runs,
+        # Motion frames not looked at because only learnt clutter moved (agent.vision.clutter).
+        "clutter_skipped": pipeline.clutter.stats.suppressed if pipeline.clutter is not None else 0,
         "recalibrations": pipeline.recalibrations,
         "person_events": len(person),
         "motion_events": len(motion),
