@@ -128,10 +128,23 @@ class BrokerConfig:
         Field(
             ge=10,
             le=1200,
-            description="Seconds; the broker declares a silent device "
-            "offline after 1.5x this: ~68 s, under the 90 s target.",
+            description="Seconds, in armed hours; the broker declares a silent device "
+            "offline after 1.5x this: ~83 s, under the 90 s target.",
         ),
-    ] = 45
+    ] = 55
+    keepalive_idle: Annotated[
+        Int,
+        Field(
+            ge=10,
+            le=1200,
+            description="Seconds, outside armed hours: fewer pings on a metered card. "
+            "Keep it under the carrier's NAT idle timeout (often 5 minutes).",
+        ),
+    ] = 240
+    tls_min_version: Annotated[
+        Literal["1.2", "1.3"],
+        Field(description="Oldest TLS the agent offers; 1.3 makes a smaller handshake."),
+    ] = "1.3"
     max_inflight: Annotated[
         Int, Field(ge=1, le=100, description="Unacknowledged QoS 1 messages at once (bounds data on a slow link).")
     ] = 10
@@ -178,8 +191,13 @@ class OutboxConfig:
 class HealthSection:
     interval_s: Annotated[
         Int,
-        Field(ge=5, le=3600, description="Seconds between heartbeats; the hub marks the device offline after 3x this."),
-    ] = 60
+        Field(
+            ge=5,
+            le=86_400,
+            description="Seconds between full health reports (changes go at once, as deltas). "
+            "Liveness is the keepalive's job; the hub also marks a device offline after 3x this of silence.",
+        ),
+    ] = 1800
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,18 @@
-"""The heartbeat: a ``protocol.messages.Health`` every interval and on significant change.
+"""The heartbeat: a full ``protocol.messages.Health`` every interval, a delta on significant change.
 
 Health is QoS 0 and never stored (protocol.qos): the next heartbeat replaces a
 lost one, and replaying old numbers after an outage would only mislead.
-"Significant" is what an operator acts on: the camera state, arming, the clock,
-throttling bits and the error text. Changes are sent at most every
-``MIN_GAP_S`` so a flapping camera cannot flood a metered link.
+
+Liveness is not the heartbeat's job: the MQTT keepalive is cheaper (a 2-byte
+ping) and the broker's will says offline within 1.5x of it (agent.link). So the
+full report comes rarely (``health.interval_s``, 30 minutes), and in between
+only what an operator acts on is sent, when it changes: the camera state,
+arming, the clock, throttling bits, the error text, the update state. That
+message is a delta (``"d":1``): the keys that changed since the last report,
+which the hub merges into what it has. A key that went away (an error
+cleared) cannot be said as a change, so that makes a full report. Changes
+are sent at most every ``MIN_GAP_S`` so a flapping camera cannot flood a
+metered link.
 """
 
 from __future__ import annotations
@@ -49,8 +57,11 @@ class HealthReporter:
         self.publish = publish
         self.started = time.monotonic()
         self._last_sent = -1e9
+        self._last_full = -1e9
         self._last_key: tuple[Any, ...] | None = None
+        self._last_wire: dict[str, Any] | None = None  # what the hub has: the last full report with deltas merged
         self.sent = 0
+        self.deltas = 0
 
     def build(self) -> Health:
         s = self.s
@@ -95,18 +106,39 @@ class HealthReporter:
         )
 
     def tick(self) -> Health | None:
-        """Send when the interval is up or something significant changed; returns what was sent."""
+        """Send when the interval is up (full) or something significant changed (a delta); returns what was sent."""
         health = self.build()
         # The update state too: the hub's rollout waits on it (docs/ota.md section 2).
         key = (health.camera, health.armed, health.clock, health.throttled, health.error, health.update_state)
         now = time.monotonic()
-        due = now - self._last_sent >= self.s.interval_s
+        due = now - self._last_full >= self.s.interval_s
         changed = key != self._last_key and now - self._last_sent >= MIN_GAP_S
         if not (due or changed):
             return None
-        if self.publish(health):
-            self._last_sent = now
-            self._last_key = key
-            self.sent += 1
-            return health
-        return None
+        wire = health.to_wire()
+        out = health if due else self._delta(wire) or health
+        if not self.publish(out):
+            return None
+        self._last_sent = now
+        self._last_key = key
+        self.sent += 1
+        if out.delta:
+            self.deltas += 1
+            assert self._last_wire is not None
+            self._last_wire.update({k: v for k, v in out.to_wire().items() if k != "d"})
+        else:
+            self._last_full = now
+            self._last_wire = wire
+        return out
+
+    def _delta(self, wire: dict[str, Any]) -> Health | None:
+        """The keys that changed since the last report, or None when only a full report can say it."""
+        last = self._last_wire
+        if last is None or any(k not in wire for k in last):
+            return None
+        changed = {k: v for k, v in wire.items() if k not in _NOT_IN_DELTAS and last.get(k) != v}
+        return Health.from_wire({"v": wire["v"], "t": wire["t"], "d": 1, **changed})
+
+
+# Counters that change every time, and the boot facts the hub has from the full report and the state message.
+_NOT_IN_DELTAS = frozenset({"v", "t", "up", "ver", "boot", "hi", "memt"})

@@ -24,12 +24,12 @@ from __future__ import annotations
 import collections
 import logging
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -40,6 +40,8 @@ from agent.config import BrokerConfig
 from agent.delivery import Deliveries
 from agent.outbox import Message, Outbox, is_urgent
 from agent.reconnect import Reconnect
+from agent.tls_session import client_context
+from agent.topic_aliases import TopicAliases
 from protocol.codec import decode_receipt, encode, with_seq
 from protocol.errors import ProtocolError
 from protocol.messages import State
@@ -69,6 +71,8 @@ class LinkSettings:
     key: Path
     # The broker section's defaults, written once in agent/config.py (this said keepalive 60 while the config said 45).
     keepalive: int = default_of(BrokerConfig, "keepalive")
+    keepalive_idle: int | None = default_of(BrokerConfig, "keepalive_idle")  # outside armed hours (None: never)
+    tls_min_version: str = default_of(BrokerConfig, "tls_min_version")
     max_inflight: int = default_of(BrokerConfig, "max_inflight")
     session_expiry: int = default_of(BrokerConfig, "session_expiry")
     backoff_base_s: float = default_of(BrokerConfig, "backoff_base_s")
@@ -92,8 +96,16 @@ class Link:
         now_ms: Callable[[], int] | None = None,
         on_status: Callable[[bool], None] | None = None,
         rng: random.Random | None = None,
+        armed: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self._armed = armed
+        # One context for every connection: it carries the TLS session from one to the next.
+        self.tls = client_context(settings.ca, settings.cert, settings.key, settings.tls_min_version)
+        self.keepalive_now = settings.keepalive  # what this connection asked the broker for
+        self._subscribed = False  # the broker's session holds our subscriptions (this process made them)
+        self.aliases = TopicAliases()
+        self._switching = False  # reconnecting on purpose for another keepalive: no backoff
         self.outbox = outbox
         self._on_message = on_message
         self._on_status = on_status
@@ -121,6 +133,7 @@ class Link:
         self.sent = 0  # publications of kept messages, re-sends included (tests, health)
         self.connected = False
         self.connects = 0
+        self.subscribe_requests = 0
         self.last_error: str | None = None
         self.delays: list[float] = []  # recent backoff delays, for health and tests
 
@@ -183,6 +196,9 @@ class Link:
             if self.connects > connects:
                 self.reconnect.connection_ended(time.monotonic() - self._connected_at)
             delay = self.reconnect.next_delay()
+            if self._switching:
+                self._switching, delay = False, 0.0
+                self.reconnect.attempts = 0
             if self._urgent:
                 delay = min(delay, self._rng.uniform(0.0, self.settings.urgent_retry_s))
             self.delays = [*self.delays[-19:], delay]
@@ -198,13 +214,7 @@ class Link:
             reconnect_on_failure=False,
         )
         client.username_pw_set(s.device_id)
-        client.tls_set(
-            ca_certs=str(s.ca),
-            certfile=str(s.cert),
-            keyfile=str(s.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        client.tls_set_context(self.tls)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(0)
         offline = DELIVERY[Channel.STATE]
@@ -213,6 +223,7 @@ class Link:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
 
     def _session(self) -> None:
@@ -225,7 +236,8 @@ class Link:
         # A new outbox numbers its rows from 1 again: start a clean session once, so no
         # receipt or command queued for the device's old life is delivered to it.
         self._clean = self.outbox.numbering_is_new()
-        client.connect(s.host, s.port, keepalive=s.keepalive, clean_start=self._clean, properties=props)
+        self.keepalive_now = self.wanted_keepalive()
+        client.connect(s.host, s.port, keepalive=self.keepalive_now, clean_start=self._clean, properties=props)
         connack_by = time.monotonic() + CONNACK_TIMEOUT_S
         try:
             while not self._stop.is_set():
@@ -238,6 +250,10 @@ class Link:
                     return
                 if self.connected:
                     self._pump(client)
+                    if self._switch_due():
+                        log.info("keepalive %d s → %d s: reconnecting", self.keepalive_now, self.wanted_keepalive())
+                        self._switching = True
+                        return  # the finally's DISCONNECT is a clean one: the broker drops the will
             if self.connected:
                 self._say_offline(client)
         finally:
@@ -247,6 +263,23 @@ class Link:
                 client.loop(timeout=0.1)
             except Exception as exc:  # the socket may already be gone
                 log.debug("disconnect: %s", exc)
+
+    def wanted_keepalive(self) -> int:
+        """Short in armed hours, so the broker declares a dead device offline within 1.5x of it;
+        long otherwise, so a quiet day costs few pings (docs: protocol/README.md, Transport)."""
+        idle = self.settings.keepalive_idle
+        if idle is None or self._armed is None or self._armed():
+            return self.settings.keepalive
+        return idle
+
+    def _switch_due(self) -> bool:
+        """Another keepalive is wanted, and nothing is on its way that a reconnect would re-send."""
+        if self.wanted_keepalive() == self.keepalive_now:
+            return False
+        return not (self._inflight or self.deliveries.awaiting or self._urgent or self._volatile)
+
+    def _publish(self, client: mqtt.Client, topic: str, payload: bytes, qos: int, retain: bool = False) -> Any:
+        return self.aliases.publish(client, topic, payload, qos, retain)
 
     def _pump(self, client: mqtt.Client) -> None:
         if self._acked:
@@ -261,7 +294,7 @@ class Link:
         self.outbox.retry()
         while self._volatile:
             topic, payload, qos, retain = self._volatile.popleft()
-            client.publish(topic, payload, qos=qos, retain=retain)
+            self._publish(client, topic, payload, qos, retain)
         for msg in self.outbox.get(self.deliveries.resend(self.outbox.sizes)):
             self._send(client, msg)
         wakes = self._wakes
@@ -288,7 +321,7 @@ class Link:
                 payload, numbered = with_seq(parse_topic(msg.topic).channel, msg.payload, msg.seq), True
             except ProtocolError as exc:  # not ours to fix here: send it as stored, forget it on PUBACK
                 log.warning("outbox row %d sent without its number: %s", msg.seq, exc)
-        info = client.publish(msg.topic, payload, qos=1)
+        info = self._publish(client, msg.topic, payload, 1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.last_error = f"publish: {mqtt.error_string(info.rc)}"
             return False
@@ -299,12 +332,8 @@ class Link:
         return True
 
     def _say_offline(self, client: mqtt.Client) -> None:
-        info = client.publish(
-            state_topic(self.settings.device_id),
-            encode(State(state="offline", time_ms=self._now_ms())),
-            qos=1,
-            retain=True,
-        )
+        offline = encode(State(state="offline", time_ms=self._now_ms()))
+        info = self._publish(client, state_topic(self.settings.device_id), offline, 1, True)
         deadline = time.monotonic() + 2.0
         while not info.is_published() and time.monotonic() < deadline:
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
@@ -312,19 +341,27 @@ class Link:
 
     # -- paho callbacks (on the link thread, inside loop()) ---------------
 
-    def _handle_connect(self, client: mqtt.Client, _ud: object, _flags: object, reason: object, _p: object) -> None:
+    def _handle_connect(self, client: mqtt.Client, _ud: object, flags: object, reason: object, props: object) -> None:
         if getattr(reason, "is_failure", False):
             self.last_error = f"connect refused: {reason}"
             client.disconnect()
             return
         s = self.settings
+        self.tls.remember(client.socket())
+        self.aliases.reset(props)
+        kept = bool(getattr(flags, "session_present", False)) and not self._clean
         if self._clean:
             self.outbox.numbering_announced()
             self._clean = False
         self.connects += 1
         self._connected_at = time.monotonic()
         self.last_error = None
-        client.subscribe([(cmd_topic(s.device_id), 1), (alert_topic(s.group), 1), (self._receipt_topic, 1)])
+        # The broker kept our session, with the subscriptions this process made: asking again
+        # would only cost a SUBSCRIBE and SUBACK on every reconnect.
+        if not (kept and self._subscribed):
+            self._subscribed = False
+            self.subscribe_requests += 1
+            client.subscribe([(cmd_topic(s.device_id), 1), (alert_topic(s.group), 1), (self._receipt_topic, 1)])
         online = State(
             state="online",
             time_ms=self._now_ms(),
@@ -332,8 +369,11 @@ class Link:
             boot=s.boot,
             interval_s=s.health_interval_s,
         )
-        client.publish(state_topic(s.device_id), encode(online), qos=1, retain=True)
+        self._publish(client, state_topic(s.device_id), encode(online), 1, True)
         self._set_connected(True)
+
+    def _handle_subscribe(self, _c: mqtt.Client, _ud: object, _mid: int, reasons: Any, _p: object) -> None:
+        self._subscribed = all(not getattr(r, "is_failure", False) for r in reasons)
 
     def _handle_disconnect(self, _c: mqtt.Client, _ud: object, _flags: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):

@@ -137,6 +137,8 @@ class Agent:
                 cert=b.cert,
                 key=b.key,
                 keepalive=b.keepalive,
+                keepalive_idle=b.keepalive_idle,
+                tls_min_version=b.tls_min_version,
                 max_inflight=b.max_inflight,
                 session_expiry=b.session_expiry,
                 backoff_base_s=b.backoff_base_s,
@@ -149,6 +151,7 @@ class Agent:
             on_message=self._dispatch,
             now_ms=self.clock.now_ms,
             on_status=lambda up: self.panel.set_link_state("connected" if up else "offline"),
+            armed=lambda: self.arming.armed,
         )
         self.writer.on_urgent = self.link.wake
         if self.clips is not None:

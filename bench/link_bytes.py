@@ -321,6 +321,8 @@ def run_one(r: Run, keep: Path | None) -> None:
         )  # a visit: start and end (updates are rare here); counted below from the events seen
         r.out["events"] = sum(1 for s in monitor.seen if s.channel == "event" and t0 <= s.t < t1)
         r.out["connections"] = len(proxy.snapshot())
+        first = proxy.snapshot()[0]
+        r.out["first_setup"] = breakdown([first], list(monitor.seen), first.opened - 1, first.opened + 5)
         if r.reconnect:
             before = len(proxy.snapshot())
             cut_at = time.monotonic()
@@ -407,17 +409,33 @@ def main() -> int:
         r.name: (total(r.out["window"], "up") + total(r.out["window"], "down")) / r.out["window_s"] for r in runs
     }
     reconnect = night.out["reconnect"]
+
     # What the reconnect itself costs: set-up and the online state, not a heartbeat that happened to follow.
-    reconnect_wire = sum(v["wire"] for k, v in reconnect.items() if k in ("setup", "state", "other"))
+    def setup_cost(rows: dict[str, dict[str, int]], key: str) -> int:
+        return sum(v[key] for k, v in rows.items() if k in ("setup", "state", "other"))
+
+    reconnect_wire = setup_cost(reconnect, "wire")
+    full_setup = setup_cost(night.out["first_setup"], "wire")
+    # The agent reconnects on purpose when armed hours start and end, if its two keepalives differ;
+    # the ticket from a connection that lasted hours has expired (2 h), so those are full handshakes.
+    from agent.config import BrokerConfig
+    from xlconfig import default_of
+
+    switches = 2 if default_of(BrokerConfig, "keepalive") != default_of(BrokerConfig, "keepalive_idle") else 0
     visits_seen = visits.out["person_visits"]
     visit_wire = (total(visits.out["window"], "wire") - wire_s["night"] * visits.out["window_s"]) / max(1, visits_seen)
-    quiet_day = (wire_s["day"] * DAY_H + wire_s["night"] * NIGHT_H) * 3600
+    quiet_day = (wire_s["day"] * DAY_H + wire_s["night"] * NIGHT_H) * 3600 + switches * full_setup
     figures: dict[str, Any] = {
         "quiet_day_wire_kb": round(quiet_day / 1000, 1),
         "quiet_day_payload_kb": round((payload_s["day"] * DAY_H + payload_s["night"] * NIGHT_H) * 3.6, 1),
         "visit_wire_kb": round(visit_wire / 1000, 2),
         "day_20_visits_wire_kb": round((quiet_day + 20 * visit_wire) / 1000, 1),
         "reconnect_wire_b": reconnect_wire,
+        "reconnect_payload_b": setup_cost(reconnect, "up") + setup_cost(reconnect, "down"),
+        "full_connect_wire_b": full_setup,
+        "full_connect_payload_b": setup_cost(night.out["first_setup"], "up")
+        + setup_cost(night.out["first_setup"], "down"),
+        "keepalive_switches_per_day": switches,
         "offline_detect_s": round(night.out["offline_detect_s"], 1),
         "visits_seen": visits_seen,
     }

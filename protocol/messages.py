@@ -165,6 +165,7 @@ class Health:
     clips: int | None = None  # "cl": clips stored on the device (docs/clips.md)
     clip_bytes: int | None = None  # "clb": their bytes (MB would hide small clips)
     clip_upload_bytes: int | None = None  # "clu": clip bytes uploaded today
+    delta: bool | None = None  # "d": only what changed since the last report; absent keys are unchanged
     version: int = limits.SCHEMA_VERSION
 
     # Bits of `vcgencmd get_throttled` that operators act on.
@@ -182,6 +183,7 @@ class Health:
             {
                 "v": self.version,
                 "t": self.time_ms,
+                "d": 1 if self.delta else None,
                 "up": self.uptime_s,
                 "ver": self.agent_version,
                 "boot": self.boot,
@@ -256,6 +258,7 @@ class Health:
             clips=opt_int(obj, "cl", 0, big),
             clip_bytes=opt_int(obj, "clb", 0, big),
             clip_upload_bytes=opt_int(obj, "clu", 0, big),
+            delta=opt_bool(obj, "d") or None,
         )
 
 

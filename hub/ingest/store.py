@@ -188,32 +188,39 @@ def insert_snapshots(conn: Connection, items: Sequence[Accepted]) -> list[Accept
 def store_health(conn: Connection, items: Sequence[Accepted], bucket_ms: int) -> dict[str, int | None]:
     """Replace each device's latest heartbeat and fold samples into history buckets.
 
+    A delta (``"d":1``, protocol/README.md) is merged into the latest report
+    instead: its absent keys are unchanged, not unknown.
+
     Returns each device's previous ``outbox_dropped`` (before this batch), which
     the alarm rules compare against.
     """
     if not items:
         return {}
     device_ids = sorted({it.device.device_id for it in items})
-    previous: dict[str, int | None] = {
-        r.device_id: r.outbox_dropped
-        for r in conn.execute(
-            select(health_latest.c.device_id, health_latest.c.outbox_dropped).where(
-                health_latest.c.device_id.in_(device_ids)
-            )
+    rows = conn.execute(
+        select(health_latest.c.device_id, health_latest.c.outbox_dropped, health_latest.c.data).where(
+            health_latest.c.device_id.in_(device_ids)
         )
-    }
+    ).all()
+    previous: dict[str, int | None] = {r.device_id: r.outbox_dropped for r in rows}
+    known: dict[str, dict[str, Any]] = {r.device_id: _as_dict(r.data) for r in rows}
     latest: dict[str, dict[str, Any]] = {}
     buckets: dict[tuple[str, int], dict[str, Any]] = {}
     for it in items:
         h = it.message
         assert isinstance(h, Health)
         dev = it.device.device_id
+        data = h.to_wire()
+        if h.delta:
+            data = {**known.get(dev, {}), **data}
+            del data["d"]
+        known[dev] = data
         latest[dev] = {
             "device_id": dev,
             "received_ms": it.received_ms,
             "device_time_ms": h.time_ms,
-            "data": h.to_wire(),
-            "outbox_dropped": h.outbox_dropped,
+            "data": data,
+            "outbox_dropped": data.get("obd"),
         }
         key = (dev, it.received_ms - it.received_ms % bucket_ms)
         b = buckets.get(key) or {"device_id": dev, "bucket_ms": key[1], "samples": 0}
@@ -238,6 +245,12 @@ def store_health(conn: Connection, items: Sequence[Accepted], bucket_ms: int) ->
     )
     _merge_buckets(conn, buckets)
     return {dev: previous.get(dev) for dev in device_ids}
+
+
+def _as_dict(data: Any) -> dict[str, Any]:
+    if isinstance(data, str):  # a JSON column read back as text on some dialects
+        data = json.loads(data)
+    return dict(data) if isinstance(data, dict) else {}
 
 
 def _fold(bucket: dict[str, Any], column: str, value: Any, how: Any) -> None:

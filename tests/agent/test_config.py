@@ -31,7 +31,7 @@ def test_example_config_is_valid() -> None:
     assert cfg.device.id == "62062101011198000123"
     assert (cfg.broker.host, cfg.broker.port) == ("hub.minqin.example", 8883)
     assert cfg.outbox.path == Path("/var/lib/xueliang/outbox.sqlite3")
-    assert cfg.health_interval_s == 60 and not cfg.gpio.any and cfg.gpio.hold_s == 2.0
+    assert cfg.health_interval_s == 1800 and not cfg.gpio.any and cfg.gpio.hold_s == 2.0
 
 
 @pytest.mark.parametrize(
@@ -124,9 +124,10 @@ def test_link_settings_take_the_broker_sections_defaults() -> None:
 
     link = LinkSettings("62062101011198000123", "g1", "hub", 8883, Path("ca"), Path("c"), Path("k"))
     broker = config.parse(example()).broker
-    for name in ("keepalive", "max_inflight", "session_expiry", "backoff_base_s", "backoff_cap_s"):
+    names = ("keepalive", "keepalive_idle", "tls_min_version", "max_inflight", "session_expiry", "backoff_base_s")
+    for name in (*names, "backoff_cap_s"):
         assert getattr(link, name) == getattr(broker, name), name
-    assert link.keepalive == 45
+    assert (link.keepalive, link.keepalive_idle) == (55, 240)
 
 
 def test_unknown_keys_are_refused_at_every_depth() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -122,3 +123,48 @@ def test_clock_unsynced_flag(tmp_path: Path) -> None:
     assert probe_sync(flag, timedatectl=None) == "unknown"
     flag.touch()
     assert probe_sync(flag, timedatectl=None) == "synced"
+
+
+def test_between_full_reports_only_what_changed_is_sent(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import agent.health as health_mod
+
+    monkeypatch.setattr(health_mod, "MIN_GAP_S", 0.0)
+    vcgencmd = fake_pi(tmp_path / "root")
+    box = Outbox(tmp_path / "o.sqlite3")
+    sent: list[bytes] = []
+    armed = [False]
+    reporter = HealthReporter(
+        HealthSources(
+            outbox=box,
+            clock=DeviceClock(probe=lambda: "synced"),
+            state_dir=tmp_path,
+            boot=1,
+            interval_s=1800,
+            armed=lambda: armed[0],
+            root=tmp_path / "root",
+            vcgencmd=str(vcgencmd),
+        ),
+        publish=lambda h: sent.append(encode(h)) or True,
+    )
+    full = reporter.tick()
+    assert full is not None and not full.delta and full.cpu_temp_c is not None and full.interval_s == 1800
+    armed[0] = True
+    delta = reporter.tick()
+    assert delta is not None and delta.delta
+    # Only the change (the readings of a fake Pi do not move); the wire form is a few dozen bytes.
+    assert decode_health(sent[-1]).armed is True and decode_health(sent[-1]).cpu_temp_c is None
+    assert set(json.loads(sent[-1])) - {"disk"} == {"v", "t", "d", "arm"}  # the free space of a real disk may move
+    assert len(sent[-1]) < len(sent[0]) / 4
+    box.error = "outbox write failed: disk full"
+    assert reporter.tick() is not None and decode_health(sent[-1]).error == "outbox write failed: disk full"
+    assert decode_health(sent[-1]).delta
+    # A key that went away cannot be said as a change: clearing the error makes a full report.
+    box.error = None
+    cleared = reporter.tick()
+    assert cleared is not None and not cleared.delta and cleared.error is None and cleared.cpu_temp_c is not None
+    assert reporter.deltas == 2 and reporter.sent == 4
+    # Nothing changed: nothing sent until the full report is due.
+    assert reporter.tick() is None
+    reporter._last_full -= 1800
+    again = reporter.tick()
+    assert again is not None and not again.delta

@@ -277,3 +277,31 @@ def test_state_will_marks_offline(setup) -> None:  # type: ignore[no-untyped-def
     with engine.connect() as conn:
         row = conn.execute(select(devices).where(devices.c.id == devs[1])).one()
     assert not row.online and row.state_changed_ms is not None
+
+
+def test_a_health_delta_is_merged_into_the_latest_report(setup) -> None:  # type: ignore[no-untyped-def]
+    engine, devs, proc, _ = setup
+    d = health_topic(devs[0])
+    full = Health(time_ms=now_ms(), interval_s=1800, camera="ok", cpu_temp_c=51.2, disk_free_mb=9000, outbox_dropped=0)
+    proc.process([inbound(d, encode(full), qos=0)])
+    # Two deltas in one batch, then one alone: absent keys are unchanged, not unknown.
+    delta1 = Health(time_ms=now_ms(), delta=True, camera="error", error="no frames")
+    delta2 = Health(time_ms=now_ms(), delta=True, armed=True)
+    proc.process([inbound(d, encode(delta1), qos=0), inbound(d, encode(delta2), qos=0)])
+    with engine.connect() as conn:
+        latest = conn.execute(select(health_latest).where(health_latest.c.device_id == devs[0])).one()
+        open_kinds = set(conn.execute(select(alarms.c.kind).where(alarms.c.cleared_ms.is_(None))).scalars())
+        dev = conn.execute(select(devices).where(devices.c.id == devs[0])).one()
+    data = latest.data
+    assert (data["cam"], data["err"], data["arm"], data["temp"], data["disk"], data["hi"]) == (
+        "error", "no frames", 1, 51.2, 9000, 1800,
+    )  # fmt: skip
+    assert "d" not in data and latest.outbox_dropped == 0
+    assert open_kinds == {"camera_error"}  # the delta raised it; the unchanged disk raised nothing
+    assert dev.health_interval_s == 1800 and dev.armed
+    # A delta from a device the hub has no report for is stored as it is.
+    lone = health_topic(devs[1])
+    proc.process([inbound(lone, encode(Health(time_ms=now_ms(), delta=True, camera="ok")), qos=0)])
+    with engine.connect() as conn:
+        other = conn.execute(select(health_latest.c.data).where(health_latest.c.device_id == devs[1])).scalar_one()
+    assert other["cam"] == "ok" and "d" not in other
