@@ -80,10 +80,11 @@ class ClutterConfig:
     ] = 4.0
     novel_cells: Annotated[
         Int, Field(ge=1, le=50, description="Moving cells outside the clutter that call the detector at once.")
-    ] = 2
+    ] = 3
     person_hold_s: Annotated[
-        Float, Field(ge=0, le=86_400, description="Seconds a cell where a person was detected cannot be clutter.")
-    ] = 600.0
+        Float,
+        Field(ge=0, le=3600, description="Seconds after a detection that the person's cells cannot be clutter."),
+    ] = 15.0
 
 
 def _auto(value: Any) -> Any:

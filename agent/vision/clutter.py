@@ -6,30 +6,41 @@ finds nobody. This module keeps, per motion cell (``MotionDetector``'s grid,
 8 px of the working image wide), how often the cell is active: an
 exponential average over ``learn_s`` seconds of frame time. A cell active on
 at least ``clutter_rate`` of frames is *clutter*, unless a person was
-detected on it in the last ``person_hold_s`` seconds.
+detected on it in the last ``person_hold_s`` seconds. The per-frame work is a
+few ufuncs on the 300-cell grid (~9 µs on x86); the masks are redone every
+``FOLD_S`` and a verdict is worked out only when a run could be due.
 
-What the pipeline does with it, per frame with motion (``verdict``):
+What the pipeline does with it, when a detection run on motion would be
+due (``verdict``; not while a visit is open, when the person is tracked at
+the normal cadence wherever they walk, nor on a PIR trigger):
 
-* motion in cells that are not clutter (at least ``novel_cells`` of them,
-  the fringe of the clutter excepted: see below) is new and is looked at
-  at once, in a crop around those cells rather than the tree. A person
-  walking into a bush comes from somewhere that does not sway, and their
-  legs, head or shadow stick out of it;
-* motion confined to clutter is looked at ``looks_per_min`` times a minute
-  (a budget), so someone who stays entirely inside the foliage is still
-  found within ``60 / looks_per_min`` seconds;
-* a gust widens the swaying area by a cell or two, which would be "new"
-  on every gust. The ring of cells next to clutter that have moved at all
-  (rate over a quarter of ``clutter_rate``) counts as clutter too, and a
-  look that found nobody teaches the cells it was called for at once
-  (raised to ``clutter_rate``), so the same gust does not call twice;
-* while a visit is open this gate is not consulted: the person is tracked
-  at the normal cadence wherever they walk.
+* motion in at least ``novel_cells`` cells that are neither clutter nor its
+  fringe (below) is new: run at once, on a crop around those cells rather
+  than the tree. A person walking into a bush comes from somewhere that
+  does not sway, and their legs, head or shadow stick out of it;
+* so is something solid inside the clutter: leaves flicker, changing some
+  of a cell's pixels, while a body in front of them changes whole cells,
+  frame after frame. ``ODD_CLUSTER`` densely changed cells in one 3x3 block,
+  each dense for ``ODD_PERSIST_S``, where the cells are rarely dense
+  (a second rate, of dense frames, learns the cells where gusts do that);
+* anything else is clutter only: run ``looks_per_min`` times a minute (a
+  budget; any run that took in most of the clutter counts), so someone
+  who stands hidden in the foliage is still found within ``60 /
+  looks_per_min`` seconds.
 
-A frame-wide change (``agent.vision.relearn``) forgets what was learnt: a
-re-aimed camera or the IR picture moves differently, and relearning costs a
-minute of normal detection, which is the safe direction. Where a person was
-detected is remembered across that reset.
+A gust widens the swaying area by a cell or two, which would be new on
+every gust. Three things keep it quiet: the moving 4-neighbours of clutter
+(the fringe) count as clutter; new cells touching clutter that moves in the
+same frame are its spill-over; and a run that found nobody raises the
+sparse cells it was called for to ``LOOKED_BOOST`` times the threshold, so
+the rest of the gust does not call again (its solid cells are left alone:
+they may be someone half in view, whom the next run can see).
+
+A detection clears its cells' rates and keeps them out of the clutter for
+``person_hold_s``: they are looked at in full, then relearnt. A frame-wide
+change (``agent.vision.relearn``) forgets all rates: a re-aimed camera or
+the IR picture moves differently, and relearning costs a few seconds to a
+minute of normal detection, which is the safe direction.
 """
 
 from __future__ import annotations
@@ -202,6 +213,16 @@ class ClutterMap:
         self._last_look = ts
         self.stats.budget_looks += 1
         return True
+
+    def ran(self, ts: float, region: Box, cell_w: float, cell_h: float) -> None:
+        """Any detector run on ``region`` (normalised): if it took in most of
+        the clutter, it was as good as a budget look, and the next is not due
+        for another ``60 / looks_per_min`` s."""
+        if self._shape is None or not self._clutter.any():
+            return
+        r1, r2, c1, c2 = self._cells(region, cell_w, cell_h)
+        if 2 * int(self._clutter[r1:r2, c1:c2].sum()) >= int(self._clutter.sum()):
+            self._last_look = max(self._last_look, ts)
 
     # -- what the detector said --------------------------------------------------
     def looked(self, region: Box, cell_w: float, cell_h: float) -> None:

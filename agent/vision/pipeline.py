@@ -228,11 +228,13 @@ class VisionPipeline:
         if self.clutter is None:
             return
         cell = self.motion.cell_size
+        w, h = frame.width, frame.height
+        seen = (region[0] / w, region[1] / h, region[2] / w, region[3] / h)
+        self.clutter.ran(frame.ts, seen, *cell)
         if detections:
             self.clutter.person_at(frame.ts, [d.box for d in detections], *cell)
         elif self._verdict == "novel" and (self.persons is None or not self.persons.active):
-            w, h = frame.width, frame.height
-            self.clutter.looked((region[0] / w, region[1] / h, region[2] / w, region[3] / h), *cell)
+            self.clutter.looked(seen, *cell)
 
     def _look(self, frame: Frame) -> list[Emitted]:
         """One look after a frame-wide change: every region, one observation."""

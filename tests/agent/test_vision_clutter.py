@@ -64,11 +64,14 @@ def test_a_cell_that_keeps_moving_becomes_clutter_and_a_still_one_does_not() -> 
     assert cm.clutter is not None and cm.clutter[5, 15] and not cm.clutter[5, 5]
     assert cm.verdict(t) == "clutter"
     # Now something moves on the far side of the yard: new, at once, and the crop is there.
-    both = counts_at([*BUSH_CELLS, (10, 3), (11, 3)])
+    both = counts_at([*BUSH_CELLS, (10, 3), (11, 3), (12, 3)])
     cm.observe(t, both, NEED, PIXELS)
     assert cm.verdict(t) == "novel"
     x1, y1, x2, y2 = cm.novel_box(*CELL) or (0, 0, 0, 0)
-    assert (x1, x2) == pytest.approx((3 / 20, 4 / 20)) and (y1, y2) == pytest.approx((10 / 15, 12 / 15))
+    assert (x1, x2) == pytest.approx((3 / 20, 4 / 20)) and (y1, y2) == pytest.approx((10 / 15, 13 / 15))
+    # Fewer cells than novel_cells are a speck, not a mover.
+    cm.observe(t, counts_at([*BUSH_CELLS, (10, 3), (11, 3)]), NEED, PIXELS)
+    assert cm.verdict(t) == "clutter"
 
 
 def test_a_gust_spilling_next_to_the_moving_leaves_is_still_clutter() -> None:
@@ -77,7 +80,7 @@ def test_a_gust_spilling_next_to_the_moving_leaves_is_still_clutter() -> None:
     spill = counts_at([*BUSH_CELLS, (9, 14), (9, 15), (2, 16)])  # a cell beyond the bush's edge
     cm.observe(t, spill, NEED, PIXELS)
     assert cm.verdict(t) == "clutter"
-    apart = counts_at([(5, 15), (11, 15), (12, 15)])  # the leaves still, two cells well below moving
+    apart = counts_at([(5, 15), (11, 15), (12, 15), (13, 15)])  # three cells well below the leaves
     cm.observe(t + 0.1, apart, NEED, PIXELS)
     assert cm.verdict(t + 0.1) == "novel"
 
@@ -120,7 +123,7 @@ def test_a_person_unclutters_their_cells_and_a_reset_forgets_the_rest() -> None:
     assert cm.clutter is not None and not cm.clutter[5, 15] and cm.clutter[5, 17]
     t = feed(cm, 30.0, counts_at(BUSH_CELLS), t)  # the bush keeps swaying: still no clutter there
     assert not cm.clutter[5, 15] and cm.clutter[5, 17]
-    cm.observe(t, counts_at([(5, 15), (6, 15)]), NEED, PIXELS)
+    cm.observe(t, counts_at([(4, 15), (5, 15), (6, 15)]), NEED, PIXELS)
     assert cm.verdict(t) == "novel"
     t = feed(cm, 40.0, counts_at(BUSH_CELLS), t)  # the hold is over
     assert cm.clutter[5, 15]
@@ -249,6 +252,16 @@ def test_a_person_entering_the_learnt_bush_is_found_within_a_second(detector: Pe
     row = int(0.6 * pipe.clutter.clutter.shape[0])
     col = int(actor.centre_x(first) * pipe.clutter.clutter.shape[1])
     assert not pipe.clutter.clutter[row, min(col, pipe.clutter.clutter.shape[1] - 1)]
+
+
+def test_after_a_visit_through_the_bush_it_is_learnt_again(detector: PersonDetector) -> None:
+    # The person's cells cannot be clutter for person_hold_s (15 s) after the
+    # last detection, so the bush there is looked at in full for a while;
+    # then it is learnt again, not re-checked at 3 runs a second for good.
+    actor = Actor("cameraman", 62.0, 70.0, 1.2, 0.5, 0.97, 0.5)
+    _, noting = run(bush_scene(150.0, actor), detector)
+    assert any(62 <= h <= 70 for h in noting.hits)
+    assert per_minute(noting.runs, 100, 150) <= 6
 
 
 def test_a_frame_wide_change_makes_it_learn_the_bush_again(detector: PersonDetector) -> None:
