@@ -265,7 +265,7 @@ class Link:
                 log.debug("disconnect: %s", exc)
 
     def wanted_keepalive(self) -> int:
-        """Short in armed hours, so the broker declares a dead device offline within 1.5x of it;
+        """Short in armed hours, so the broker declares a dead device offline 1.5x of it after its last packet;
         long otherwise, so a quiet day costs few pings (docs: protocol/README.md, Transport)."""
         idle = self.settings.keepalive_idle
         if idle is None or self._armed is None or self._armed():

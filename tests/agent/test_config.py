@@ -127,7 +127,7 @@ def test_link_settings_take_the_broker_sections_defaults() -> None:
     names = ("keepalive", "keepalive_idle", "tls_min_version", "max_inflight", "session_expiry", "backoff_base_s")
     for name in (*names, "backoff_cap_s"):
         assert getattr(link, name) == getattr(broker, name), name
-    assert (link.keepalive, link.keepalive_idle) == (55, 240)
+    assert (link.keepalive, link.keepalive_idle) == (50, 240)
 
 
 def test_unknown_keys_are_refused_at_every_depth() -> None:

@@ -19,7 +19,7 @@ def test_committed_examples_are_what_the_schema_generates() -> None:
 
 def test_example_loads_with_the_schema_defaults() -> None:
     cfg = config.load(config_example.EXAMPLE)
-    assert cfg.broker.keepalive == 55 and cfg.outbox.max_rows == 20_000 and cfg.vision.motion.threshold == 20
+    assert cfg.broker.keepalive == 50 and cfg.outbox.max_rows == 20_000 and cfg.vision.motion.threshold == 20
     assert cfg.outbox.path == Path("/var/lib/xueliang/outbox.sqlite3")
 
 
@@ -59,5 +59,5 @@ def test_every_commented_default_is_the_schema_default() -> None:
             line = line.replace("# ", "", 1)
         lines.append(line)
     uncommented = yaml.safe_load("\n".join(lines))
-    assert uncommented["broker"]["keepalive"] == 55 and uncommented["vision"]["motion"]["alpha"] == 0.0625
+    assert uncommented["broker"]["keepalive"] == 50 and uncommented["vision"]["motion"]["alpha"] == 0.0625
     assert config.parse(uncommented) == config.parse(yaml.safe_load(config_example.example()))
