@@ -18,6 +18,7 @@ ORDER = [
     "config_load.py",
     "vision.py",
     "vision_relearn.py",
+    "snapshot_size.py",
     "vision_clutter.py",
     "provision.py",
     "hub_ingest.py",
