@@ -112,7 +112,7 @@ def make_snapshot(
 ) -> Snapshot:
     """A ``protocol.codec.Snapshot`` of ``rgb`` (optionally cropped around ``box``).
 
-    A visit's snapshot gets its budget from ``vision.snapshot`` (8,000 bytes by
+    A visit's snapshot gets its budget from ``vision.snapshot`` (10,000 bytes by
     default, bench/snapshot_size.py); the 12,000 here is what a whole-frame
     picture on request (agent.capture) gets, which that bench did not weigh.
     ``mask`` (boolean, the frame's size) is blacked out first: the config's masked

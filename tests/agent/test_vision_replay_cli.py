@@ -131,7 +131,7 @@ def test_vision_config_parsing() -> None:
     assert cfg.motion.masks == ([(0.0, 0.0), (0.5, 0.0), (0.5, 0.5)],)
     assert cfg.detect.detect_fps == 2.0 and cfg.detect.num_threads == 1
     assert cfg.events.end_after_s == 8.0 and cfg.events.motion_events is None and not cfg.motion_events
-    assert cfg.snapshot.max_bytes == 6000  # not the default (8000)
+    assert cfg.snapshot.max_bytes == 6000  # not the default (10000)
     assert parse_vision(None) == VisionConfig() and parse_vision({}) == VisionConfig()
     assert describe(cfg)["motion"]["threshold"] == 25
 
