@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := agent,hub,provision,dev,replay
+# Two pytest workers (this machine and CI have 2 cores): the emulated Pi's ~10 minutes run
+# beside everything else. `make test XDIST=` runs in one process.
+XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: install system demo test test-fast bench lint lock model clean
 
@@ -24,7 +27,7 @@ demo: install system
 	$(PY) -m sim.demo
 
 test: install system
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)

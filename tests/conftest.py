@@ -75,3 +75,18 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]
     with run_broker(c.conf(), port=c.port) as broker:
         yield c, broker
     c.engine.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``make test`` (pytest-xdist, ``--dist loadgroup``): a module is one unit of work,
+    so a module-scoped fixture (a county, an end-to-end hub) is built once, and the emulated
+    Pi's tests are one unit that starts first. They share one arm64 root filesystem and
+    installed venv, take about 10 minutes of mostly one core under qemu, and would otherwise
+    be the tail of the run while the other worker sits idle."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = "pi" if module.startswith("tests/pi/") else module
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/pi/"))  # stable: the rest keep their order
