@@ -50,10 +50,12 @@ from _common import merge_results, print_table
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine, select
 
+from agent.config import BrokerConfig, HealthSection
 from hub.db.schema import devices
 from sim.ports import free_port
 from tests.support.broker import run_broker
 from tests.support.tls_meter import APPDATA, Connection, MeteringProxy, Record, chunk_cost, open_close_cost
+from xlconfig import default_of
 
 BIN = Path(sys.executable).parent
 DAY_H, NIGHT_H = 16, 8
@@ -316,10 +318,13 @@ def run_one(r: Run, keep: Path | None) -> None:
         t1 = time.monotonic()
         r.out["window_s"] = t1 - t0
         r.out["window"] = breakdown(proxy.snapshot(), list(monitor.seen), t0, t1)
-        r.out["person_visits"] = (
-            sum(1 for s in monitor.seen if s.channel == "event" and s.kind == "person" and t0 <= s.t < t1) // 2
-        )  # a visit: start and end (updates are rare here); counted below from the events seen
-        r.out["events"] = sum(1 for s in monitor.seen if s.channel == "event" and t0 <= s.t < t1)
+        r.out["person_visits"] = sum(1 for s in monitor.seen if s.kind == "person:start" and t0 <= s.t < t1)
+        # Full reports come every health.interval_s (30 min): a 10-minute window may hold none, so a
+        # heartbeat's cost is measured over the whole run and the day counts them by the interval.
+        whole = breakdown(proxy.snapshot(), list(monitor.seen), 0.0, t1).get("heartbeat") or {}
+        n = max(1, whole.get("count", 0))
+        r.out["heartbeat_cost"] = {f: _field(whole, f) / n if whole else 0.0 for f in ("wire", "payload")}
+        r.out["events"] = sorted({s.kind for s in monitor.seen if s.channel == "event"})
         r.out["connections"] = len(proxy.snapshot())
         first = proxy.snapshot()[0]
         r.out["first_setup"] = breakdown([first], list(monitor.seen), first.opened - 1, first.opened + 5)
@@ -372,7 +377,12 @@ def _wait(pred: Any, timeout: float, what: str, proc: subprocess.Popen[bytes]) -
 
 
 def total(rows: dict[str, dict[str, int]], key: str) -> int:
-    return sum(v[key] for v in rows.values())
+    return sum(_field(v, key) for v in rows.values())
+
+
+def _field(row: dict[str, int], field: str) -> int:
+    """A breakdown row's figure; "payload" is TCP payload both ways."""
+    return row.get("up", 0) + row.get("down", 0) if field == "payload" else row.get(field, 0)
 
 
 def main() -> int:
@@ -403,39 +413,49 @@ def main() -> int:
         t.join()
     if errors:
         raise errors[0]
-    _day, night, visits = runs
-    wire_s = {r.name: total(r.out["window"], "wire") / r.out["window_s"] for r in runs}
-    payload_s = {
-        r.name: (total(r.out["window"], "up") + total(r.out["window"], "down")) / r.out["window_s"] for r in runs
-    }
+    day, night, visits = runs
     reconnect = night.out["reconnect"]
-
-    # What the reconnect itself costs: set-up and the online state, not a heartbeat that happened to follow.
-    def setup_cost(rows: dict[str, dict[str, int]], key: str) -> int:
-        return sum(v[key] for k, v in rows.items() if k in ("setup", "state", "other"))
-
-    reconnect_wire = setup_cost(reconnect, "wire")
-    full_setup = setup_cost(night.out["first_setup"], "wire")
     # The agent reconnects on purpose when armed hours start and end, if its two keepalives differ;
     # the ticket from a connection that lasted hours has expired (2 h), so those are full handshakes.
-    from agent.config import BrokerConfig
-    from xlconfig import default_of
-
     switches = 2 if default_of(BrokerConfig, "keepalive") != default_of(BrokerConfig, "keepalive_idle") else 0
+    hi = int(default_of(HealthSection, "interval_s"))
+
+    def setup_cost(rows: dict[str, dict[str, int]], field: str) -> int:
+        """What a connection's set-up costs: TLS, CONNECT, SUBSCRIBE, the online state."""
+        return sum(_field(v, field) for k, v in rows.items() if k in ("setup", "state", "other"))
+
+    def per_day(field: str) -> float:
+        """16 h of the day window's rate and 8 h of the night's, heartbeats by the interval, and the switches."""
+
+        def rate(r: Run) -> float:
+            spent = sum(_field(v, field) for k, v in r.out["window"].items() if k != "heartbeat")
+            return spent / float(r.out["window_s"])
+
+        heartbeats = 86_400 / hi * float(night.out["heartbeat_cost"][field])
+        return (
+            (rate(day) * DAY_H + rate(night) * NIGHT_H) * 3600
+            + heartbeats
+            + switches * setup_cost(night.out["first_setup"], field)
+        )
+
     visits_seen = visits.out["person_visits"]
-    visit_wire = (total(visits.out["window"], "wire") - wire_s["night"] * visits.out["window_s"]) / max(1, visits_seen)
-    quiet_day = (wire_s["day"] * DAY_H + wire_s["night"] * NIGHT_H) * 3600 + switches * full_setup
+    visit_extra = total(visits.out["window"], "wire") - total(night.out["window"], "wire") * (
+        visits.out["window_s"] / night.out["window_s"]
+    )
+    visit_wire = visit_extra / max(1, visits_seen)
+    quiet_day = per_day("wire")
     figures: dict[str, Any] = {
         "quiet_day_wire_kb": round(quiet_day / 1000, 1),
-        "quiet_day_payload_kb": round((payload_s["day"] * DAY_H + payload_s["night"] * NIGHT_H) * 3.6, 1),
+        "quiet_day_payload_kb": round(per_day("payload") / 1000, 1),
         "visit_wire_kb": round(visit_wire / 1000, 2),
         "day_20_visits_wire_kb": round((quiet_day + 20 * visit_wire) / 1000, 1),
-        "reconnect_wire_b": reconnect_wire,
-        "reconnect_payload_b": setup_cost(reconnect, "up") + setup_cost(reconnect, "down"),
-        "full_connect_wire_b": full_setup,
-        "full_connect_payload_b": setup_cost(night.out["first_setup"], "up")
-        + setup_cost(night.out["first_setup"], "down"),
+        "reconnect_wire_b": setup_cost(reconnect, "wire"),
+        "reconnect_payload_b": setup_cost(reconnect, "payload"),
+        "full_connect_wire_b": setup_cost(night.out["first_setup"], "wire"),
+        "full_connect_payload_b": setup_cost(night.out["first_setup"], "payload"),
         "keepalive_switches_per_day": switches,
+        "heartbeat_wire_b": round(night.out["heartbeat_cost"]["wire"]),
+        "heartbeats_per_day": round(86_400 / hi),
         "offline_detect_s": round(night.out["offline_detect_s"], 1),
         "visits_seen": visits_seen,
     }
@@ -449,12 +469,15 @@ def main() -> int:
             (k, v["wire"], f"{v['count']} records, payload {v['up']:,} up / {v['down']:,} down")
             for k, v in sorted(r.out["window"].items())
         ]
-        print_table(f"{r.name}: {r.out['window_s']:.0f} s, {r.out['connections']} connection(s)", rows)
+        print_table(
+            f"{r.name}: {r.out['window_s']:.0f} s, {r.out['connections']} connection(s)", rows or [("-", 0, "")]
+        )
     print_table(
         "reconnect (the link cut once, night run)",
         [(k, v["wire"], f"payload {v['up']:,} up / {v['down']:,} down") for k, v in sorted(reconnect.items())],
     )
     print_table("per day", [(k, v, "") for k, v in summary.items()])
+    print(f"\nevents seen in the visits run: {visits.out['events']}")
     merge_results({f"link_{a.label}_{k}": v for k, v in figures.items()})
     return 0
 
