@@ -72,7 +72,7 @@ class LinkSettings:
     # The broker section's defaults, written once in agent/config.py (this said keepalive 60 while the config said 45).
     keepalive: int = default_of(BrokerConfig, "keepalive")
     keepalive_idle: int | None = default_of(BrokerConfig, "keepalive_idle")  # outside armed hours (None: never)
-    tls_min_version: str = default_of(BrokerConfig, "tls_min_version")
+    tls_version: str = default_of(BrokerConfig, "tls_version")
     max_inflight: int = default_of(BrokerConfig, "max_inflight")
     session_expiry: int = default_of(BrokerConfig, "session_expiry")
     backoff_base_s: float = default_of(BrokerConfig, "backoff_base_s")
@@ -101,7 +101,7 @@ class Link:
         self.settings = settings
         self._armed = armed
         # One context for every connection: it carries the TLS session from one to the next.
-        self.tls = client_context(settings.ca, settings.cert, settings.key, settings.tls_min_version)
+        self.tls = client_context(settings.ca, settings.cert, settings.key, settings.tls_version)
         self.keepalive_now = settings.keepalive  # what this connection asked the broker for
         self._subscribed = False  # the broker's session holds our subscriptions (this process made them)
         self.aliases = TopicAliases()

@@ -138,7 +138,7 @@ class Agent:
                 key=b.key,
                 keepalive=b.keepalive,
                 keepalive_idle=b.keepalive_idle,
-                tls_min_version=b.tls_min_version,
+                tls_version=b.tls_version,
                 max_inflight=b.max_inflight,
                 session_expiry=b.session_expiry,
                 backoff_base_s=b.backoff_base_s,

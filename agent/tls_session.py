@@ -1,4 +1,4 @@
-"""The link's TLS context: the device certificate, TLS 1.3, and session resumption.
+"""The link's TLS context: the device certificate, one TLS version, and session resumption.
 
 A reconnect over a metered 4G card is mostly TLS: a full handshake sends both
 certificate chains (bench/link_bytes.py: 4.7 KB of the 5.5 KB a reconnect
@@ -6,11 +6,21 @@ cost). Resuming the previous session with the ticket the broker gave skips
 the certificate exchange. paho builds a new socket per connection through
 ``SSLContext.wrap_socket``, so the context itself offers the last ticket.
 
-Mosquitto's tickets are OpenSSL's stateless ones: they carry the device's
+Mosquitto's tickets are OpenSSL's stateless ones. They carry the device's
 certificate (the broker needs it to know who a resumed client is), so a
-ticket is about 750 bytes and comes once in the ClientHello and once in the
-broker's fresh ticket. They last 2 hours (the broker's lifetime hint); an
-older one makes a full handshake, which OpenSSL does by itself.
+ticket is about 750 bytes, and that decides the version:
+- TLS 1.2 (the default): the ClientHello carries the ticket and the broker
+  answers with a ServerHello and its Finished; the ticket stays good for
+  every reconnect until it expires. A resumed handshake is ~1.2 KB.
+- TLS 1.3: the broker sends a fresh ticket after every handshake, two after
+  a full one, so a resumed handshake is ~2.3 KB and a full one 4.7 KB
+  (TLS 1.2: 3.6 KB). In exchange 1.3 encrypts the certificates and makes a
+  fresh key exchange on resumption.
+The cipher suites are ECDHE with AEAD only, as TLS 1.3 has.
+
+Tickets last 2 hours (the broker's lifetime hint). After that, or after the
+broker restarts or reloads (new ticket keys), the handshake is a full one,
+which OpenSSL does by itself.
 
 A resumed session skips the broker's CRL check. Revocation holds anyway
 (tests/reliability/test_link_resumption.py): the SIGHUP that reloads the CRL
@@ -26,6 +36,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+AEAD_ECDHE = "ECDHE+AESGCM:ECDHE+CHACHA20"  # forward secrecy and AEAD: what TLS 1.3 would give
+
 
 class ResumingContext(ssl.SSLContext):
     """An SSLContext that offers the previous connection's session on the next handshake."""
@@ -40,7 +52,7 @@ class ResumingContext(ssl.SSLContext):
         return super().wrap_socket(sock, *args, **kwargs)
 
     def remember(self, sock: object) -> None:
-        """After the broker's CONNACK: the ticket that came with this connection, for the next one."""
+        """After the broker's CONNACK: keep this connection's session (and its ticket) for the next one."""
         if not isinstance(sock, ssl.SSLSocket):
             return
         if sock.session_reused:
@@ -55,10 +67,12 @@ class ResumingContext(ssl.SSLContext):
         self.resume = None
 
 
-def client_context(ca: Path, cert: Path, key: Path, min_version: str = "1.3") -> ResumingContext:
+def client_context(ca: Path, cert: Path, key: Path, version: str = "1.2") -> ResumingContext:
     ctx = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-    # TLS 1.3 only: a ClientHello without the TLS 1.2 cipher list is ~270 bytes smaller.
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    pinned = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = ctx.maximum_version = pinned
+    if pinned is ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers(AEAD_ECDHE)
     ctx.load_verify_locations(cafile=str(ca))
     ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
     return ctx

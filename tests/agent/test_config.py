@@ -124,7 +124,7 @@ def test_link_settings_take_the_broker_sections_defaults() -> None:
 
     link = LinkSettings("62062101011198000123", "g1", "hub", 8883, Path("ca"), Path("c"), Path("k"))
     broker = config.parse(example()).broker
-    names = ("keepalive", "keepalive_idle", "tls_min_version", "max_inflight", "session_expiry", "backoff_base_s")
+    names = ("keepalive", "keepalive_idle", "tls_version", "max_inflight", "session_expiry", "backoff_base_s")
     for name in (*names, "backoff_cap_s"):
         assert getattr(link, name) == getattr(broker, name), name
     assert (link.keepalive, link.keepalive_idle) == (50, 240)
