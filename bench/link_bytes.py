@@ -331,7 +331,7 @@ def run_one(r: Run, keep: Path | None) -> None:
         if r.reconnect:
             before = len(proxy.snapshot())
             cut_at = time.monotonic()
-            proxy.cut()
+            proxy.drop()
             _wait(lambda: len(proxy.snapshot()) > before, 90, "reconnected", agent)
             time.sleep(8)
             new = proxy.snapshot()[before:]

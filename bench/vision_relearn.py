@@ -42,7 +42,7 @@ from _common import ROOT, merge_results, print_table
 
 from agent.config_vision import DetectConfig, EventsConfig, VisionConfig
 from agent.vision.detector import PersonDetector
-from agent.vision.frame import Frame, FrameSource
+from agent.vision.frame import Frame, FrameSource, WrappedSource
 from agent.vision.pipeline import VisionPipeline, replay_clock
 from agent.vision.relearn import LookRegions, merge, whole_and_tiles, whole_only
 from agent.vision.sources import open_source
@@ -60,27 +60,14 @@ POLICIES: dict[str, tuple[float, LookRegions]] = {
 }
 
 
-class LampOn:
+class LampOn(WrappedSource):
     """A recorded clip in which a lamp comes on at ``at`` seconds, for ``seconds``."""
 
     def __init__(self, inner: FrameSource, at: float, seconds: float, gain: float = 1.6) -> None:
-        self.inner, self.at, self.seconds = inner, at, seconds
+        super().__init__(inner)
+        self.at, self.seconds = at, seconds
         self.lut = np.clip(np.arange(256) * gain + 0.5, 0, 255).astype(np.uint8)
         self.gain = gain
-
-    @property
-    def fps(self) -> float:
-        return self.inner.fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.inner.size
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def read(self) -> Frame | None:
         f = self.inner.read()

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from agent.vision.frame import Frame, FrameSource, chroma_of, luma_from_rgb, motion_step
+from agent.vision.frame import Frame, FrameSource, WrappedSource, chroma_of, luma_from_rgb, motion_step
 from agent.vision.sprites import paste, sprite_at_height
 from agent.vision.synthetic import Actor
 
@@ -81,26 +81,12 @@ class PingPong:
         self._index = 0
 
 
-class WalkIn:
+class WalkIn(WrappedSource):
     """``inner``'s frames with the actors' sprites pasted in while they are on."""
 
     def __init__(self, inner: FrameSource, actors: tuple[Actor, ...]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.actors = actors
-
-    @property
-    def fps(self) -> float:
-        return self.inner.fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.inner.size
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def truth(self, t: float) -> int:
         """People in view at t (the sprites say whether they are one)."""

@@ -156,3 +156,24 @@ def shrink(image: np.ndarray, factor: int) -> np.ndarray:
     total += factor * factor // 2
     total //= factor * factor
     return total.astype(np.uint8)
+
+
+class WrappedSource:
+    """A source that changes another's frames: its rate, size, opening and closing are the inner one's."""
+
+    def __init__(self, inner: FrameSource) -> None:
+        self.inner = inner
+
+    @property
+    def fps(self) -> float:
+        return self.inner.fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.inner.size
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()

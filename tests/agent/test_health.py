@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from agent import outbox as ob
@@ -84,26 +85,32 @@ def test_health_off_a_pi_degrades_to_none(tmp_path: Path) -> None:
     encode(health)
 
 
+def armed_reporter(
+    tmp_path: Path, interval_s: int, armed: list[bool], publish: Callable[[Health], bool], pi: bool = False
+) -> tuple[HealthReporter, Outbox]:
+    """A reporter whose arming the test flips, on a fake Pi (``pi``) or on nothing."""
+    vcgencmd = fake_pi(tmp_path / "root") if pi else None
+    box = Outbox(tmp_path / "o.sqlite3")
+    sources = HealthSources(
+        outbox=box,
+        clock=DeviceClock(probe=lambda: "synced"),
+        state_dir=tmp_path,
+        boot=1,
+        interval_s=interval_s,
+        armed=lambda: armed[0],
+        root=tmp_path / "root" if pi else tmp_path,
+        vcgencmd=str(vcgencmd) if vcgencmd else None,
+    )
+    return HealthReporter(sources, publish=publish), box
+
+
 def test_significant_change_is_sent_early(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import agent.health as health_mod
 
     monkeypatch.setattr(health_mod, "MIN_GAP_S", 0.0)
-    box = Outbox(tmp_path / "o.sqlite3")
     sent: list[Health] = []
     armed = [False]
-    reporter = HealthReporter(
-        HealthSources(
-            outbox=box,
-            clock=DeviceClock(probe=lambda: "synced"),
-            state_dir=tmp_path,
-            boot=1,
-            interval_s=3600,
-            armed=lambda: armed[0],
-            root=tmp_path,
-            vcgencmd=None,
-        ),
-        publish=lambda h: sent.append(h) or True,
-    )
+    reporter, box = armed_reporter(tmp_path, 3600, armed, lambda h: sent.append(h) or True)
     reporter.tick()
     assert reporter.tick() is None
     armed[0] = True
@@ -129,23 +136,9 @@ def test_between_full_reports_only_what_changed_is_sent(tmp_path: Path, monkeypa
     import agent.health as health_mod
 
     monkeypatch.setattr(health_mod, "MIN_GAP_S", 0.0)
-    vcgencmd = fake_pi(tmp_path / "root")
-    box = Outbox(tmp_path / "o.sqlite3")
     sent: list[bytes] = []
     armed = [False]
-    reporter = HealthReporter(
-        HealthSources(
-            outbox=box,
-            clock=DeviceClock(probe=lambda: "synced"),
-            state_dir=tmp_path,
-            boot=1,
-            interval_s=1800,
-            armed=lambda: armed[0],
-            root=tmp_path / "root",
-            vcgencmd=str(vcgencmd),
-        ),
-        publish=lambda h: sent.append(encode(h)) or True,
-    )
+    reporter, box = armed_reporter(tmp_path, 1800, armed, lambda h: sent.append(encode(h)) or True, pi=True)
     full = reporter.tick()
     assert full is not None and not full.delta and full.cpu_temp_c is not None and full.interval_s == 1800
     armed[0] = True

@@ -62,7 +62,7 @@ def test_a_reconnect_resumes_tls_keeps_the_subscriptions_and_fits_in_1_5_kb(
     try:
         wait_for(lambda: link.connected and link._subscribed, 10, "first connection subscribed")
         time.sleep(0.5)  # the broker's session ticket follows the handshake
-        proxy.cut()
+        proxy.drop()
         wait_for(lambda: len(proxy.snapshot()) == 2 and link.connected, 10, "reconnected")
         time.sleep(0.5)
         first, second = proxy.snapshot()

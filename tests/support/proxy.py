@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Any
 
 from sim.ports import free_port
 
@@ -45,6 +46,10 @@ class CountingProxy:
                 lst.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 lst.close()
+        self.drop()
+
+    def drop(self) -> None:
+        """Drop every connection; new ones are still accepted (the device reconnects at once)."""
         with self._lock:
             socks, self._socks = self._socks, []
         for s in socks:
@@ -77,24 +82,40 @@ class CountingProxy:
                 continue
             with self._lock:
                 self._socks += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+                state = self._opened()
+            threading.Thread(target=self._pipe, args=(client, upstream, True, state), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False, state), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
+    # What a subclass records (tests/support/tls_meter.py); called under the lock.
+    def _opened(self) -> Any:
+        return None
+
+    def _passed(self, _state: Any, up: bool, data: bytes) -> bool:
+        """Count ``data``; False: swallow it instead of forwarding."""
+        if up:
+            self.up_bytes += len(data)
+        else:
+            self.down_bytes += len(data)
+        return True
+
+    def _ended(self, _state: Any) -> None:
+        pass
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool, state: Any) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 with self._lock:
-                    if up:
-                        self.up_bytes += len(data)
-                    else:
-                        self.down_bytes += len(data)
-                dst.sendall(data)
+                    forward = self._passed(state, up, data)
+                if forward:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
+            with self._lock:
+                self._ended(state)
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)

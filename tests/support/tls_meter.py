@@ -17,14 +17,13 @@ their ACKs.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from sim.ports import free_port
+from tests.support.proxy import CountingProxy
 
 MSS = 1400  # a 4G bearer's MTU is 1,420-1,500 bytes; 1,400 payload bytes is a common clamp
 HEADER = 52  # IPv4 20 + TCP 20 + the timestamp option 12 (Linux sends it on every segment)
@@ -112,93 +111,42 @@ def wire_bytes(conn: Connection, since: float = -math.inf, until: float = math.i
     return chunks + open_close_cost(conn, since, until)
 
 
-class MeteringProxy:
+class MeteringProxy(CountingProxy):
     """Device ↔ broker relay that records every connection's chunks and TLS records.
 
     ``freeze()`` stops forwarding and keeps the sockets open: a 4G outage or a
-    power cut as the broker sees it (silence, no FIN). ``cut()`` closes both
+    power cut as the broker sees it (silence, no FIN). ``drop()`` closes both
     sides (the device sees its link drop and reconnects).
     """
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.target_port = target_port
-        self.port = free_port()
+        super().__init__(target_port, host)
         self.connections: list[Connection] = []
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._listener: socket.socket | None = None
         self._frozen = threading.Event()
 
     def start(self) -> MeteringProxy:
-        lst = socket.socket()
-        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lst.bind((self.host, self.port))
-        lst.listen(8)
-        self._listener = lst
-        threading.Thread(target=self._accept, args=(lst,), daemon=True).start()
+        super().start()
         return self
 
     def freeze(self) -> None:
         self._frozen.set()
 
-    def cut(self) -> None:
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def close(self) -> None:
-        lst, self._listener = self._listener, None
-        if lst is not None:
-            with contextlib.suppress(OSError):
-                lst.shutdown(socket.SHUT_RDWR)
-            lst.close()
-        self.cut()
-
     def snapshot(self) -> list[Connection]:
         with self._lock:
             return list(self.connections)
 
-    def _accept(self, lst: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = lst.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection((self.host, self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            conn = Connection(time.monotonic())
-            with self._lock:
-                self.connections.append(conn)
-                self._socks += [client, upstream]
-            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pipe, args=(conn, src, dst, up), daemon=True).start()
+    def _opened(self) -> Connection:
+        conn = Connection(time.monotonic())
+        self.connections.append(conn)
+        return conn
 
-    def _pipe(self, conn: Connection, src: socket.socket, dst: socket.socket, up: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if self._frozen.is_set():
-                    continue  # swallowed: the far side hears nothing
-                with self._lock:
-                    conn.feed(time.monotonic(), up, data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                if conn.closed is None:
-                    conn.closed = time.monotonic()
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+    def _passed(self, state: Any, up: bool, data: bytes) -> bool:
+        if self._frozen.is_set():
+            return False  # swallowed: the far side hears nothing
+        super()._passed(state, up, data)
+        state.feed(time.monotonic(), up, data)
+        return True
+
+    def _ended(self, state: Any) -> None:
+        if state.closed is None:
+            state.closed = time.monotonic()
