@@ -208,8 +208,9 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         f = validate(HubFile, raw)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
-    problems = forward_problems(f.forward, "forward") + updates_problems(f.updates, "updates")
-    problems += clips_problems(f.clips, f.updates.enabled, "clips")
+    problems = forward_problems(f.forward, "forward")
+    problems += updates_problems(f.updates, "updates", clips_enabled=f.clips.enabled)
+    problems += clips_problems(f.clips, "clips")
     if f.health.broker_window_s >= f.health.offline_grace_s:
         # Otherwise the first houses of a broker restart get their own alarm
         # before the burst is recognised as the broker's.

@@ -44,15 +44,32 @@ def _groups(value: dict[str, ClipPolicy]) -> dict[str, ClipPolicy]:
 @dataclass(frozen=True)
 class ClipsConfig:
     enabled: Annotated[
-        Bool, Field(description="Receive clip uploads on the update server's port (updates.enabled is required).")
+        Bool,
+        Field(
+            description="Receive clip uploads over mTLS on the devices' HTTPS server (updates.host, port, ca, cert,"
+            " key); it runs for clips alone when updates.enabled is false."
+        ),
     ] = False
     path: Annotated[Str, Field(min_length=1, description="Clips are stored as <path>/<device>/<event id>.mp4.")] = (
         "var/clips"
     )
-    keep_days: Annotated[Float, Field(gt=0, description="A clip is deleted this many days after it arrived.")] = 30.0
-    max_bytes: Annotated[Int, Field(gt=0, description="All clips together; past it the oldest go first.")] = (
-        50 * 1000 * 1000 * 1000
-    )
+    keep_days: Annotated[
+        Float, Field(gt=0, description="A clip is deleted this many days after it arrived (alert clips: below).")
+    ] = 30.0
+    keep_days_alert: Annotated[
+        Float,
+        Field(
+            gt=0,
+            description="Clips of events that raised an alert, and panics: deleted this many days after they arrived"
+            " (at least keep_days).",
+        ),
+    ] = 90.0
+    max_bytes: Annotated[
+        Int,
+        Field(
+            gt=0, description="All clips together; past it the oldest go first, alert clips only when no other is left."
+        ),
+    ] = 50 * 1000 * 1000 * 1000
     retention_interval_s: Annotated[Float, Field(gt=0, description="How often retention runs.")] = 600.0
     policy_interval_s: Annotated[
         Float, Field(gt=0, description="How often devices that came online or whose policy changed are sent it.")
@@ -71,8 +88,15 @@ class ClipsConfig:
         return self.groups.get(group_id or "", self.policy)
 
 
-def clips_problems(cfg: ClipsConfig, updates_enabled: bool, where: str) -> list[str]:
-    """Clips ride on the update server's mTLS port, so they need it running."""
-    if cfg.enabled and not updates_enabled:
-        return [problem(f"{where}.enabled", True, "false unless updates.enabled is true (clips use its server)")]
+def clips_problems(cfg: ClipsConfig, where: str) -> list[str]:
+    """What the fields' own checks cannot see. The server the uploads need is
+    checked with the ``updates`` section (``updates_problems``)."""
+    if cfg.keep_days_alert < cfg.keep_days:
+        return [
+            problem(
+                f"{where}.keep_days_alert",
+                cfg.keep_days_alert,
+                f"at least {where}.keep_days ({cfg.keep_days:g}): alert clips are kept longest",
+            )
+        ]
     return []

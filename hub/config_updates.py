@@ -17,9 +17,17 @@ from xlconfig import Bool, Float, Int, Str, problem
 
 @dataclass(frozen=True)
 class UpdatesConfig:
-    enabled: Annotated[Bool, Field(description="Serve the TUF repository to devices over mTLS.")] = False
+    enabled: Annotated[
+        Bool,
+        Field(
+            description="Serve the TUF repository to devices over mTLS. host, port, ca, cert and key below are the"
+            " devices' HTTPS server, which also carries clip uploads (clips.enabled) with or without this."
+        ),
+    ] = False
     host: Annotated[Str, Field(description="Listen address (the devices' side of the hub).")] = "0.0.0.0"
-    port: Annotated[Int, Field(ge=0, le=65535, description="HTTPS port; 0 picks a free one (tests).")] = 8443
+    port: Annotated[
+        Int, Field(ge=0, le=65535, description="HTTPS port (updates and clips); 0 picks a free one (tests).")
+    ] = 8443
     repo: Annotated[
         Str | None, Field(description="The TUF repository folder as the office published it (metadata/, targets/).")
     ] = None
@@ -37,16 +45,21 @@ class UpdatesConfig:
     key: Annotated[Str | None, Field(description="Its private key (server.key).")] = None
 
 
-def updates_problems(cfg: UpdatesConfig, where: str) -> list[str]:
-    """What an enabled ``updates`` section is missing; every path is checked at start-up."""
-    if not cfg.enabled:
+def updates_problems(cfg: UpdatesConfig, where: str, *, clips_enabled: bool = False) -> list[str]:
+    """What the devices' HTTPS server is missing; every path is checked at start-up.
+
+    The server runs when updates or clips (``clips.enabled``) are on: the TLS
+    files then, the repository and its keys only for updates."""
+    if not cfg.enabled and not clips_enabled:
         return []
+    names = (("repo", True), ("keys_dir", True)) if cfg.enabled else ()
+    why = "updates.enabled" if cfg.enabled else "clips.enabled"
     out = []
-    for name, want_dir in (("repo", True), ("keys_dir", True), ("ca", False), ("cert", False), ("key", False)):
+    for name, want_dir in (*names, ("ca", False), ("cert", False), ("key", False)):
         value = getattr(cfg, name)
         path = None if value is None else Path(value)
         if path is None:
-            out.append(problem(f"{where}.{name}", None, "a path (required when updates.enabled is true)"))
+            out.append(problem(f"{where}.{name}", None, f"a path (required when {why} is true)"))
         elif want_dir and not path.is_dir():
             out.append(problem(f"{where}.{name}", value, "an existing folder"))
         elif not want_dir and not path.is_file():

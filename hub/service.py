@@ -69,21 +69,30 @@ def plugins_from_config(config: HubConfig, engine: Engine) -> tuple[ForwardSink 
 
 
 def ota_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
-    """Issue 17's parts of ``xl-hub run``: the TUF repository server and its online
-    signer (``updates.enabled``), and the rollout engine, sending through the hub's transport."""
+    """Issue 17's and 18's parts of ``xl-hub run``: the devices' mTLS server when
+    updates or clips are on, serving the TUF repository (``updates.enabled``,
+    with its online signer) and the clip uploads (``clips.enabled``), each only
+    when enabled; and the rollout engine, sending through the hub's transport."""
     out: list[Extension] = []
+    server = None
     if config.updates.enabled:
         from hub.updates.service import create
 
         server, signer = create(hub.engine, config.updates)
         out += [server, signer]
-        if config.clips.enabled:  # issue 18: uploads ride on the update server (checked at load)
-            from hub.clips.service import create as create_clips
-            from hub.core.clips import hand_over_clips
+    elif config.clips.enabled:
+        from hub.updates.service import create_server
 
-            # A stored clip goes to the platform through the forwarder's port, in the index's transaction.
-            on_stored = hand_over_clips(hub.sink)
-            out.extend(create_clips(hub.engine, config.clips, server, hub.worker.transport, on_stored)[1])
+        server = create_server(hub.engine, config.updates, repo=False)  # no /tuf/: nothing to update from
+        out.append(server)
+    if config.clips.enabled:
+        assert server is not None
+        from hub.clips.service import create as create_clips
+        from hub.core.clips import hand_over_clips
+
+        # A stored clip goes to the platform through the forwarder's port, in the index's transaction.
+        on_stored = hand_over_clips(hub.sink)
+        out.extend(create_clips(hub.engine, config.clips, server, hub.worker.transport, on_stored)[1])
     if config.rollout.enabled:
         from hub.rollout.runner import RolloutRunner
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, update
 
 from hub.clips.files import ClipFiles, Declared, drop_partial, files_of, fsync_dir, read_declared, write_declared
+from hub.clips.retention import is_alert_clip
 from hub.clips.tables import clip_requests, clips
 from hub.db.dialect import upsert_insert
 from hub.updates.server import DeviceExchange
@@ -219,6 +220,7 @@ class ClipReceiver:
                     end_ms=clip.end_ms,
                     received_ms=now,
                     detections=detections or None,
+                    alert=is_alert_clip(conn, device, event),  # kept longer by retention
                 )
             ).rowcount
             conn.execute(

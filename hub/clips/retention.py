@@ -1,10 +1,23 @@
-"""Retention of stored clips: by age (``clips.keep_days``) and by total bytes
-(``clips.max_bytes``, oldest first), on a timer like the health watcher.
+"""Retention of stored clips (docs/clips.md, "At the hub"), on a timer like the health watcher.
 
-The row goes before the file: the console never offers a clip whose file is
-half deleted, and a crash between the two leaves only an orphan file, which
-the next pass removes (files with no row, older than an hour: never a clip
-being indexed right now).
+Two classes of clip (``clips.alert``, set when a clip is indexed: ``is_alert_clip``):
+
+- **alert clips**: the event raised a 十户联防 alert (an ``alerts`` row names it)
+  or is a panic. They are the evidence an incident may need weeks later, and
+  are kept ``clips.keep_days_alert`` days;
+- **the rest** (clips an operator fetched, or uploaded by a wider policy):
+  ``clips.keep_days``.
+
+Over ``clips.max_bytes`` (all clips together) the oldest clips that are not
+alert clips go first; alert clips, oldest first, only once none of the rest is
+left.
+
+Everything goes in batches of ``BATCH`` clips, one short transaction each, so
+ingest (which writes to the same database) never waits long for retention.
+The rows go before the files: the console never offers a clip whose file is
+half deleted, and a crash between the two leaves only orphan files, which the
+next pass removes (files with no row, older than an hour: never a clip being
+indexed right now).
 """
 
 from __future__ import annotations
@@ -16,10 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, and_, delete, false, func, or_, select, true, tuple_
 
 from hub.clips.files import files_of
 from hub.clips.tables import clips
+from hub.db.schema_ops import alerts, events
 from hub.periodic import Periodic
 
 log = logging.getLogger("xl.hub.clips")
@@ -28,32 +42,80 @@ ORPHAN_AGE_S = 3600.0
 # An upload left half done (.part and its .meta.json): a device offline this long starts again from 0.
 ABANDONED_AGE_S = 3 * 86_400.0
 BATCH = 500
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    by_age: int
-    by_bytes: int
+    by_age: int  # clips of both classes past their class's age limit
+    by_bytes: int  # clips of both classes evicted by the byte cap
     freed: int
     orphans: int
+    alert_by_age: int = 0  # of by_age, alert clips
+    alert_by_bytes: int = 0  # of by_bytes, alert clips: the cap is too small for the county's evidence
 
 
-def prune(engine: Engine, root: Path, keep_days: float, max_bytes: int, now_ms: int) -> Pruned:
-    cutoff = now_ms - int(keep_days * 86_400_000)
-    with engine.connect() as conn:
-        old = conn.execute(
-            select(clips.c.device_id, clips.c.event_id, clips.c.bytes).where(clips.c.received_ms < cutoff)
-        ).all()
-    freed = _drop(engine, root, [(r.device_id, int(r.event_id), int(r.bytes)) for r in old])
-    by_bytes, more = 0, 0
+def is_alert_clip(conn: Connection, device_id: str, event_id: int) -> bool:
+    """Whether the clip of ``device_id``'s event ``event_id`` is kept as an alert's.
+
+    The event raised an alert (hub.alerts.engine writes the event's id into
+    its ``alerts`` row, in the transaction that stores the event, before the
+    device's outbox lets its uploader run), or it is a panic: a second press
+    inside ``alerts.debounce_minutes`` raises no new alert but is still someone
+    calling for help. A person event in armed hours that was debounced, or
+    came too late to alert, is not one: it woke nobody."""
+    raised = conn.execute(
+        select(alerts.c.id).where(alerts.c.origin_device == device_id, alerts.c.event_id == event_id).limit(1)
+    ).first()
+    if raised is not None:
+        return True
+    panic = conn.execute(
+        select(events.c.id)
+        .where(events.c.device_id == device_id, events.c.event_id == event_id, events.c.kind == "panic")
+        .limit(1)
+    ).first()
+    return panic is not None
+
+
+def prune(
+    engine: Engine,
+    root: Path,
+    keep_days: float,
+    max_bytes: int,
+    now_ms: int,
+    keep_days_alert: float | None = None,
+) -> Pruned:
+    """One pass; ``keep_days_alert`` None keeps alert clips no longer than the rest."""
+    cutoff = now_ms - int(keep_days * DAY_MS)
+    cutoff_alert = now_ms - int((keep_days if keep_days_alert is None else keep_days_alert) * DAY_MS)
+    too_old = or_(
+        and_(clips.c.alert == false(), clips.c.received_ms < cutoff),
+        and_(clips.c.alert == true(), clips.c.received_ms < cutoff_alert),
+    )
+    by_age = alert_by_age = freed = 0
+    while True:
+        with engine.connect() as conn:
+            old = conn.execute(
+                select(clips.c.device_id, clips.c.event_id, clips.c.bytes, clips.c.alert)
+                .where(too_old)
+                .order_by(clips.c.received_ms, clips.c.device_id, clips.c.event_id)
+                .limit(BATCH)
+            ).all()
+        if not old:
+            break
+        freed += _drop(engine, root, [(r.device_id, int(r.event_id), int(r.bytes)) for r in old])
+        by_age += len(old)
+        alert_by_age += sum(1 for r in old if r.alert)
+    by_bytes = alert_by_bytes = 0
     while True:
         with engine.connect() as conn:
             total = int(conn.execute(select(func.coalesce(func.sum(clips.c.bytes), 0))).scalar_one())
             if total <= max_bytes:
                 break
+            # false sorts before true on both databases: every other clip before any alert clip.
             oldest = conn.execute(
-                select(clips.c.device_id, clips.c.event_id, clips.c.bytes)
-                .order_by(clips.c.received_ms, clips.c.device_id, clips.c.event_id)
+                select(clips.c.device_id, clips.c.event_id, clips.c.bytes, clips.c.alert)
+                .order_by(clips.c.alert, clips.c.received_ms, clips.c.device_id, clips.c.event_id)
                 .limit(BATCH)
             ).all()
         victims, excess = [], total - max_bytes
@@ -62,20 +124,25 @@ def prune(engine: Engine, root: Path, keep_days: float, max_bytes: int, now_ms: 
                 break
             victims.append((r.device_id, int(r.event_id), int(r.bytes)))
             excess -= int(r.bytes)
-        more += _drop(engine, root, victims)
+            alert_by_bytes += bool(r.alert)
+        freed += _drop(engine, root, victims)
         by_bytes += len(victims)
-    return Pruned(len(old), by_bytes, freed + more, _orphans(engine, root, time.time()))
+    orphans = _orphans(engine, root, time.time())
+    return Pruned(by_age, by_bytes, freed, orphans, alert_by_age, alert_by_bytes)
 
 
 def _drop(engine: Engine, root: Path, victims: list[tuple[str, int, int]]) -> int:
-    freed = 0
-    for device, event, size in victims:
-        with engine.begin() as conn:
-            conn.execute(delete(clips).where(clips.c.device_id == device, clips.c.event_id == event))
+    """One batch: the rows in one transaction, then their files."""
+    if not victims:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(
+            delete(clips).where(tuple_(clips.c.device_id, clips.c.event_id).in_([(d, e) for d, e, _ in victims]))
+        )
+    for device, event, _size in victims:
         with contextlib.suppress(FileNotFoundError, ValueError):
             files_of(root, device, event).final.unlink()
-        freed += size
-    return freed
+    return sum(size for _d, _e, size in victims)
 
 
 def _orphans(engine: Engine, root: Path, now_s: float) -> int:
@@ -121,9 +188,11 @@ class Retention:
         max_bytes: int,
         interval_s: float,
         clock: Callable[[], float] = time.time,
+        keep_days_alert: float | None = None,
     ) -> None:
         self.engine, self.root = engine, Path(root)
         self.keep_days, self.max_bytes, self.interval_s = keep_days, max_bytes, interval_s
+        self.keep_days_alert = keep_days_alert
         self.clock = clock
         self._periodic = Periodic("xl-hub-clip-retention", self.interval_s, self._pass)
 
@@ -134,12 +203,20 @@ class Retention:
         self._periodic.stop()
 
     def _pass(self) -> None:
-        done = prune(self.engine, self.root, self.keep_days, self.max_bytes, int(self.clock() * 1000))
+        now_ms = int(self.clock() * 1000)
+        done = prune(self.engine, self.root, self.keep_days, self.max_bytes, now_ms, self.keep_days_alert)
         if done.by_age or done.by_bytes or done.orphans:
             log.info(
-                "clip retention: %d by age, %d by bytes, %d MB freed, %d orphan files",
+                "clip retention: %d by age (%d of alerts), %d by bytes, %d MB freed, %d orphan files",
                 done.by_age,
+                done.alert_by_age,
                 done.by_bytes,
                 done.freed >> 20,
                 done.orphans,
+            )
+        if done.alert_by_bytes:
+            log.warning(
+                "clip retention: clips.max_bytes evicted %d alert clips before clips.keep_days_alert: "
+                "no other clips were left; the cap is too small for this county's alerts",
+                done.alert_by_bytes,
             )

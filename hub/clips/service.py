@@ -1,5 +1,6 @@
 """``clips:`` of the hub config → the running parts: the upload route on the
-update server, retention, and the policy pusher."""
+devices' mTLS server (the update server, with or without its TUF repository),
+retention, and the policy pusher."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def create(
     receiver = ClipReceiver(engine, root, on_stored)
     server.mount(PREFIX, receiver)
     parts: list[Part] = [
-        Retention(engine, root, cfg.keep_days, cfg.max_bytes, cfg.retention_interval_s),
+        Retention(
+            engine, root, cfg.keep_days, cfg.max_bytes, cfg.retention_interval_s, keep_days_alert=cfg.keep_days_alert
+        ),
         PolicyPusher(engine, publisher, cfg),
     ]
     return receiver, parts

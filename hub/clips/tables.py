@@ -3,6 +3,10 @@
 - ``clips``: one row per stored clip; the file is ``clips.path/<device>/<event>.mp4``.
   A row is written only after the file is complete, checked and renamed into
   place, so a row always has its file (retention deletes the row first).
+  ``alert``: the clip's event raised a 十户联防 alert (its ``alerts`` row names
+  the event) or is a panic, decided when the clip is indexed (revision
+  clips_0002 set it for clips stored before). Retention keeps these longer
+  (``clips.keep_days_alert``) and evicts them last under ``clips.max_bytes``.
 - ``clip_requests``: "fetch clip" from the console, with the command that asked
   (its ack says whether the device still had the clip).
 - ``clip_policy_sent``: the policy each device was last sent, so a changed
@@ -11,7 +15,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, MetaData, String, Table, Text, false
 
 metadata = MetaData()
 
@@ -26,6 +30,9 @@ clips = Table(
     Column("end_ms", BigInteger, nullable=True),
     Column("received_ms", BigInteger, nullable=False, index=True),
     Column("detections", JSON, nullable=True),
+    Column("alert", Boolean, nullable=False, server_default=false()),
+    # Retention: each class's oldest first, and under the byte cap non-alert clips before alert ones.
+    Index("ix_clips_alert_received", "alert", "received_ms"),
 )
 
 clip_requests = Table(

@@ -13,7 +13,8 @@ a 4G link that stalls mid-handshake must not hold up every other device.
 Other rooms mount a route under a prefix of their own (``mount``: the clip
 uploads, hub/clips, under ``/clips/``): they get the same TLS and registry
 check, and see only a ``DeviceExchange``, so they depend on this server and it
-on none of them.
+on none of them. Without a repository (``root`` None: a county with clips and
+no OTA) the server serves its routes only; a path nobody serves is 404.
 """
 
 from __future__ import annotations
@@ -256,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path.startswith(prefix):
                 route(DeviceExchange(self, device))
                 return
+        if app.root is None or not urlsplit(self.path).path.startswith(PREFIX):
+            # Not the repository (or no repository), and no mounted route: clips off, a stray path.
+            self.close_connection = self.command not in ("GET", "HEAD")  # a body may be unread
+            self._text(404, "nothing is served here", device)
+            return
         if self.command not in ("GET", "HEAD"):
             self.close_connection = True  # its body is unread
             self._text(405, f"{self.command} is not served here", device, {"Allow": "GET, HEAD"})
@@ -323,15 +329,16 @@ class UpdateServer:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None,
         tls: ssl.SSLContext,
         gate: DeviceGate,
         counter: ByteCounter,
         host: str = "0.0.0.0",
         port: int = 8443,
     ) -> None:
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
+        # None: no TUF repository (updates off), only the mounted routes.
+        self.root = None if root is None else Path(root).resolve()
+        if self.root is not None and not self.root.is_dir():
             raise ValueError(f"updates.repo {root}: not a folder")
         self.tls = tls
         self.gate = gate
@@ -355,7 +362,8 @@ class UpdateServer:
     def start(self) -> None:
         self._thread.start()
         self.counter.start()
-        log.info("serving %s on https://%s:%d%s", self.root, self._httpd.server_address[0], self.port, PREFIX)
+        served = ([f"{PREFIX} ({self.root})"] if self.root is not None else []) + list(self.routes)
+        log.info("serving %s on https://%s:%d", ", ".join(served), self._httpd.server_address[0], self.port)
 
     def stop(self) -> None:
         self._httpd.shutdown()

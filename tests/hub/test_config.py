@@ -177,3 +177,40 @@ def test_running_parts_take_their_defaults_from_the_schema() -> None:
         forward.retry_cap_s,
         forward.dead_after_h * 3600,
     )
+
+
+def test_clips_need_the_servers_tls_files_not_updates() -> None:
+    """Clips without OTA (issue 18): the devices' HTTPS server runs for clips alone, so
+    its TLS files are required, the TUF repository and keys are not."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({**DB, "clips": {"enabled": True}})
+    lines = str(err.value)
+    assert "updates.ca: found None, expected a path (required when clips.enabled is true)" in lines
+    assert "updates.cert:" in lines and "updates.key:" in lines
+    assert "updates.repo" not in lines and "updates.keys_dir" not in lines
+    assert "clips.enabled: found" not in lines  # no longer refused for want of updates.enabled
+    with pytest.raises(ConfigError, match=r"updates\.repo: found None, expected a path \(required when updates"):
+        parse_config({**DB, "updates": {"enabled": True}, "clips": {"enabled": True}})
+
+
+@pytest.mark.parametrize(
+    ("clips", "message"),
+    [
+        ({"keep_days_alert": 0}, "clips.keep_days_alert: found 0, expected a number, more than 0"),
+        ({"keep_days_alert": "long"}, "clips.keep_days_alert: found 'long', expected a number"),
+        (
+            {"keep_days": 30, "keep_days_alert": 10},
+            "clips.keep_days_alert: found 10.0, expected at least clips.keep_days (30): alert clips are kept longest",
+        ),
+        ({"keep_days": 120}, "clips.keep_days_alert: found 90.0, expected at least clips.keep_days (120)"),
+    ],
+)
+def test_clip_retention_values_are_checked_by_name(clips: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({**DB, "clips": clips})
+
+
+def test_clip_retention_defaults() -> None:
+    cfg = parse_config(DB).clips
+    assert (cfg.keep_days, cfg.keep_days_alert, cfg.max_bytes) == (30.0, 90.0, 50_000_000_000)
+    assert parse_config({**DB, "clips": {"keep_days": 7, "keep_days_alert": 7}}).clips.keep_days_alert == 7.0

@@ -71,7 +71,7 @@ def test_an_old_database_upgrades_to_the_fresh_schema(new_db: Callable[[], str],
     already = {"v1": 1, "v2": 4, "v3": 5, "v4": 6, "v5": 7, "chain": 7}[state]
     # The old runner knew nothing of the updates and rollout rooms (issue 17) nor clips
     # (issue 18): they always run.
-    assert len(applied) == 10 - already
+    assert len(applied) == 11 - already
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM townships")).scalar_one() == "泉山镇"
     assert upgrade(engine) == []
@@ -97,7 +97,7 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
     assert "ix_events_household_time" in {i["name"] for i in inspect(engine).get_indexes("events")}
     assert schema_problem(engine) is not None
 
-    assert sorted(upgrade(engine)) == ["clips_0001", "hub_0003", "rollout_0001", "updates_0001"]
+    assert sorted(upgrade(engine)) == ["clips_0001", "clips_0002", "hub_0003", "rollout_0001", "updates_0001"]
     assert "ix_events_household_time" not in {i["name"] for i in inspect(engine).get_indexes("events")}
     assert schema_fingerprint(engine) == fresh
     engine.dispose()
@@ -165,7 +165,7 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
         ("console", None, "console_0200"),
         ("updates", None, "updates_0001"),
         ("rollout", None, "rollout_0001"),
-        ("clips", None, "clips_0001"),
+        ("clips", None, "clips_0002"),
     ]
     assert st.branches[0].pending == ("hub_0001", "hub_0002", "hub_0003", "hub_0004", "hub_0005")
     upgrade(engine)
@@ -198,4 +198,4 @@ def test_two_upgrades_at_once_take_turns(new_db: Callable[[], str]) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 10]
+    assert sorted(len(r) for r in results) == [0, 11]

@@ -114,10 +114,12 @@ def test_refusals(world: World) -> None:
         "/tuf/metadata/%00",
         "/tuf/metadata\\..\\..\\secret.txt",
         "/tuf/targets/escape",  # a symlink out of the repository
-        "/secret.txt",
     ):
         status, _, body = _get(world, path)
         assert status == 400 and body.startswith(b"bad path"), path
+    # Outside /tuf/ and every mounted route (/clips/ unless clips are on): nothing is there.
+    for path in ("/secret.txt", "/clips/x", "/tuf"):
+        assert _get(world, path)[:3:2] == (404, b"nothing is served here\n"), path
     for path in ("/tuf/targets", "/tuf/targets/agent", "/tuf/metadata/1.root.json"):
         assert _get(world, path)[0] == 404, path  # folders are never listed
     assert _get(world, WHEEL)[0] == 200  # the server is still fine after all that
