@@ -29,7 +29,9 @@ MSS = 1400  # a 4G bearer's MTU is 1,420-1,500 bytes; 1,400 payload bytes is a c
 HEADER = 52  # IPv4 20 + TCP 20 + the timestamp option 12 (Linux sends it on every segment)
 SYN = 60  # IPv4 20 + TCP 20 + MSS, SACK-permitted, timestamps, window scale (20)
 DELAYED_ACK_S = 0.040
-TLS_OVERHEAD = 17  # TLS 1.3 application record: 16-byte AEAD tag + 1 inner content-type byte
+TLS13_OVERHEAD = 17  # a TLS 1.3 record: 16-byte AEAD tag + 1 inner content-type byte
+# TLS 1.2 AES-GCM: an 8-byte explicit nonce + the 16-byte tag; ChaCha20-Poly1305: the tag only.
+TLS12_OVERHEAD = {0xC02B: 24, 0xC02C: 24, 0xC02F: 24, 0xC030: 24, 0xCCA8: 16, 0xCCA9: 16}
 HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
 
 
@@ -39,6 +41,7 @@ class Record:
     up: bool  # device → broker
     kind: int  # TLS content type
     length: int  # the record's body length (its 5-byte header comes on top)
+    overhead: int = TLS13_OVERHEAD  # of an encrypted record, by the version and suite the ServerHello chose
 
     @property
     def size(self) -> int:
@@ -46,8 +49,8 @@ class Record:
 
     @property
     def plaintext(self) -> int:
-        """Bytes of the MQTT stream inside an application record (TLS 1.3)."""
-        return self.length - TLS_OVERHEAD
+        """Bytes of the MQTT stream inside an application record."""
+        return self.length - self.overhead
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class Connection:
     closed: float | None = None
     chunks: list[Chunk] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    overhead: int = TLS13_OVERHEAD
     _buf: dict[bool, bytearray] = field(default_factory=lambda: {True: bytearray(), False: bytearray()})
 
     def feed(self, t: float, up: bool, data: bytes) -> None:
@@ -73,11 +77,27 @@ class Connection:
             length = int.from_bytes(buf[3:5], "big")
             if len(buf) < 5 + length:
                 break
-            self.records.append(Record(t, up, buf[0], length))
+            if not up and buf[0] == HANDSHAKE and buf[5] == 2:  # the ServerHello, in clear
+                self.overhead = _overhead(bytes(buf[5 : 5 + length]))
+            self.records.append(Record(t, up, buf[0], length, self.overhead))
             del buf[: 5 + length]
 
     def payload(self, up: bool | None = None, since: float = 0.0, until: float = math.inf) -> int:
         return sum(c.n for c in self.chunks if (up is None or c.up == up) and since <= c.t < until)
+
+
+def _overhead(hello: bytes) -> int:
+    """Bytes an encrypted record adds to its plaintext, from the ServerHello's version and cipher suite."""
+    at = 4 + 2 + 32  # handshake header, legacy version, random
+    at += 1 + hello[at]  # session id
+    suite = int.from_bytes(hello[at : at + 2], "big")
+    at += 2 + 1 + 2  # suite, compression, extensions length
+    while at + 4 <= len(hello):
+        ext, size = int.from_bytes(hello[at : at + 2], "big"), int.from_bytes(hello[at + 2 : at + 4], "big")
+        if ext == 0x002B and hello[at + 4 : at + 6] == b"\x03\x04":  # supported_versions: TLS 1.3
+            return TLS13_OVERHEAD
+        at += 4 + size
+    return TLS12_OVERHEAD.get(suite, 24)
 
 
 def segments(n: int) -> int:
