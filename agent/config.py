@@ -230,7 +230,7 @@ class ClipsConfig:
     fps: Annotated[Float, Field(ge=0.5, le=30, description="Frames per second kept in clips.")] = 5.0
     segment_s: Annotated[
         Float, Field(ge=0.5, le=10, description="Seconds per ring segment; clips are cut at segment boundaries.")
-    ] = 2.0
+    ] = 4.0
     ring_s: Annotated[
         Float, Field(ge=4, le=600, description="Seconds of video the ring keeps: at least pre_s plus a segment.")
     ] = 30.0

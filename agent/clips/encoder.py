@@ -3,10 +3,11 @@
 Two implementations (docs/clips.md, "Encoding"):
 
 - ``PyAvEncoder``: FFmpeg's libx264 through PyAV, for files, synthetic scenes
-  and the Pi 5, which has no hardware H.264 encoder. ``ultrafast`` +
-  ``zerolatency`` means no B-frames and no look-ahead, so every frame given is
-  one access unit out at once, and the ring can cut exactly where it asks for a
-  keyframe. Constrained Baseline plays in every browser.
+  and the Pi 5, which has no hardware H.264 encoder. ``veryfast`` +
+  ``zerolatency`` on one thread means no B-frames and no look-ahead, so every
+  frame given is one access unit out at once, and the ring can cut exactly
+  where it asks for a keyframe. Main profile (CABAC, no B-frames) plays in
+  every browser.
 - ``Picamera2Encoder``: the Pi 3/4/Zero 2 W hardware encoder, fed by the
   camera itself (not by the frames we see); written against picamera2's
   documented ``Encoder``/``Output`` API and not testable off a Pi.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
@@ -28,8 +30,23 @@ import numpy as np
 
 # A quality target with a ceiling: a still yard costs a few KB a second, while
 # a windy tree or sensor noise at night cannot blow a 10 s clip past ~700 KB.
-CRF = 28
+# CRF 29 with veryfast and Main (CABAC) against the former CRF 28, ultrafast and
+# Baseline: 2.3-2.7x fewer bytes, ~97 % of the persons the detector still finds,
+# ~1.5x the CPU per frame (bench/clip_quality.py; README, clipq_*).
+CRF = 29
 MAX_KBIT_S = 500
+
+X264_OPTIONS: dict[str, str] = {
+    "preset": "veryfast",
+    "tune": "zerolatency",  # no B-frames, no look-ahead: each frame given is one access unit out at once
+    "profile": "main",  # CABAC, 4:2:0, no B-frames: Main plays in every browser (docs/clips.md)
+    "crf": str(CRF),
+    "maxrate": f"{MAX_KBIT_S}k",
+    "bufsize": f"{2 * MAX_KBIT_S}k",
+    "threads": "1",  # one slice a frame: slices cost bytes and would make them depend on the core count
+    "forced-idr": "1",  # a forced I frame is an IDR: decoding may start there
+    "sc_threshold": "0",  # keyframes only where the ring asks, never at scene cuts (see gop_size)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +76,8 @@ class ClipEncoder(Protocol):
 class PyAvEncoder:
     """libx264 via PyAV (FFmpeg), one access unit per frame given."""
 
-    def __init__(self, width: int, height: int, fps: float) -> None:
+    def __init__(self, width: int, height: int, fps: float, options: Mapping[str, str] | None = None) -> None:
+        """``options`` override or add to ``X264_OPTIONS`` (an empty value drops one): bench/clip_quality.py's grid."""
         import av
 
         self.width, self.height = width & ~1, height & ~1  # 4:2:0 needs even sides
@@ -68,16 +86,7 @@ class PyAvEncoder:
         ctx.time_base = Fraction(1, 1000)  # pts in ms of source time
         ctx.framerate = Fraction(fps).limit_denominator(1000)
         ctx.gop_size = 100_000  # keyframes only where the ring asks (forced IDR), never by count ...
-        ctx.options = {
-            "preset": "ultrafast",
-            "tune": "zerolatency",
-            "profile": "baseline",
-            "crf": str(CRF),
-            "maxrate": f"{MAX_KBIT_S}k",
-            "bufsize": f"{2 * MAX_KBIT_S}k",
-            "forced-idr": "1",  # a forced I frame is an IDR: decoding may start there
-            "sc_threshold": "0",  # ... nor at scene cuts, which would only add bytes mid-segment
-        }
+        ctx.options = {k: v for k, v in (X264_OPTIONS | dict(options or {})).items() if v}
         ctx.open()
         self._ctx = ctx
         self._ts: dict[int, float] = {}  # pts → source ts, for the (rare) delayed packet

@@ -19,7 +19,7 @@ def example() -> dict[str, Any]:
 def test_defaults_are_the_contract() -> None:
     c = config.parse(example()).clips
     assert c.enabled and (c.width, c.height, c.fps) == (640, 360, 5.0)
-    assert (c.segment_s, c.ring_s, c.pre_s, c.post_s) == (2.0, 30.0, 5.0, 5.0)
+    assert (c.segment_s, c.ring_s, c.pre_s, c.post_s) == (4.0, 30.0, 5.0, 5.0)
     assert c.max_bytes == 2 << 30 and c.upload_bytes_per_s == 65_536 and c.daily_upload_bytes == 20_000_000
 
 

@@ -34,7 +34,8 @@ a = json.loads(sys.argv[1])
 if a.get("fsize"):  # a full card: writes past this many bytes fail with EFBIG instead of killing us
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (a["fsize"], a["fsize"]))
-rec = make_recorder(Path(a["state"]), boot=a["boot"], pre_s=2.0, post_s=2.0, **a.get("cfg", {}))
+# 2 s segments (not the default 4): the kill points below are timed on them.
+rec = make_recorder(Path(a["state"]), boot=a["boot"], pre_s=2.0, post_s=2.0, segment_s=2.0, **a.get("cfg", {}))
 base = a["boot"] * 100
 visits = {3.0: [emitted(base + 1, "start", 1.0), emitted(base + 1, "end", 2.5)],
           9.0: [emitted(base + 2, "start", 8.0), emitted(base + 2, "end", 9.0)]}
@@ -100,8 +101,8 @@ def test_kill_9_then_the_next_start_repairs(
 
 
 def test_a_full_card_costs_clips_not_the_agent(tmp_path: Path) -> None:
-    # 60 KB per file: ring segments fit, a clip's MP4 does not (EFBIG, as ENOSPC would be).
-    first = run(tmp_path, 1, fsize=60_000, cfg={"width": 640, "height": 360})
+    # 40 KB per file: ring segments fit (14-22 KB), a clip's MP4 does not (52-61 KB; EFBIG, as ENOSPC would be).
+    first = run(tmp_path, 1, fsize=40_000, cfg={"width": 640, "height": 360})
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout.strip().splitlines()[-1])
     assert out["clips"] < 2 and "File too large" in (out["error"] or ""), out

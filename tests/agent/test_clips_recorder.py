@@ -24,21 +24,21 @@ def test_walkthrough_clip_has_pre_roll_visit_and_post_roll(tmp_path: Path) -> No
     feed(rec, SyntheticSource("walkthrough", width=640, height=360, fps=10), visits)
     # The ring kept ring_s (30 s: all 20 s here), as complete segments with sidecars, and one being written.
     ring = sorted((tmp_path / "clips" / "ring").iterdir())
-    assert len([p for p in ring if p.suffix == ".h264"]) == 9 and len([p for p in ring if p.suffix == ".part"]) == 1
+    assert len([p for p in ring if p.suffix == ".h264"]) == 4 and len([p for p in ring if p.suffix == ".part"]) == 1
     side = json.loads(next(p for p in ring if p.suffix == ".json").read_text())
-    assert side["frames"] == len(side["ts"]) == 10 and side["first"] == 0.0
+    assert side["frames"] == len(side["ts"]) == 20 and side["first"] == 0.0
     rec.stop(close=False)
     assert not list((tmp_path / "clips" / "ring").iterdir())  # a stream that ended leaves no ring behind
     clip = rec.store.get(7)
     assert clip is not None and rec.clips_cut == 1 and rec.dropped == 0
-    # pre_s 5 before 4.0 and post_s 5 after 10.0, widened to 2 s segments: 0.0 .. 15.8 at 5 fps.
+    # pre_s 5 before 4.0 and post_s 5 after 10.0, widened to 4 s segments: 0.0 .. 15.8 at 5 fps.
     frames, duration, profile = decode(tmp_path / "clips" / "7.mp4")
     assert len(frames) == 80 and duration == pytest.approx(16.0, abs=0.05)
-    assert frames[0].key_frame and profile == "Constrained Baseline"
+    assert frames[0].key_frame and profile == "Main"  # CABAC, no B-frames: docs/clips.md
     assert float(frames[0].time) <= 4.0 - 5.0 + 4.0  # the pre-roll: video from before the visit's start
     assert [f.width for f in frames[:1]] == [640] and frames[0].height == 360
     keys = [i for i, f in enumerate(frames) if f.key_frame]
-    assert keys == list(range(0, 80, 10))  # one keyframe per 2 s segment, nowhere else
+    assert keys == list(range(0, 80, 20))  # one keyframe per 4 s segment, nowhere else
     assert clip.kind == "person" and not clip.keep and not clip.uploaded
     assert clip.start_ms == EPOCH_MS and clip.end_ms - clip.start_ms == 15_800
     assert [d[0] - EPOCH_MS for d in clip.detections] == [4000, 8000, 10000]
@@ -133,8 +133,8 @@ def test_real_pedestrian_video_file(tmp_path: Path) -> None:
     rec.stop(close=False)
     assert n == 220
     frames, duration, _ = decode(tmp_path / "clips" / "4.mp4")
-    # 3.0 .. 17.0 s widened to segments: 2.0 .. 17.8 s, 80 frames at 5 fps from the 10 fps file.
-    assert frames[0].key_frame and len(frames) == 80 and duration == pytest.approx(16.0, abs=0.05)
+    # 3.0 .. 17.0 s widened to 4 s segments: 0.0 .. 19.8 s, 100 frames at 5 fps from the 10 fps file.
+    assert frames[0].key_frame and len(frames) == 100 and duration == pytest.approx(20.0, abs=0.05)
     grey = np.mean([f.to_ndarray(format="gray").std() for f in frames[::10]])
     assert grey > 20  # a picture, not a blank: the plaza and its pedestrians
     clip = rec.store.get(4)

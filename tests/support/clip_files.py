@@ -1,8 +1,9 @@
 """Real H.264 MP4 clips as the hub stores them, for the console and forwarding tests, made with PyAV.
 
-The encoding follows docs/clips.md (libx264, ultrafast, zerolatency, yuv420p,
-baseline, +faststart) so Chromium plays what a device would upload. A bright
-square moves across the frames, so nothing about the picture is constant."""
+The encoding is the agent's own (``agent.clips.encoder.X264_OPTIONS``: libx264,
+zerolatency, Main profile, yuv420p; +faststart; docs/clips.md) so Chromium
+plays what a device would upload. A bright square moves across the frames, so
+nothing about the picture is constant."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from agent.clips.encoder import X264_OPTIONS
+
 
 def make_mp4(path: Path, seconds: float = 4.0, *, fps: int = 5, width: int = 640, height: int = 360) -> bytes:
     """Write an MP4 of ``seconds`` at ``fps`` to ``path``; returns its bytes."""
@@ -22,7 +25,7 @@ def make_mp4(path: Path, seconds: float = 4.0, *, fps: int = 5, width: int = 640
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "g": str(fps * 2)}
+        stream.options = {**X264_OPTIONS, "g": str(fps * 4)}  # a keyframe per 4 s, as the ring's segments
         for i in range(frames):
             rgb = np.full((height, width, 3), (40, 60, 90), np.uint8)
             x = int((width - 80) * i / max(1, frames - 1))
