@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := agent,hub,provision,dev,replay
 # Two pytest workers (this machine and CI have 2 cores): the emulated Pi's ~10 minutes run
 # beside everything else. `make test XDIST=` runs in one process.
-XDIST ?= -n 2 --dist loadgroup
+XDIST ?= -n 2 --dist loadscope --no-loadscope-reorder
 
 .PHONY: install system demo test test-fast bench lint lock model clean
 

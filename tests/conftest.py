@@ -77,16 +77,25 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]
     c.engine.dispose()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``make test`` (pytest-xdist, ``--dist loadgroup``): a module is one unit of work,
-    so a module-scoped fixture (a county, an end-to-end hub) is built once, and the emulated
-    Pi's tests are one unit that starts first. They share one arm64 root filesystem and
-    installed venv, take about 10 minutes of mostly one core under qemu, and would otherwise
-    be the tail of the run while the other worker sits idle."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = "pi" if module.startswith("tests/pi/") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``make test`` (pytest-xdist): a module is one unit of work, so a module-scoped
+    fixture (a county, an end-to-end hub) is built once; and the emulated Pi's tests are one
+    unit, so its two modules never run at once (they share the arm64 root filesystem, the
+    wheel caches and ~10 minutes of mostly one core under qemu). With ``--no-loadscope-reorder``
+    units go out in collection order, and the Pi's comes first (below): started last, it
+    would be the tail of the run while the other worker sat idle.
+
+    (xdist's own ``--dist loadgroup`` cannot do this with pytest 9, whose node ids no longer
+    take the ``@group`` suffix xdist writes.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/pi" if module.startswith("tests/pi/") else module
+
+    return ByModule(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not item.nodeid.startswith("tests/pi/"))  # stable: the rest keep their order
