@@ -3,11 +3,13 @@
 Figures, not a pass/fail test:
 
 - ``clips_bytes_per_10s_<scene>``: ring bytes per 10 s of video at the
-  defaults (640x360, 5 fps, 2 s segments, libx264 ultrafast CRF 28 capped at
-  500 kbit/s), and ``clips_mp4_bytes_<scene>`` one real clip of a 0 s visit
-  (pre 5 + post 5, widened to whole segments: 12 s) as remuxed to MP4.
-- ``clips_encode_ms_*``: CPU (thread time) per clip frame for the scale to
-  640x360 yuv420p plus libx264, against ``clips_pipeline_ms_*``, the vision
+  defaults (640x360, 5 fps, 4 s segments, libx264 veryfast, Baseline, CRF 29
+  capped at 500 kbit/s, one thread; bench/clip_quality.py chose them), and
+  ``clips_mp4_bytes_<scene>`` one real clip of a 0 s visit at 12 s (pre 5 +
+  post 5, widened to whole segments: 4-20 s) as remuxed to MP4.
+- ``clips_encode_ms_*``: CPU (process time, so libx264's own threads would
+  count) per clip frame for the scale to 640x360 yuv420p plus libx264, a
+  keyframe per segment, against ``clips_pipeline_ms_*``, the vision
   pipeline's CPU per camera frame on the same 1280x720 frames (motion, gated
   detection with the real uint8 model). Interleaved rounds, median and range.
 - ``clips_pipeline_wall_ms_{alone,recording}``: the pipeline's wall time per frame
@@ -29,6 +31,7 @@ from typing import Any
 from _common import ROOT, merge_results, print_table
 
 from agent.clips.encoder import PyAvEncoder, to_yuv
+from agent.config import ClipsConfig
 from agent.config_vision import VisionConfig
 from agent.vision.pipeline import VisionPipeline, replay_clock
 from agent.vision.synthetic import SyntheticSource
@@ -76,13 +79,15 @@ def cpu_rounds(frames: list[Any], detector: Any, rounds: int) -> dict[str, Any]:
         for f in frames:
             p.process(f)
         pipe_ms.append((time.thread_time() - t) * 1000 / len(frames))
-        enc = PyAvEncoder(640, 360, 5.0)
+        cfg = ClipsConfig()
+        enc = PyAvEncoder(cfg.width, cfg.height, cfg.fps)
+        gop = round(cfg.fps * cfg.segment_s)
         clip_frames = frames[::2]  # 5 fps of a 10 fps camera
-        t = time.thread_time()
+        t = time.process_time()
         for i, f in enumerate(clip_frames):
-            enc.encode(to_yuv(f.rgb, 640, 360), f.ts, i % 10 == 0)
+            enc.encode(to_yuv(f.rgb, enc.width, enc.height), f.ts, i % gop == 0)
         enc.flush()
-        enc_ms.append((time.thread_time() - t) * 1000 / len(clip_frames))
+        enc_ms.append((time.process_time() - t) * 1000 / len(clip_frames))
     return {
         "clips_encode_ms_median": round(statistics.median(enc_ms), 2),
         "clips_encode_ms_range": [round(min(enc_ms), 2), round(max(enc_ms), 2)],

@@ -6,8 +6,7 @@ Two implementations (docs/clips.md, "Encoding"):
   and the Pi 5, which has no hardware H.264 encoder. ``veryfast`` +
   ``zerolatency`` on one thread means no B-frames and no look-ahead, so every
   frame given is one access unit out at once, and the ring can cut exactly
-  where it asks for a keyframe. Main profile (CABAC, no B-frames) plays in
-  every browser.
+  where it asks for a keyframe. Constrained Baseline plays in every browser.
 - ``Picamera2Encoder``: the Pi 3/4/Zero 2 W hardware encoder, fed by the
   camera itself (not by the frames we see); written against picamera2's
   documented ``Encoder``/``Output`` API and not testable off a Pi.
@@ -30,16 +29,18 @@ import numpy as np
 
 # A quality target with a ceiling: a still yard costs a few KB a second, while
 # a windy tree or sensor noise at night cannot blow a 10 s clip past ~700 KB.
-# CRF 29 with veryfast and Main (CABAC) against the former CRF 28, ultrafast and
-# Baseline: 2.3-2.7x fewer bytes, ~97 % of the persons the detector still finds,
-# ~1.5x the CPU per frame (bench/clip_quality.py; README, clipq_*).
+# veryfast at CRF 29, one thread, against the former ultrafast at CRF 28 on
+# sliced threads (with the ring's 4 s segments against 2 s): 2.2-2.5x fewer
+# bytes, 99 % of the persons the detector found still found, 1.24x the CPU per
+# frame. Main (CABAC) would save another 4-10 % for 1.5x (bench/clip_quality.py;
+# README, clipq_*).
 CRF = 29
 MAX_KBIT_S = 500
 
 X264_OPTIONS: dict[str, str] = {
     "preset": "veryfast",
     "tune": "zerolatency",  # no B-frames, no look-ahead: each frame given is one access unit out at once
-    "profile": "main",  # CABAC, 4:2:0, no B-frames: Main plays in every browser (docs/clips.md)
+    "profile": "baseline",  # Constrained Baseline (no CABAC, no B-frames): every browser and decoder plays it
     "crf": str(CRF),
     "maxrate": f"{MAX_KBIT_S}k",
     "bufsize": f"{2 * MAX_KBIT_S}k",

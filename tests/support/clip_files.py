@@ -1,7 +1,7 @@
 """Real H.264 MP4 clips as the hub stores them, for the console and forwarding tests, made with PyAV.
 
 The encoding is the agent's own (``agent.clips.encoder.X264_OPTIONS``: libx264,
-zerolatency, Main profile, yuv420p; +faststart; docs/clips.md) so Chromium
+zerolatency, Constrained Baseline, yuv420p; +faststart; docs/clips.md) so Chromium
 plays what a device would upload. A bright square moves across the frames, so
 nothing about the picture is constant."""
 
