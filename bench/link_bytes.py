@@ -326,6 +326,8 @@ def run_one(r: Run, keep: Path | None) -> None:
         r.out["heartbeat_cost"] = {f: _field(whole, f) / n if whole else 0.0 for f in ("wire", "payload")}
         r.out["events"] = sorted({s.kind for s in monitor.seen if s.channel == "event"})
         r.out["connections"] = len(proxy.snapshot())
+        if r.out["connections"] != 1:  # a quiet link that reconnects on its own is a fault, not a figure
+            raise RuntimeError(f"{r.name}: {r.out['connections']} connections in the window; see {home / 'agent.log'}")
         first = proxy.snapshot()[0]
         r.out["first_setup"] = breakdown([first], list(monitor.seen), first.opened - 1, first.opened + 5)
         if r.reconnect:

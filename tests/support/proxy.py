@@ -80,6 +80,7 @@ class CountingProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the 5 s was for connecting: an idle link (keepalive 240 s) must not time out
             with self._lock:
                 self._socks += [client, upstream]
                 state = self._opened()
