@@ -5,14 +5,15 @@ certificate, through a proxy that paces both directions at 125,000 bytes/s
 (tests/support/cutting_proxy.py), to the hub's update server with the clips
 route (real mTLS, SQLite). Upload time depends on bytes only, and H.264 does
 not compress further, so the clip is that many random bytes; the default size
-is bench/clips.py's 10 s at the defaults (walkthrough scene, 421 KB).
+is bench/clips.py's 10 s at the defaults (walkthrough scene, 160 KB; 421 KB
+before bench/clip_quality.py's encoder settings).
 
 - ``clip_upload_s_default_cap``: at the device's default cap (64 KiB/s, below the link).
 - ``clip_upload_s_link``: cap above the link (1 MiB/s): the link's own limit.
 - ``clip_upload_s_cut``: link-limited, with the link cut 8 times (about every 40 KB).
 - ``clip_upload_link_bytes_*``: bytes the link carried up (TLS, HTTP headers, retries).
 
-    python bench/clip_upload.py [--bytes 421000]
+    python bench/clip_upload.py [--bytes 160000]
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def run(hub: ClipHub, tmp: Path, data: bytes, event: int, cap: int, cuts: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bytes", type=int, default=421_000)
+    parser.add_argument("--bytes", type=int, default=160_000)
     args = parser.parse_args()
     data = os.urandom(args.bytes)
     with tempfile.TemporaryDirectory() as d:

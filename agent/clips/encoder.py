@@ -31,9 +31,9 @@ import numpy as np
 # a windy tree or sensor noise at night cannot blow a 10 s clip past ~700 KB.
 # veryfast at CRF 29, one thread, against the former ultrafast at CRF 28 on
 # sliced threads (with the ring's 4 s segments against 2 s): 2.2-2.5x fewer
-# bytes, 99 % of the persons the detector found still found, 1.24x the CPU per
-# frame. Main (CABAC) would save another 4-10 % for 1.5x (bench/clip_quality.py;
-# README, clipq_*).
+# bytes, 99 % of the persons the detector found still found, 1.2-1.3x the CPU
+# per frame. Main (CABAC) would save another 4-10 %, at 1.1-1.5x; Baseline is
+# kept for every decoder (bench/clip_quality.py; README, clipq_*).
 CRF = 29
 MAX_KBIT_S = 500
 
