@@ -252,6 +252,13 @@ class ClipsConfig:
     daily_upload_bytes: Annotated[
         Int, Field(ge=0, le=1 << 40, description="Clip bytes uploaded per day at most (the hub's policy may lower it).")
     ] = 20 * 1000 * 1000
+    encoder: Annotated[
+        Literal["auto", "hardware", "software"],
+        Field(
+            description="H.264 encoder: auto = picamera2's hardware encoder on a Pi that has one (3/4/Zero 2 W), "
+            "else libx264; hardware = that or refuse to start; software = libx264 always."
+        ),
+    ] = "auto"
 
 
 @dataclass(frozen=True, slots=True)

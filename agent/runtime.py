@@ -87,7 +87,7 @@ class Agent:
         )
         self.detector, self.detector_error = build_detector(cfg)
         self.capture = Capture(
-            source_factory(cfg.camera),
+            self._with_clip_encoder(source_factory(cfg.camera)),
             self._pipeline if cfg.vision is not None else None,
             self.writer,
             self.clock,
@@ -192,23 +192,57 @@ class Agent:
         return VisionPipeline(self.cfg.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms())
 
     def _recorder(self) -> Any:
-        """The clip recorder (docs/clips.md), or None: a card it cannot use must not stop the agent."""
+        """The clip recorder (docs/clips.md), or None: a card it cannot use must not stop the agent.
+
+        ``clips.encoder: hardware`` on a machine without the Pi's encoder is a config error, though."""
         if not self.cfg.clips.enabled:
             return None
+        from agent.clips.select import choose
+
+        c, cam = self.cfg.clips, self.cfg.camera
+        try:
+            choice = choose(c.encoder, cam.source)
+        except ValueError as exc:
+            raise ConfigError([str(exc)], str(self.cfg.path or "config")) from None
+        log.info("clips: %s encoder (%s)", choice.kind, choice.reason)
+        masks = self.cfg.vision.motion.masks if self.cfg.vision is not None else ()
         try:
             from agent.clips.recorder import Recorder
 
+            make_encoder: Any = None
+            if choice.kind == "hardware":
+                from agent.clips.encoder import Picamera2Encoder
+
+                # The camera's main stream at the camera's size, every n-th frame: near clips.fps.
+                skip = max(1, round(cam.fps / c.fps))
+                hw = Picamera2Encoder(cam.width, cam.height, cam.fps / skip, c.segment_s, skip, masks)
+                make_encoder = lambda _w, _h, _fps: hw  # noqa: E731
             return Recorder(
-                self.cfg.clips,
+                c,
                 self.cfg.state_dir,
                 self.boot,
-                masks=self.cfg.vision.motion.masks,
+                masks=masks,
                 armed=lambda: self.arming.armed,
                 wall_ms=self.clock.now_ms,
+                encoder_kind=choice.kind,
+                encoder_reason=choice.reason,
+                **({"make_encoder": make_encoder} if make_encoder is not None else {}),
             )
         except Exception as exc:  # PyAV missing, the state dir unwritable
             log.warning("clips off: %s: %s", type(exc).__name__, exc)
             return None
+
+    def _with_clip_encoder(self, make: Any) -> Any:
+        """The camera source, with the hardware clip encoder attached whenever the camera opens."""
+
+        def build() -> Any:
+            source = make()
+            rec = self.clips
+            if rec is not None and rec.encoder_kind == "hardware" and hasattr(source, "on_start"):
+                source.on_start, source.on_stop = rec.encoder.attach, rec.encoder.detach
+            return source
+
+        return build
 
     def _uploader(self) -> Any:
         """The clip uploader, to the update server's host (docs/clips.md); None without clips or a hub URL."""

@@ -8,8 +8,9 @@ Two implementations (docs/clips.md, "Encoding"):
   frame given is one access unit out at once, and the ring can cut exactly
   where it asks for a keyframe. Constrained Baseline plays in every browser.
 - ``Picamera2Encoder``: the Pi 3/4/Zero 2 W hardware encoder, fed by the
-  camera itself (not by the frames we see); written against picamera2's
-  documented ``Encoder``/``Output`` API and not testable off a Pi.
+  camera itself (not by the frames we see), masks blacked out in a picamera2
+  ``pre_callback``; chosen by agent.clips.select. Tested here against fakes of
+  picamera2 only: a real encoder needs a Pi.
 
 Both emit SPS/PPS in-band before each IDR frame, so every segment that starts
 with a keyframe decodes on its own.
@@ -123,21 +124,67 @@ class PyAvEncoder:
 class Picamera2Encoder:
     """picamera2's hardware ``H264Encoder`` on the camera's main stream (Pi 3/4/Zero 2 W).
 
-    The camera feeds the encoder directly, so ``encode`` ignores its frame and
-    hands over the access units that arrived since the last call. A keyframe
-    comes every ``iperiod`` frames (one segment), not on request: the ring
-    starts a segment at each one. Times are ``time.monotonic()`` on arrival,
-    the clock agent.vision.camera stamps frames with. Untested here: there is
-    no camera and no V4L2 encoder off a Pi.
+    The camera feeds the encoder directly (``self_fed``): the recorder gives it
+    no frames, and ``encode`` hands over the access units that arrived since
+    the last call. ``attach`` is called each time the camera opens
+    (agent.vision.camera's ``on_start``), ``detach`` before it stops. It
+    encodes the main stream at the camera's size (not clips.width x height:
+    the ISP gives two scaled outputs, main and lores, and both are taken), at
+    the camera's rate divided by ``frame_skip`` (picamera2's
+    ``frame_skip_count``), so near clips.fps. A keyframe comes every
+    ``iperiod`` encoded frames (one segment), not on request: the ring starts
+    a segment at each one. Times are ``time.monotonic()`` on arrival, the
+    clock agent.vision.camera stamps frames with.
+
+    Masks: ``mask_main`` is installed as ``picam2.pre_callback``, which
+    picamera2 runs on every completed request before any application job
+    (``capture_request``) and before the encoders see it, so the masked pixels
+    of the main stream are black in the clip, and also in what detection and
+    snapshots get from main (snapshots black them out anyway; motion reads
+    lores, which is not touched and ignores the masks itself). ``post_callback``
+    would leave detection the unmasked image but races our held request.
     """
 
-    def __init__(self, picam2: Any, width: int, height: int, fps: float, segment_s: float) -> None:
+    self_fed = True
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        segment_s: float,
+        frame_skip: int = 1,
+        masks: Any = (),
+        mapped_array: Any = None,
+    ) -> None:
+        from agent.vision.masks import MaskCache
+
+        self.width, self.height = width, height
+        self.frame_skip = max(1, frame_skip)
+        self.iperiod = max(1, round(fps * segment_s))
+        self.masks = MaskCache(list(masks))
+        self._mapped_array = mapped_array  # picamera2.MappedArray (a fake in tests)
+        self._lock = threading.Lock()
+        self._pending: collections.deque[EncodedFrame] = collections.deque(maxlen=int(fps * 60) + 1)
+        self._encoder: Any = None
+        self._picam2: Any = None
+
+    def mask_main(self, request: Any) -> None:
+        """picamera2 pre_callback: black out the mask polygons in the request's main stream, in place."""
+        if self._mapped_array is None:
+            from picamera2 import MappedArray
+
+            self._mapped_array = MappedArray
+        with self._mapped_array(request, "main") as m:
+            arr = m.array
+            mask = self.masks.at(arr.shape[1], arr.shape[0])
+            if mask is not None:
+                arr[mask] = 0
+
+    def attach(self, picam2: Any) -> None:
         from picamera2.encoders import H264Encoder
         from picamera2.outputs import Output
 
-        self.width, self.height = width, height
-        self._lock = threading.Lock()
-        self._pending: collections.deque[EncodedFrame] = collections.deque(maxlen=int(fps * 60) + 1)
         pending, lock = self._pending, self._lock
 
         class _ToRing(Output):  # type: ignore[misc]  # picamera2 is untyped
@@ -153,10 +200,21 @@ class Picamera2Encoder:
                     with lock:
                         pending.append(EncodedFrame(bytes(frame), time.monotonic(), keyframe))
 
+        if self.masks.polygons:
+            picam2.pre_callback = self.mask_main
         # repeat=True puts SPS/PPS before every IDR, as libx264 does here.
-        self._encoder = H264Encoder(bitrate=MAX_KBIT_S * 1000, repeat=True, iperiod=max(1, round(fps * segment_s)))
-        self._picam2 = picam2
-        picam2.start_encoder(self._encoder, _ToRing(), name="main")
+        encoder = H264Encoder(
+            bitrate=MAX_KBIT_S * 1000, repeat=True, iperiod=self.iperiod, profile="constrained baseline"
+        )
+        encoder.frame_skip_count = self.frame_skip  # older picamera2 ignores it: every frame is encoded
+        picam2.start_encoder(encoder, _ToRing(), name="main")
+        self._encoder, self._picam2 = encoder, picam2
+
+    def detach(self, picam2: Any) -> None:
+        if self._encoder is not None and self._picam2 is picam2:
+            picam2.stop_encoder(self._encoder)
+        self._encoder = self._picam2 = None
+        picam2.pre_callback = None
 
     def encode(self, yuv: Any, ts: float, keyframe: bool) -> list[EncodedFrame]:
         with self._lock:
@@ -168,7 +226,8 @@ class Picamera2Encoder:
         return self.encode(None, 0.0, False)
 
     def close(self) -> None:
-        self._picam2.stop_encoder(self._encoder)
+        if self._picam2 is not None:
+            self.detach(self._picam2)
 
 
 def to_yuv(rgb: np.ndarray, width: int, height: int) -> Any:

@@ -71,6 +71,8 @@ class Recorder:
         armed: Callable[[], bool] = lambda: False,
         wall_ms: Callable[[], int],
         make_encoder: EncoderFactory = PyAvEncoder,
+        encoder_kind: str = "software",
+        encoder_reason: str = "",
     ) -> None:
         self.cfg = cfg
         self.store = ClipStore(state_dir / "clips", cfg.max_bytes)
@@ -78,8 +80,13 @@ class Recorder:
         self._make_encoder = make_encoder
         self.encoder: ClipEncoder = make_encoder(cfg.width, cfg.height, cfg.fps)
         self.width, self.height = self.encoder.width, self.encoder.height
-        mask = rasterize(list(masks), self.width, self.height)
+        # A self-fed encoder (picamera2's hardware one) gets its frames from the camera,
+        # masked there (Picamera2Encoder.mask_main): the recorder only collects its output.
+        self._self_fed = bool(getattr(self.encoder, "self_fed", False))
+        mask = rasterize([] if self._self_fed else list(masks), self.width, self.height)
         self._mask: np.ndarray | None = mask if mask.any() else None
+        self.encoder_kind = encoder_kind  # "software" (libx264) or "hardware" (picamera2), in the stats
+        self.encoder_reason = encoder_reason
         self._armed = armed
         self._wall_ms = wall_ms
         self._period = 1.0 / cfg.fps
@@ -113,6 +120,9 @@ class Recorder:
             if self._queued_frames >= self._max_frames:
                 self.dropped += 1
                 return False
+        if self._self_fed:  # the camera feeds the encoder: only the time is needed here
+            self._put("frame", (ts, None, self._wall_ms()), frame=True)
+            return True
         # The image may be a camera buffer that goes back at the next read: copy it,
         # strided down towards the clip size, which also makes the copy small.
         step = max(1, min(frame.width // self.width, frame.height // self.height))
@@ -184,8 +194,23 @@ class Recorder:
             if kind == "stop":
                 return
 
-    def _encode(self, ts: float, rgb: np.ndarray, wall_ms: int) -> None:
-        if self._mask is not None:
+    def stats(self) -> dict[str, Any]:
+        """What the recorder did, and with which encoder (logged at start, for the bench and support)."""
+        return {
+            "encoder": self.encoder_kind,
+            "encoder_reason": self.encoder_reason,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "clips": self.clips_cut,
+            "error": self.error,
+        }
+
+    def _encode(self, ts: float, rgb: np.ndarray | None, wall_ms: int) -> None:
+        if rgb is None:
+            yuv = None
+        elif self._mask is not None:
             import av
 
             small = to_yuv(rgb, self.width, self.height).reformat(format="rgb24").to_ndarray()
@@ -195,10 +220,11 @@ class Recorder:
             yuv = to_yuv(rgb, self.width, self.height)
         seg = self.ring.open_segment
         key = seg is None or ts - seg.first >= self.cfg.segment_s - self._period / 2
-        for unit in self.encoder.encode(yuv, ts, key):
+        units = self.encoder.encode(yuv, ts, key)
+        for unit in units:
             if self.ring.add(unit, wall_ms) is not None:
                 self._cut_due()
-        self.frames += 1
+        self.frames += len(units) if self._self_fed else 1
         self._latest_ts = ts
 
     def _event(self, event: Any, ts: float | None) -> None:
@@ -252,6 +278,10 @@ class Recorder:
         self._cut_due(force=True)
         self.ring.reset()
         self._latest_ts = None
+        if self._self_fed:  # the camera re-attaches it when it opens again (Picamera2Encoder.attach)
+            if not restart:
+                self.encoder.close()
+            return
         # libx264 takes no frames after a flush: a new stream gets a new encoder.
         self.encoder.close()
         if restart:

@@ -90,6 +90,10 @@ class PicameraSource(SourceBase):
         self._camera: Any = None
         self._request: Any = None
         self._index = 0
+        # Called with the picamera2 object once it is started / before it stops: the
+        # hardware clip encoder (agent.clips.encoder.Picamera2Encoder) attaches here.
+        self.on_start: Callable[[Any], None] | None = None
+        self.on_stop: Callable[[Any], None] | None = None
 
     def open(self) -> None:
         factory = self._factory or _import_picamera2()
@@ -104,6 +108,8 @@ class PicameraSource(SourceBase):
         camera.start()
         self._camera = camera
         self._index = 0
+        if self.on_start is not None:
+            self.on_start(camera)
 
     def read(self) -> Frame | None:
         if self._camera is None:
@@ -142,6 +148,8 @@ class PicameraSource(SourceBase):
         self._release()
         if self._camera is not None:
             try:
+                if self.on_stop is not None:
+                    self.on_stop(self._camera)
                 self._camera.stop()
             finally:
                 self._camera.close()
