@@ -105,6 +105,27 @@ class WebhookSection:
             description="The console as the receiver reaches it, for clips: link (e.g. https://hub.minqin.example:8080)."
         ),
     ] = None
+    clip_link_secret_file: Annotated[
+        NonEmptyPath | None,
+        Field(
+            description="For clips: link, a file holding the key (16 bytes or more) that signs the links, "
+            "so the console serves that one clip without a login until the link expires. Not the webhook's "
+            "secret: the receiver holds that one. Rotating it ends every link sent."
+        ),
+    ] = None
+    clip_link_secret: Annotated[
+        Str | None, Field(description="The link key inline (tests; prefer clip_link_secret_file).")
+    ] = None
+    # An SMS read on Monday about a Friday night still opens; a link forwarded on stops within the week.
+    clip_link_days: Annotated[
+        Float,
+        Field(
+            gt=0,
+            le=30,
+            description="How long a clip link works after it is sent: a week covers a weekend or a holiday "
+            "before someone opens it, and bounds a link that was passed on.",
+        ),
+    ] = 7.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +165,16 @@ def forward_problems(section: ForwardConfig | None, where: str) -> list[str]:
         elif path is None and not getattr(sink, inline):
             out.append(problem(f"{where}.{name}.{file_key}", None, f"a file holding it (or {inline} inline)"))
     hook = section.webhook
-    if hook is not None and hook.clips == "link" and not hook.clip_base_url:
-        out.append(problem(f"{where}.webhook.clip_base_url", None, "the console's URL (clips: link sends links to it)"))
+    if hook is not None and hook.clips == "link":
+        if not hook.clip_base_url:
+            out.append(
+                problem(f"{where}.webhook.clip_base_url", None, "the console's URL (clips: link sends links to it)")
+            )
+        key = f"{where}.webhook.clip_link_secret_file"
+        if hook.clip_link_secret_file is not None and not hook.clip_link_secret_file.is_file():
+            out.append(problem(key, str(hook.clip_link_secret_file), "a readable file"))
+        elif hook.clip_link_secret_file is None and not hook.clip_link_secret:
+            out.append(problem(key, None, "a file holding the key that signs clip links (or clip_link_secret inline)"))
+        elif hook.clip_link_secret is not None and len(hook.clip_link_secret.encode()) < 16:
+            out.append(problem(f"{where}.webhook.clip_link_secret", "(hidden)", "at least 16 bytes"))
     return out

@@ -7,13 +7,17 @@ store's tables or files directly.
 
 Routes:
 - ``GET /clips/<device>/<event>.mp4`` — the stored clip, for any logged-in
-  role, with HTTP Range (``hub.updates.ranges``) so ``<video>`` can seek;
+  role, or without a login for a signed, unexpired link the webhook sent
+  (``?exp=&sig=``, hub/forward/clip_links.py; each request audited), with
+  HTTP Range (``hub.updates.ranges``) so ``<video>`` can seek;
 - ``GET /api/clips/<device>/<event>`` — the fetch's progress, polled by the page;
 - ``POST /events/<row>/clip`` — "fetch clip": operators, CSRF-checked, audited.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -25,17 +29,20 @@ from sqlalchemy import select
 
 from hub.console import auth
 from hub.console.clip_source import ACTIVE, ClipRequestError, ClipSource
-from hub.console.context import Operator, Viewer, ctx_of
+from hub.console.context import NotLoggedIn, Operator, Viewer, ctx_of, current_user
 from hub.db.schema_ops import events
+from hub.forward.clip_links import clip_path, link_valid
 from hub.updates.ranges import Part, Unsatisfiable, choose
 from protocol.ids import EVENT_ID_MAX, is_device_id
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("xl.hub.console")
 CHUNK = 64 * 1024
+SIGNED_LINK = "signed link"  # the audit's "who" for a request made with a webhook's clip link
 
 
 def clip_url(device_id: str, event_id: int) -> str:
-    return f"/clips/{device_id}/{event_id}.mp4"
+    return clip_path(device_id, event_id)
 
 
 def for_event(source: ClipSource | None, device_id: str, event_id: int, time_ms: int) -> dict[str, Any] | None:
@@ -80,7 +87,39 @@ def _source(request: Request) -> ClipSource | None:
 
 
 @router.get("/clips/{device_id}/{event_id}.mp4")
-def clip_file(request: Request, device_id: str, event_id: int, _u: Viewer) -> Response:
+def clip_file(request: Request, device_id: str, event_id: int) -> Response:
+    """The clip for a logged-in operator, or for the holder of a signed link the webhook sent.
+
+    A signed link (``?exp=&sig=``, hub/forward/clip_links.py) is checked before
+    anything is looked up, so a bad or expired one is 403 whether the clip
+    exists or not; a good one is served without a login, and every request
+    made with it is audited as ``signed link`` with the remote address."""
+    query = request.query_params
+    if "sig" not in query and "exp" not in query:
+        current_user(request)  # not logged in: to the login page, as for every page
+        return _serve(request, device_id, event_id)
+    try:
+        current_user(request)
+    except NotLoggedIn:
+        pass
+    else:
+        return _serve(request, device_id, event_id)
+    key = ctx_of(request).clip_link_key
+    exp, sig = query.get("exp"), query.get("sig")
+    remote = request.client.host if request.client else "?"
+    if key is None or not link_valid(key, clip_path(device_id, event_id), exp, sig, time.time()):
+        log.info("clip link refused for %s/%s from %s", device_id[:20], event_id, remote)
+        return Response(status_code=403)
+    resp = _serve(request, device_id, event_id)
+    shown = (request.headers.get("range") or "all")[:40]
+    with ctx_of(request).engine.begin() as conn:
+        detail = f"event {event_id} HTTP {resp.status_code} bytes={shown} from {remote} exp={exp}"
+        auth.audit(conn, SIGNED_LINK, "clip_link", device_id, detail)
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the link is the permission: it must not leak onward
+    return resp
+
+
+def _serve(request: Request, device_id: str, event_id: int) -> Response:
     source = _source(request)
     path = source.file(device_id, event_id) if source is not None and _ids(device_id, event_id) else None
     if path is None:

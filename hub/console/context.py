@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
@@ -59,6 +59,8 @@ class ConsoleContext:
     settings: RouteSettings
     publisher: CommandPublisher | None = None
     clips: ClipSource | None = None  # None: this hub keeps no clips (clips.enabled is false)
+    # The key of the webhook's signed clip links (forward.webhook.clip_link_secret_file); None: no links accepted.
+    clip_link_key: bytes | None = field(default=None, repr=False)
 
 
 class NotLoggedIn(Exception):

@@ -87,7 +87,14 @@ def for_hub(config: HubConfig, engine: Engine, client: Publisher) -> ConsoleServ
     if settings is None:
         return None
     clips = clip_source(config, engine, client)
-    return ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client), clips))
+    return ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client), clips, link_key(config)))
+
+
+def link_key(config: HubConfig) -> bytes | None:
+    """The key of the clip links the webhook sends (``clips: link``); None: the console accepts no links."""
+    from hub.forward.plugin import clip_link_key
+
+    return clip_link_key(config.plugins.get("forward"))
 
 
 def clip_source(config: HubConfig, engine: Engine, client: Publisher) -> ClipSource | None:
@@ -119,7 +126,13 @@ def run_standalone(config: HubConfig) -> int:
     client.loop_start()
     publisher = PahoPublisher(client)
     server = ConsoleServer(
-        ConsoleContext(engine, settings, MqttPublisher(engine, publisher), clip_source(config, engine, publisher))
+        ConsoleContext(
+            engine,
+            settings,
+            MqttPublisher(engine, publisher),
+            clip_source(config, engine, publisher),
+            link_key(config),
+        )
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

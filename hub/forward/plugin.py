@@ -22,6 +22,8 @@
         event_kinds: [person, panic, tamper]
         clips: link               # clips stored at the hub: link | bytes | off (default off)
         clip_base_url: https://hub.minqin.example:8080   # the console, for links
+        clip_link_secret_file: /etc/xueliang/clip-link.secret  # signs the links (clips: link)
+        clip_link_days: 7         # how long a link works
 
 The section's schema, with every key's default, is hub/config_forward.py;
 this module turns what it validated into running sinks. Secrets come from
@@ -38,6 +40,7 @@ from sqlalchemy import Engine
 
 from hub.config import ConfigError
 from hub.config_forward import ForwardConfig, ViidSection, WebhookSection, forward_problems
+from hub.forward.clip_links import MIN_SECRET_BYTES
 from hub.forward.forwarder import Forwarder, RetryPolicy
 from hub.forward.sink import Sink
 from hub.forward.viid import ViidConfig, ViidSink
@@ -53,6 +56,25 @@ def _secret(sink: ViidSection | WebhookSection, where: str, file_key: str, inlin
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(problem(f"{where}.{file_key}", str(path), f"a readable file ({exc.strerror})")) from None
+
+
+def clip_link_key(section: ForwardConfig | None) -> bytes | None:
+    """The key that signs the webhook's clip links, for the console that checks them.
+
+    None unless the webhook sends links (``clips: link``): then the console
+    accepts no signed link and every clip needs a login."""
+    hook = None if section is None else section.webhook
+    if hook is None or hook.clips != "link":
+        return None
+    where = "forward.webhook"
+    key = _secret(hook, where, "clip_link_secret_file", "clip_link_secret").encode()
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigError(problem(f"{where}.clip_link_secret_file", "(hidden)", f"at least {MIN_SECRET_BYTES} bytes"))
+    if key == _secret(hook, where, "secret_file", "secret").encode():
+        # The receiver holds the webhook's secret: with it, it could sign a link to any clip.
+        other = "a key other than the webhook's secret"
+        raise ConfigError(problem(f"{where}.clip_link_secret_file", "(hidden)", other))
+    return key
 
 
 def build_sinks(section: ForwardConfig) -> list[Sink]:
@@ -85,6 +107,8 @@ def build_sinks(section: ForwardConfig) -> list[Sink]:
                     verify_tls=w.verify_tls,
                     clips=w.clips,
                     clip_base_url=w.clip_base_url,
+                    clip_link_secret=clip_link_key(section),
+                    clip_link_s=round(w.clip_link_days * 86400),
                 )
             )
         )

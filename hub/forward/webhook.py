@@ -28,6 +28,7 @@ import httpx
 
 from hub.config_forward import WebhookSection
 from hub.core.items import ClipItem, EventItem, ForwardItem, item_to_dict
+from hub.forward.clip_links import MIN_SECRET_BYTES, signed_clip_link
 from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.sink import SinkError
 from xlconfig import default_of
@@ -80,28 +81,43 @@ class WebhookConfig:
     event_kinds: frozenset[str] = frozenset(default_of(WebhookSection, "event_kinds"))
     clips: str = default_of(WebhookSection, "clips")  # link | bytes | off
     clip_base_url: str | None = None  # the console as the receiver reaches it (clips: link)
+    # The key that signs clip links (hub/forward/clip_links.py), and how long a link works.
+    clip_link_secret: bytes | None = field(default=None, repr=False)
+    clip_link_s: int = round(default_of(WebhookSection, "clip_link_days") * 86400)
 
     def __post_init__(self) -> None:
         if self.clips not in ("link", "bytes", "off"):
             raise ValueError(f"clips must be link, bytes or off, got {self.clips!r}")
         if self.clips == "link" and not self.clip_base_url:
             raise ValueError("clips: link needs clip_base_url")
+        if self.clips == "link" and (self.clip_link_secret is None or len(self.clip_link_secret) < MIN_SECRET_BYTES):
+            raise ValueError(f"clips: link needs clip_link_secret of at least {MIN_SECRET_BYTES} bytes")
+        if self.clip_link_s <= 0:
+            raise ValueError("clip_link_s must be more than 0")
 
 
-def clip_link(base_url: str, device_id: str, event_id: int) -> str:
-    """Where the console serves the clip (operators' login, HTTP Range): docs/clips.md."""
-    return f"{base_url.rstrip('/')}/clips/{device_id}/{event_id}.mp4"
+def clip_link(config: WebhookConfig, device_id: str, event_id: int, now_s: int) -> tuple[str, int]:
+    """A signed link to the console's copy of the clip (HTTP Range, no login), and when it expires (Unix s)."""
+    if config.clip_base_url is None or config.clip_link_secret is None:
+        raise ValueError("clip links need clip_base_url and clip_link_secret")
+    expires_s = now_s + config.clip_link_s
+    url = signed_clip_link(config.clip_base_url, config.clip_link_secret, device_id, event_id, expires_s)
+    return url, expires_s
 
 
-def clip_body(item: ClipItem, config: WebhookConfig) -> dict[str, Any]:
+def clip_body(item: ClipItem, config: WebhookConfig, now_s: int | None = None) -> dict[str, Any]:
     """A clip for the receiver: what it shows and when, and the MP4 as a link or base64.
 
+    A link is signed when the body is made (``now_s``, default the time now)
+    and works for ``config.clip_link_s``; ``clip.url_expires_s`` says until
+    when. A re-sent body carries a fresh link (same Idempotency-Key).
     The hub's file path and the 视图库's person geometry stay out: they mean
     nothing outside the hub. Raises SinkError when the bytes are wanted and the
     file is gone (retention got there first: permanent)."""
     clip: dict[str, Any] = {"bytes": item.size, "sha256": item.sha256, "content_type": "video/mp4"}
     if config.clips == "link":
-        clip["url"] = clip_link(config.clip_base_url or "", item.device_id, item.event_id)
+        now = int(time.time()) if now_s is None else now_s
+        clip["url"], clip["url_expires_s"] = clip_link(config, item.device_id, item.event_id, now)
     else:
         try:
             mp4 = Path(item.path).read_bytes()
@@ -165,7 +181,7 @@ class WebhookSink:
 
     def send(self, item: ForwardItem) -> None:
         data = (
-            clip_body(item, self.config)
+            clip_body(item, self.config, self.clock.now_ms() // 1000)
             if isinstance(item, ClipItem)
             else webhook_body(item, self.config.include_snapshot)
         )

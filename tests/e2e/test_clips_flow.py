@@ -65,6 +65,7 @@ pytestmark = [
 
 BIN = Path(sys.executable).parent
 SECRET = "clips-e2e-webhook-secret-32-byte"
+LINK_KEY = "clips-e2e-clip-link-key-32-bytes"
 OPERATOR, OP_PASSWORD = "op1", "correct horse 9"
 PRE_S, POST_S, CLIP_FPS = 5.0, 5.0, 5.0
 PANIC_AT_S = 14.0  # + gpio.hold_s: the panic lands near 16 s of the 40 s scene, after the person left
@@ -208,7 +209,13 @@ def hub_yaml(state: Path, path: Path, ports: dict[str, int], viid_url: str, hook
             "retry_base_s": 1,
             "retry_cap_s": 5,
             "viid": {"base_url": viid_url, "gateway_id": GATEWAY, "password": PASSWORD, "keepalive_s": 30},
-            "webhook": {"url": hook_url, "secret": SECRET, "clips": "link", "clip_base_url": console_url},
+            "webhook": {
+                "url": hook_url,
+                "secret": SECRET,
+                "clips": "link",
+                "clip_base_url": console_url,
+                "clip_link_secret": LINK_KEY,
+            },
         },
         "console": {"port": ports["console"], "refresh_s": 2},
     }
@@ -406,9 +413,10 @@ def test_the_panic_clip_waits_for_the_outbox_then_uploads_by_itself(flow: Flow) 
         check_served(cl, f"/clips/{f.device_id}/{event}.mp4", data)
         wait_for(lambda: webhook_clip(f, event), 30, "the panic clip's link at the webhook", step=0.2)
         (body,) = webhook_clip(f, event)
-        assert body["clip"]["url"] == f"{f.console_url}/clips/{f.device_id}/{event}.mp4"
+        assert body["clip"]["url"].startswith(f"{f.console_url}/clips/{f.device_id}/{event}.mp4?exp=")
         assert body["clip"]["sha256"] == row.sha256 and body["clip"]["bytes"] == len(data)
         assert cl.get(body["clip"]["url"]).content == data  # the link works for a logged-in user
+        assert httpx.get(body["clip"]["url"], timeout=10).content == data  # and, signed, for the receiver
     finally:
         cl.close()
     try:

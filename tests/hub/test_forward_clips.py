@@ -31,6 +31,7 @@ from hub.core.inbound import Inbound
 from hub.core.items import ClipItem, item_from_json, item_to_json
 from hub.db import make_engine
 from hub.forward import Forwarder, ManualClock, ViidConfig, ViidSink, WebhookConfig, WebhookSink
+from hub.forward.clip_links import signature
 from hub.forward.mp4info import mp4_info
 from hub.forward.tables import STATE_DEAD, STATE_DONE, forward_outbox
 from hub.forward.viid_objects import viid_time
@@ -49,6 +50,7 @@ from tests.support.forward_items import GATEWAY, PASSWORD
 from tests.support.hub_db import make_fleet
 
 SECRET = b"clip-webhook-shared-secret-32-by"
+LINK_KEY = b"clip-link-signing-key-32-bytes!!"
 EVENT_ID = (2 << 32) + 41
 
 
@@ -67,7 +69,9 @@ class Rig:
         """A hub's forwarder: what ``xl-hub run`` builds at every start."""
         viid = ViidSink(ViidConfig(f"http://127.0.0.1:{self.viid.port}", GATEWAY, PASSWORD, timeout_s=3), self.clock)
         hook = WebhookSink(
-            WebhookConfig(self.hook_url, SECRET, clips="link", clip_base_url="https://hub.example:8080"),
+            WebhookConfig(
+                self.hook_url, SECRET, clips="link", clip_base_url="https://hub.example:8080", clip_link_secret=LINK_KEY
+            ),
             self.clock,
         )
         self.fwd = Forwarder(self.engine, [viid, hook], self.clock, rng=random.Random(7))
@@ -164,7 +168,9 @@ def test_a_clip_reaches_the_platform_as_a_videoslice_linked_to_its_person_throug
     # The webhook got its link, signed; and nothing is left to send anywhere.
     clip_bodies = [b for b in rig.hook.bodies if b.get("type") == "clip"]
     assert len(clip_bodies) == 1 and rig.hook.bad_signatures == 0
-    assert clip_bodies[0]["clip"]["url"] == f"https://hub.example:8080/clips/{rig.camera}/{EVENT_ID}.mp4"
+    url, exp = clip_bodies[0]["clip"]["url"], clip_bodies[0]["clip"]["url_expires_s"]
+    path = f"/clips/{rig.camera}/{EVENT_ID}.mp4"
+    assert url == f"https://hub.example:8080{path}?exp={exp}&sig={signature(LINK_KEY, path, exp)}"
     assert clip_bodies[0]["detections"][0] == [start + 5_000, 88, 300, 200, 500, 900]
     with rig.engine.connect() as conn:
         states = conn.execute(select(forward_outbox.c.state).where(forward_outbox.c.item_type == "clip")).scalars()
@@ -183,7 +189,12 @@ def test_webhook_gets_a_link_or_the_bytes_per_config_and_nothing_when_off(sqlite
     sinks = [
         WebhookSink(
             WebhookConfig(
-                hooks[mode].start(), SECRET, name=f"hook_{mode}", clips=mode, clip_base_url="https://hub.example/"
+                hooks[mode].start(),
+                SECRET,
+                name=f"hook_{mode}",
+                clips=mode,
+                clip_base_url="https://hub.example/",
+                clip_link_secret=LINK_KEY,
             ),
             clock,
         )
@@ -207,7 +218,12 @@ def test_webhook_gets_a_link_or_the_bytes_per_config_and_nothing_when_off(sqlite
         fwd.run_once()
         link = next(b for b in hooks["link"].bodies if b["type"] == "clip")
         got = next(b for b in hooks["bytes"].bodies if b["type"] == "clip")
-        assert link["clip"]["url"] == f"https://hub.example/clips/{camera}/{EVENT_ID}.mp4"
+        # A signed link (tests/hub/test_console_clip_links.py fetches one from the console), a week long.
+        exp = clock.now_ms() // 1000 + 7 * 86400
+        assert link["clip"]["url_expires_s"] == exp
+        path = f"/clips/{camera}/{EVENT_ID}.mp4"
+        assert link["clip"]["url"] == f"https://hub.example{path}?exp={exp}&sig={signature(LINK_KEY, path, exp)}"
+        assert "url_expires_s" not in got["clip"]
         assert clip_bytes(link) is None and "mp4_b64" not in link["clip"]
         assert clip_bytes(got) == mp4 and "url" not in got["clip"]
         for body in (link, got):
