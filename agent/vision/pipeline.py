@@ -31,7 +31,7 @@ import numpy as np
 from agent.config_vision import VisionConfig
 from agent.vision.clutter import ClutterMap, Verdict
 from agent.vision.frame import Frame
-from agent.vision.masks import MaskCache
+from agent.vision.masks import MaskCache, black_out
 from agent.vision.motion import MotionDetector, MotionResult
 from agent.vision.relearn import LookRegions, LookSchedule, merge, whole_and_tiles
 from agent.vision.snapshot import make_snapshot
@@ -217,7 +217,7 @@ class VisionPipeline:
     def _detect(self, frame: Frame, region: Region | None) -> list[Emitted]:
         assert self.detector is not None and self.persons is not None
         self._last_run = frame.ts
-        rgb = frame.rgb
+        rgb = self._masked(frame)
         whole = (0, 0, frame.width, frame.height)
         detections = self.detector.detect(rgb, None if region == whole else region)
         self._count_run()
@@ -240,7 +240,7 @@ class VisionPipeline:
         """One look after a frame-wide change: every region, one observation."""
         assert self.detector is not None and self.persons is not None
         self._last_run = frame.ts
-        rgb = frame.rgb
+        rgb = self._masked(frame)
         found: list[DetectionLike] = []
         for region in self._look_regions(frame.width, frame.height):
             whole = region == (0, 0, frame.width, frame.height)
@@ -253,6 +253,13 @@ class VisionPipeline:
         emitted = self.persons.observe(frame.ts, detections, rgb)
         self._looks.looked(frame.ts, bool(detections), self.persons.active)
         return emitted
+
+    def _masked(self, frame: Frame) -> np.ndarray:
+        """What the detector sees: the frame with the masks blacked out. A person wholly inside a
+        mask (the neighbour's yard, the road) starts no visit, as motion there starts none; and
+        every Pi behaves the same, since on the hardware clip path the camera's pre_callback has
+        already blacked them out of the main stream (agent.clips.encoder)."""
+        return black_out(frame.rgb, self.masks.at(frame.width, frame.height))
 
     def _count_run(self) -> None:
         assert self.detector is not None

@@ -57,3 +57,39 @@ def test_the_pipeline_masks_its_event_snapshots() -> None:
     assert snap is not None
     img = simplejpeg.decode_jpeg(snap.jpeg)
     assert img[:, : img.shape[1] // 2 - 8].max() < 40 and img[:, img.shape[1] // 2 + 8 :].mean() > 150
+
+
+def test_the_detector_sees_the_masks_blacked_out() -> None:
+    """As on the hardware clip path, where the camera's pre_callback masks the main stream:
+    a person wholly inside a mask starts no visit on any Pi."""
+    from agent.config_vision import ClutterConfig, VisionConfig
+    from agent.vision.frame import Frame
+    from agent.vision.motion import MotionSettings
+    from agent.vision.pipeline import VisionPipeline, replay_clock
+    from protocol.ids import EventIdGenerator
+
+    seen: list[np.ndarray] = []
+
+    class Recording:
+        runtime_name = "recording"
+        last_inference_ms: float | None = None
+
+        def detect(self, rgb: np.ndarray, region: object = None) -> list[object]:
+            seen.append(rgb.copy())
+            return []
+
+    off = ClutterConfig(enabled=False)  # _detect is called by hand here, before any motion step
+    masked = VisionPipeline(
+        VisionConfig(motion=MotionSettings(masks=tuple(LEFT_HALF)), clutter=off),
+        Recording(),
+        EventIdGenerator(1),
+        replay_clock(),
+    )
+    rgb = _bright(320, 180)
+    frame = Frame(0.0, 0, rgb[:, :, 1].copy(), (320, 180), rgb=rgb)
+    masked._detect(frame, None)
+    assert seen[-1][:, :150].max() == 0 and seen[-1][:, 170:].min() >= 150
+    assert np.array_equal(frame.rgb, rgb)  # the frame itself is untouched (the clip and motion still have it)
+    plain = VisionPipeline(VisionConfig(clutter=off), Recording(), EventIdGenerator(1), replay_clock())
+    plain._detect(frame, None)
+    assert np.array_equal(seen[-1], rgb)  # no masks: the frame as it is
