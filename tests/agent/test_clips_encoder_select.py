@@ -18,8 +18,8 @@ from agent.config import ClipsConfig
 from agent.vision.camera import PicameraSource
 from agent.vision.masks import rasterize
 from agent.vision.synthetic import SyntheticSource
-from tests.agent.test_vision_sources import FakeCamera
 from tests.support.clip_device import EPOCH_MS, decode, emitted, feed, make_recorder
+from tests.support.fake_camera import FakeCamera
 
 PI4 = "Raspberry Pi 4 Model B Rev 1.4"
 PI5 = "Raspberry Pi 5 Model B Rev 1.0"
@@ -288,7 +288,7 @@ def test_the_agent_refuses_to_start_with_hardware_where_there_is_none(tmp_path: 
 
     from agent.config import ConfigError, load
     from agent.runtime import Agent
-    from tests.agent.test_runtime import write_config
+    from tests.support.agent_yaml import write_config
     from tests.support.tls import make_pki
 
     if hardware_h264()[0]:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from gpiozero.pins.mock import MockFactory
 
 from agent.config import load
@@ -21,6 +20,7 @@ from agent.runtime import Agent
 from protocol.codec import decode_ack, decode_event, decode_health, decode_state, encode
 from protocol.messages import Alert
 from protocol.topics import ack_topic, alert_topic, cmd_topic, event_topic, health_topic, state_topic
+from tests.support.agent_yaml import write_config
 from tests.support.broker import Broker, run_broker
 from tests.support.tls import DEVICE, GROUP, Hub, Pki, make_pki, tls_config
 
@@ -33,30 +33,6 @@ def tls(tmp_path: Path) -> Iterator[tuple[Pki, Broker]]:
     p = make_pki(tmp_path / "pki")
     with run_broker(tls_config(p)) as broker:
         yield p, broker
-
-
-def write_config(tmp_path: Path, p: Pki, port: int, **sections: Any) -> Path:
-    doc: dict[str, Any] = {
-        "device": {"id": DEVICE, "group": GROUP, "household": "HH0123"},
-        "broker": {
-            "url": f"mqtts://127.0.0.1:{port}",
-            "ca": str(p.ca),
-            "cert": str(p.cert),
-            "key": str(p.key),
-            "keepalive": 10,
-            "backoff_base_s": 0.2,
-            "backoff_cap_s": 1.0,
-        },
-        "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite3")},
-        "health": {"interval_s": 5},
-        "camera": {"source": "synthetic:quiet", "width": 320, "height": 180, "fps": 10},
-        "vision": {"detect": {"enabled": False}},
-        "state_dir": str(tmp_path / "state"),
-    }
-    doc.update(sections)
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
-    return path
 
 
 def test_xl_agent_run_end_to_end_person_events(tls: tuple[Pki, Broker], tmp_path: Path) -> None:
