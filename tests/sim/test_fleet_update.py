@@ -105,7 +105,8 @@ def test_simulated_devices_ack_update_and_report_dl_inst_trial_ok_or_fail_or_rb(
     assert ok.us == [("dl", OLD), ("inst", OLD), ("trial", NEW), ("ok", NEW)]
     assert fail.us == [("dl", OLD), ("fail", OLD)] and fail.ue == FAIL_REASON
     assert rb.us == [("dl", OLD), ("inst", OLD), ("trial", NEW), ("rb", OLD)] and rb.ue == RB_REASON
-    assert len(ok.ub) >= 3 and ok.ub == sorted(ok.ub) and ok.ub[0] == 0 and ok.ub[-1] < 40_000
+    # The first report comes as the download starts: 0 bytes, or a few if the clock moved (50 kB/s).
+    assert len(ok.ub) >= 3 and ok.ub == sorted(ok.ub) and ok.ub[0] < 1_000 and ok.ub[-1] < 40_000
     assert ok.ro == {"7"}
     # The restart as the hub sees it: retained offline, then online again with the new ver.
     assert ok.states == [("online", OLD), ("offline", None), ("online", NEW)]
