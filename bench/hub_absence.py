@@ -26,14 +26,14 @@ import _common  # noqa: F401  (puts the project on sys.path)
 from _common import merge_results, print_table
 
 from agent import outbox as ob
-from agent.link import Link, LinkSettings
+from agent.link import Link
 from agent.outbox import Outbox
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Event
 from protocol.topics import event_topic, snap_topic
 from tests.support.broker import run_broker
 from tests.support.proxy import CountingProxy
-from tests.support.tls import DEVICE, GROUP, Hub, make_pki, tls_config
+from tests.support.tls import DEVICE, Hub, link_settings, make_pki, tls_config
 
 ABSENT_MIN = int(os.environ.get("XL_BENCH_ABSENT_MIN", "3"))
 MINUTE_S = float(os.environ.get("XL_BENCH_MINUTE_S", "60"))
@@ -70,17 +70,7 @@ def run() -> dict[str, object]:
         proxy = CountingProxy(broker.port).start()
         box = Outbox(tmp / "ob.sqlite3")
         link = Link(
-            LinkSettings(
-                device_id=DEVICE,
-                group=GROUP,
-                host="127.0.0.1",
-                port=proxy.port,
-                ca=p.ca,
-                cert=p.cert,
-                key=p.key,
-                keepalive=45,
-                boot=1,
-            ),
+            link_settings(p, proxy.port, keepalive=45, boot=1),
             box,
         )
         stop = threading.Event()

@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from protocol.receipts import receipts_for
 from protocol.topics import cmd_topic, event_topic, receipt_topic, state_topic
 from tests.support.broker import Broker, run_broker
 from tests.support.events import numbered_event_payload
-from tests.support.tls import DEVICE, GROUP, Hub, Pki, make_pki, tls_config
+from tests.support.tls import DEVICE, Hub, Pki, link_settings, make_pki, tls_config
 
 
 @pytest.fixture
@@ -29,15 +30,8 @@ def tls(tmp_path: Path) -> Iterator[tuple[Pki, Broker]]:
         yield p, broker
 
 
-def settings(p: Pki, broker: Broker, **kw: object) -> LinkSettings:
-    base: dict[str, object] = dict(
-        device_id=DEVICE,
-        group=GROUP,
-        host="127.0.0.1",
-        port=broker.port,
-        ca=p.ca,
-        cert=p.cert,
-        key=p.key,
+def settings(p: Pki, broker: Broker, **kw: Any) -> LinkSettings:
+    base: dict[str, Any] = dict(
         keepalive=10,
         max_inflight=5,
         backoff_base_s=0.1,
@@ -46,8 +40,7 @@ def settings(p: Pki, broker: Broker, **kw: object) -> LinkSettings:
         boot=1,
         health_interval_s=60,
     )
-    base.update(kw)
-    return LinkSettings(**base)  # type: ignore[arg-type]
+    return link_settings(p, broker.port, **(base | kw))
 
 
 def event_ids(messages: list[tuple[str, bytes]], topic: str) -> list[int]:

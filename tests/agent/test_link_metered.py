@@ -8,16 +8,17 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.link import Link, LinkSettings
+from agent.link import Link
 from agent.outbox import Outbox
 from protocol.codec import encode
 from protocol.messages import Command, Health
 from protocol.topics import cmd_topic, health_topic, state_topic
 from tests.support.broker import Broker, run_broker
-from tests.support.tls import DEVICE, GROUP, Hub, Pki, make_pki, tls_config
+from tests.support.tls import DEVICE, Hub, Pki, link_settings, make_pki, tls_config
 from tests.support.tls_meter import APPDATA, MeteringProxy
 from tests.support.wait import wait_for
 
@@ -33,21 +34,9 @@ def rig(tmp_path: Path) -> Iterator[tuple[Pki, Broker, MeteringProxy]]:
             proxy.close()
 
 
-def link_for(p: Pki, proxy: MeteringProxy, box: Outbox, **kw: object) -> Link:
-    armed = kw.pop("armed", None)
-    s = LinkSettings(
-        device_id=DEVICE,
-        group=GROUP,
-        host="localhost",
-        port=proxy.port,
-        ca=p.ca,
-        cert=p.cert,
-        key=p.key,
-        backoff_base_s=0.1,
-        backoff_cap_s=0.3,
-        **kw,  # type: ignore[arg-type]
-    )
-    return Link(s, box, armed=armed)  # type: ignore[arg-type]
+def link_for(p: Pki, proxy: MeteringProxy, box: Outbox, armed: Any = None, **kw: Any) -> Link:
+    s = link_settings(p, proxy.port, host="localhost", backoff_base_s=0.1, backoff_cap_s=0.3, **kw)
+    return Link(s, box, armed=armed)
 
 
 def test_a_reconnect_resumes_tls_keeps_the_subscriptions_and_fits_in_1_5_kb(

@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.link import LinkSettings
 from provisioning import pki
 from tests.support.broker import Broker
 
@@ -125,3 +127,10 @@ class Hub:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def link_settings(p: Pki, port: int, host: str = "127.0.0.1", **kw: Any) -> LinkSettings:
+    """The test device's link to a broker (or a proxy in front of one) on ``port``; ``kw`` may
+    override anything, another identity's files included."""
+    base: dict[str, Any] = dict(device_id=DEVICE, group=GROUP, host=host, port=port, ca=p.ca, cert=p.cert, key=p.key)
+    return LinkSettings(**(base | kw))
