@@ -279,9 +279,6 @@ class Link:
             return False
         return not (self._inflight or self.deliveries.awaiting or self._urgent or self._volatile)
 
-    def _publish(self, client: mqtt.Client, topic: str, payload: bytes, qos: int, retain: bool = False) -> Any:
-        return self.aliases.publish(client, topic, payload, qos, retain)
-
     def _pump(self, client: mqtt.Client) -> None:
         if self._acked:
             done, self._acked = self._acked, []
@@ -295,7 +292,7 @@ class Link:
         self.outbox.retry()
         while self._volatile:
             topic, payload, qos, retain = self._volatile.popleft()
-            self._publish(client, topic, payload, qos, retain)
+            self.aliases.publish(client, topic, payload, qos, retain)
         for msg in self.outbox.get(self.deliveries.resend(self.outbox.sizes)):
             self._send(client, msg)
         wakes = self._wakes
@@ -322,7 +319,7 @@ class Link:
                 payload, numbered = with_seq(parse_topic(msg.topic).channel, msg.payload, msg.seq), True
             except ProtocolError as exc:  # not ours to fix here: send it as stored, forget it on PUBACK
                 log.warning("outbox row %d sent without its number: %s", msg.seq, exc)
-        info = self._publish(client, msg.topic, payload, 1)
+        info = self.aliases.publish(client, msg.topic, payload, 1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.last_error = f"publish: {mqtt.error_string(info.rc)}"
             return False
@@ -334,7 +331,7 @@ class Link:
 
     def _say_offline(self, client: mqtt.Client) -> None:
         offline = encode(State(state="offline", time_ms=self._now_ms()))
-        info = self._publish(client, state_topic(self.settings.device_id), offline, 1, True)
+        info = self.aliases.publish(client, state_topic(self.settings.device_id), offline, 1, True)
         deadline = time.monotonic() + 2.0
         while not info.is_published() and time.monotonic() < deadline:
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
@@ -370,7 +367,7 @@ class Link:
             boot=s.boot,
             interval_s=s.health_interval_s,
         )
-        self._publish(client, state_topic(s.device_id), encode(online), 1, True)
+        self.aliases.publish(client, state_topic(s.device_id), encode(online), 1, True)
         self._set_connected(True)
 
     def _handle_subscribe(self, _c: mqtt.Client, _ud: object, _mid: int, reasons: Any, _p: object) -> None:

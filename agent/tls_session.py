@@ -65,9 +65,6 @@ class ResumingContext(ssl.SSLContext):
         if session is not None and session.has_ticket:
             self.resume = session
 
-    def forget(self) -> None:
-        self.resume = None
-
 
 def client_context(ca: Path, cert: Path, key: Path, version: str = "1.2") -> ResumingContext:
     ctx = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)

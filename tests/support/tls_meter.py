@@ -6,8 +6,8 @@ a carrier would see: when each chunk crossed and the TLS record framing
 2-byte MQTT PINGREQ (a 24-byte record) from a heartbeat, and a handshake from
 application data.
 
-``wire_bytes`` estimates what the SIM card is billed, IPv4 and TCP headers
-included, from the chunks: a 4G link carries at most ``MSS`` payload bytes per
+``chunk_cost`` and ``open_close_cost`` estimate what the SIM card is billed,
+IPv4 and TCP headers included, from the chunks: a 4G link carries at most ``MSS`` payload bytes per
 segment, each segment costs 52 bytes of headers (IPv4 20, TCP 20, timestamps
 12), and the receiver sends a pure ACK unless its own data goes back within
 Linux's 40 ms delayed-ACK time (and one per two full segments of a burst).
@@ -32,7 +32,7 @@ DELAYED_ACK_S = 0.040
 TLS13_OVERHEAD = 17  # a TLS 1.3 record: 16-byte AEAD tag + 1 inner content-type byte
 # TLS 1.2 AES-GCM: an 8-byte explicit nonce + the 16-byte tag; ChaCha20-Poly1305: the tag only.
 TLS12_OVERHEAD = {0xC02B: 24, 0xC02C: 24, 0xC02F: 24, 0xC030: 24, 0xCCA8: 16, 0xCCA9: 16}
-HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
+HANDSHAKE, APPDATA = 22, 23  # TLS content types
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +123,6 @@ def open_close_cost(conn: Connection, since: float = -math.inf, until: float = m
     if conn.closed is not None and since <= conn.closed < until:
         cost += 4 * HEADER
     return cost
-
-
-def wire_bytes(conn: Connection, since: float = -math.inf, until: float = math.inf) -> int:
-    """Estimated bytes on the wire, both directions: payload, headers, ACKs, the TCP open and close."""
-    chunks = sum(chunk_cost(conn, i) for i, c in enumerate(conn.chunks) if since <= c.t < until)
-    return chunks + open_close_cost(conn, since, until)
 
 
 class MeteringProxy(CountingProxy):
