@@ -207,9 +207,10 @@ class Agent:
         log.info("clips: %s encoder (%s)", choice.kind, choice.reason)
         masks = self.cfg.vision.motion.masks if self.cfg.vision is not None else ()
         try:
+            from agent.clips.encoder import PyAvEncoder
             from agent.clips.recorder import Recorder
 
-            make_encoder: Any = None
+            make_encoder: Any = PyAvEncoder
             if choice.kind == "hardware":
                 from agent.clips.encoder import Picamera2Encoder
 
@@ -226,7 +227,7 @@ class Agent:
                 wall_ms=self.clock.now_ms,
                 encoder_kind=choice.kind,
                 encoder_reason=choice.reason,
-                **({"make_encoder": make_encoder} if make_encoder is not None else {}),
+                make_encoder=make_encoder,
             )
         except Exception as exc:  # PyAV missing, the state dir unwritable
             log.warning("clips off: %s: %s", type(exc).__name__, exc)

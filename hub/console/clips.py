@@ -95,15 +95,12 @@ def clip_file(request: Request, device_id: str, event_id: int) -> Response:
     exists or not; a good one is served without a login, and every request
     made with it is audited as ``signed link`` with the remote address."""
     query = request.query_params
-    if "sig" not in query and "exp" not in query:
-        current_user(request)  # not logged in: to the login page, as for every page
-        return _serve(request, device_id, event_id)
     try:
         current_user(request)
-    except NotLoggedIn:
-        pass
-    else:
         return _serve(request, device_id, event_id)
+    except NotLoggedIn:
+        if "sig" not in query and "exp" not in query:
+            raise  # no link either: to the login page, as for every page
     key = ctx_of(request).clip_link_key
     exp, sig = query.get("exp"), query.get("sig")
     remote = request.client.host if request.client else "?"
