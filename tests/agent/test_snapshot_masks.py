@@ -90,6 +90,10 @@ def test_the_detector_sees_the_masks_blacked_out() -> None:
     masked._detect(frame, None)
     assert seen[-1][:, :150].max() == 0 and seen[-1][:, 170:].min() >= 150
     assert np.array_equal(frame.rgb, rgb)  # the frame itself is untouched (the clip and motion still have it)
+    # A crop clear of the mask is read as it is (no copy); one reaching into it is blacked out.
+    assert masked._masked(frame, (200, 0, 320, 180)) is frame.rgb
+    touching = masked._masked(frame, (150, 0, 320, 180))
+    assert touching is not frame.rgb and touching[:, :150].max() == 0
     plain = VisionPipeline(VisionConfig(clutter=off), Recording(), EventIdGenerator(1), replay_clock())
     plain._detect(frame, None)
     assert np.array_equal(seen[-1], rgb)  # no masks: the frame as it is
