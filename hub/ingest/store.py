@@ -203,7 +203,7 @@ def store_health(conn: Connection, items: Sequence[Accepted], bucket_ms: int) ->
         )
     ).all()
     previous: dict[str, int | None] = {r.device_id: r.outbox_dropped for r in rows}
-    known: dict[str, dict[str, Any]] = {r.device_id: _as_dict(r.data) for r in rows}
+    known: dict[str, dict[str, Any]] = {r.device_id: r.data for r in rows if isinstance(r.data, dict)}
     latest: dict[str, dict[str, Any]] = {}
     buckets: dict[tuple[str, int], dict[str, Any]] = {}
     for it in items:
@@ -245,12 +245,6 @@ def store_health(conn: Connection, items: Sequence[Accepted], bucket_ms: int) ->
     )
     _merge_buckets(conn, buckets)
     return {dev: previous.get(dev) for dev in device_ids}
-
-
-def _as_dict(data: Any) -> dict[str, Any]:
-    if isinstance(data, str):  # a JSON column read back as text on some dialects
-        data = json.loads(data)
-    return dict(data) if isinstance(data, dict) else {}
 
 
 def _fold(bucket: dict[str, Any], column: str, value: Any, how: Any) -> None:
