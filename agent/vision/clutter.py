@@ -66,7 +66,7 @@ FOLD_S = 0.5  # the per-frame tallies go into the rates this often: the map chan
 
 @dataclass
 class ClutterStats:
-    """Counters for health and the bench."""
+    """Counters for the replay summary (``xl-agent replay``), the bench and the tests; not in health."""
 
     suppressed: int = 0  # motion frames whose run was skipped because only clutter moved
     budget_looks: int = 0  # runs on clutter-only motion, within the budget

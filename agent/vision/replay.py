@@ -12,7 +12,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -150,6 +150,8 @@ def run_replay(
         "relearn_runs": stats.relearn_runs,
         # Motion frames not looked at because only learnt clutter moved (agent.vision.clutter).
         "clutter_skipped": pipeline.clutter.stats.suppressed if pipeline.clutter is not None else 0,
+        # What the clutter learner decided (ClutterStats), for tuning on a household's own footage.
+        "clutter": asdict(pipeline.clutter.stats) if pipeline.clutter is not None else None,
         "recalibrations": pipeline.recalibrations,
         "person_events": len(person),
         "motion_events": len(motion),

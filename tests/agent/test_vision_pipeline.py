@@ -89,6 +89,7 @@ def test_light_switch_gives_no_event_and_counts_a_recalibration(detector: Person
     result = replay("synthetic:light_switch", detector, VisionConfig(events=EventsConfig(motion_events=True)))
     assert result.events == []
     assert result.summary["recalibrations"] == 1
+    assert result.summary["clutter"]["resets"] == 1  # the learner forgot its map with the switch
     # The switch is looked at (whole frame + 2 tiles, twice), and it finds nobody.
     assert result.summary["inference_runs"] == result.summary["relearn_runs"] == 6
 
