@@ -23,13 +23,10 @@ from sqlalchemy import Engine, select
 from hub.clips.tables import clips
 from hub.config import HubConfig, parse_config
 from hub.core.forwarding import MemoryForwardSink
-from hub.db import make_engine, upgrade
-from hub.registry import Registry
 from hub.service import Extension, Hub, ota_extensions
 from hub.updates.server import UpdateServer
 from protocol.ids import make_device_id
-from provisioning import pki
-from tests.support.update_hub import issue
+from tests.support.update_hub import registered_fleet
 
 GOOD, OTHER, REVOKED = (str(make_device_id(1, n)) for n in (1, 2, 3))
 TIMESTAMP = "/tuf/metadata/timestamp.json"
@@ -54,22 +51,7 @@ class County:
 
 @pytest.fixture
 def county(db_url: str, tmp_path: Path) -> Iterator[County]:
-    ca = pki.CA.create("Test County CA")
-    pki.write_public(tmp_path / "ca.crt", pki.cert_pem(ca.cert))
-    certs = {"server": issue(ca, tmp_path, "server", "hub", ["127.0.0.1", "localhost"])}
-    for n, dev in enumerate((GOOD, OTHER, REVOKED)):
-        certs[dev] = issue(ca, tmp_path, f"device{n}", dev)
-    engine = make_engine(db_url)
-    upgrade(engine)
-    reg = Registry(engine)
-    with engine.begin() as conn:
-        reg.ensure_township(conn, "01", "泉山镇")
-        vid = reg.ensure_village(conn, "01", "和平村")
-        reg.ensure_group(conn, "g0101", vid)
-        for n, dev in enumerate((GOOD, OTHER, REVOKED)):
-            reg.ensure_household(conn, f"HH{n}", village_id=vid, group_id="g0101")
-            reg.add_device(conn, dev, f"HH{n}")
-    reg.revoke_device(REVOKED, "stolen")
+    engine, certs = registered_fleet(db_url, tmp_path, (GOOD, OTHER, REVOKED), revoked=(REVOKED,))
     repo = tmp_path / "repo"
     (repo / "metadata").mkdir(parents=True)
     (repo / "metadata" / "timestamp.json").write_text('{"signed": {}}')

@@ -56,7 +56,7 @@ class UpdateHub:
         self.engine.dispose()
 
 
-def start_update_hub(
+def registered_fleet(
     db_url: str,
     tmp: Path,
     devices: Sequence[str],
@@ -64,10 +64,11 @@ def start_update_hub(
     revoked: Sequence[str] = (),
     unregistered: Sequence[str] = (),
     other_ca_for: str | None = None,
-    start: bool = True,
-) -> UpdateHub:
-    """``devices`` are registered (one household each in 和平村), then ``revoked`` of them revoked;
-    ``unregistered`` get certificates only; ``other_ca_for`` gets one from another CA as OTHER_CA."""
+) -> tuple[Engine, dict[str, tuple[Path, Path]]]:
+    """A throwaway county CA (``tmp/ca.crt``), a server certificate and one per device, and the
+    registry: ``devices`` registered (one household each in 和平村), then ``revoked`` of them
+    revoked; ``unregistered`` get certificates only; ``other_ca_for`` gets one from another CA
+    as OTHER_CA. Returns the upgraded database's engine and the certificates."""
     ca = pki.CA.create("Test County CA")
     pki.write_public(tmp / "ca.crt", pki.cert_pem(ca.cert))
     certs = {"server": issue(ca, tmp, "server", "hub", ["127.0.0.1", "localhost"])}
@@ -87,6 +88,23 @@ def start_update_hub(
             reg.add_device(conn, dev, f"HH{n}")
     for dev in revoked:
         reg.revoke_device(dev, "stolen")
+    return engine, certs
+
+
+def start_update_hub(
+    db_url: str,
+    tmp: Path,
+    devices: Sequence[str],
+    *,
+    revoked: Sequence[str] = (),
+    unregistered: Sequence[str] = (),
+    other_ca_for: str | None = None,
+    start: bool = True,
+) -> UpdateHub:
+    """The repository server over ``registered_fleet``'s county (see there for the arguments)."""
+    engine, certs = registered_fleet(
+        db_url, tmp, devices, revoked=revoked, unregistered=unregistered, other_ca_for=other_ca_for
+    )
     repo = tmp / "repo"
     (repo / "metadata").mkdir(parents=True)
     server = UpdateServer(
