@@ -211,6 +211,9 @@ class Agent:
             from agent.clips.recorder import Recorder
 
             make_encoder: Any = PyAvEncoder
+            # auto: if the hardware encoder will not start (or dies), libx264 at the software defaults
+            # takes over, so the device keeps its clips; hardware asked for by name fails instead.
+            fallback = PyAvEncoder if c.encoder == "auto" else None
             if choice.kind == "hardware":
                 from agent.clips.encoder import Picamera2Encoder
 
@@ -228,19 +231,22 @@ class Agent:
                 encoder_kind=choice.kind,
                 encoder_reason=choice.reason,
                 make_encoder=make_encoder,
+                fallback=fallback,
             )
         except Exception as exc:  # PyAV missing, the state dir unwritable
             log.warning("clips off: %s: %s", type(exc).__name__, exc)
             return None
 
     def _with_clip_encoder(self, make: Any) -> Any:
-        """The camera source, with the hardware clip encoder attached whenever the camera opens."""
+        """The camera source, with the hardware clip encoder attached whenever the camera opens.
+
+        Through the recorder, which catches a failed start (and falls back) rather than fail the camera."""
 
         def build() -> Any:
             source = make()
             rec = self.clips
             if rec is not None and rec.encoder_kind == "hardware" and hasattr(source, "on_start"):
-                source.on_start, source.on_stop = rec.encoder.attach, rec.encoder.detach
+                source.on_start, source.on_stop = rec.camera_started, rec.camera_stopping
             return source
 
         return build
@@ -296,7 +302,9 @@ class Agent:
         return None
 
     def _error(self) -> str | None:
-        return self.link.last_error or self.detector_error or self.warning
+        # clips.encoder: hardware whose encoder failed: no clips, and health's error says so.
+        clips_error = self.clips.encoder_error if self.clips is not None else None
+        return self.link.last_error or self.detector_error or clips_error or self.warning
 
     def _progress(self) -> bool:
         fresh = time.monotonic() - self.capture.heartbeat < STALL_S

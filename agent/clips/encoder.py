@@ -207,7 +207,13 @@ class Picamera2Encoder:
             bitrate=MAX_KBIT_S * 1000, repeat=True, iperiod=self.iperiod, profile="constrained baseline"
         )
         encoder.frame_skip_count = self.frame_skip  # older picamera2 ignores it: every frame is encoded
-        picam2.start_encoder(encoder, _ToRing(), name="main")
+        try:
+            picam2.start_encoder(encoder, _ToRing(), name="main")
+        except BaseException:
+            # /dev/video11 busy or broken: no encoder runs, so no callback either (it would only cost
+            # time per frame, and black out detection's main stream for a clip nobody records).
+            picam2.pre_callback = None
+            raise
         self._encoder, self._picam2 = encoder, picam2
 
     def detach(self, picam2: Any) -> None:

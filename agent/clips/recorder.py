@@ -12,6 +12,12 @@ clip runs from ``pre_s`` before its start to ``post_s`` after its end, and is
 cut once the ring holds a complete segment past that. When the stream ends
 (a file replayed from the start, the camera reopened, the agent stopping) the
 open clips are cut at once with what there is.
+
+The hardware encoder can fail after it was chosen (``/dev/video11`` busy,
+picamera2's ``start_encoder`` raising, or no H.264 coming out of it): in
+``clips.encoder: auto`` the recorder then switches to libx264
+(``fallback``), so the device keeps recording; in ``hardware`` it stops
+recording and says why, naming ``clips.encoder`` (docs/clips.md).
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ from agent.vision.masks import Polygon, rasterize
 log = logging.getLogger(__name__)
 
 QUEUE_S = 2.0  # seconds of frames the queue holds before it drops
+# Camera frames this long with no access unit from a self-fed encoder: it has died. The hardware
+# encoder gives one per encoded frame, so even at 1 fps and frame skipping this is many missed.
+STALL_S = 10.0
 EncoderFactory = Callable[[int, int, float], ClipEncoder]
 
 
@@ -73,7 +82,9 @@ class Recorder:
         make_encoder: EncoderFactory = PyAvEncoder,
         encoder_kind: str = "software",
         encoder_reason: str = "",
+        fallback: EncoderFactory | None = None,
     ) -> None:
+        """``fallback``: the encoder to switch to when a self-fed (hardware) one fails; None: fail instead."""
         self.cfg = cfg
         self.store = ClipStore(state_dir / "clips", cfg.max_bytes)
         self.ring = Ring(state_dir / "clips" / "ring", boot, cfg.ring_s)
@@ -83,10 +94,17 @@ class Recorder:
         # A self-fed encoder (picamera2's hardware one) gets its frames from the camera,
         # masked there (Picamera2Encoder.mask_main): the recorder only collects its output.
         self._self_fed = bool(getattr(self.encoder, "self_fed", False))
-        mask = rasterize([] if self._self_fed else list(masks), self.width, self.height)
-        self._mask: np.ndarray | None = mask if mask.any() else None
+        self._masks = list(masks)  # kept: a fallback from the hardware encoder masks here instead
+        self._mask = self._mask_for([] if self._self_fed else self._masks)
         self.encoder_kind = encoder_kind  # "software" (libx264) or "hardware" (picamera2), in the stats
         self.encoder_reason = encoder_reason
+        self._fallback = fallback
+        self.fallbacks = 0  # times the hardware encoder failed and libx264 took over
+        self.encoder_error: str | None = None  # the hardware encoder failed and there is no fallback
+        self._quiet_from: float | None = None  # ts of the first camera frame since the last access unit
+        # Set on the camera's thread when attach fails: the frames after it are for libx264, which the
+        # recorder's thread switches to before it gets to them (the failure is queued first).
+        self._attach_failed = False
         self._armed = armed
         self._wall_ms = wall_ms
         self._period = 1.0 / cfg.fps
@@ -116,11 +134,13 @@ class Recorder:
         if ts < self._next_ts - self._period * 0.25:  # a little early is on time: sources jitter
             return False
         self._next_ts = max(self._next_ts, ts) + self._period
+        if self.encoder_error is not None:  # nothing to record with: take no work
+            return False
         with self._cond:
             if self._queued_frames >= self._max_frames:
                 self.dropped += 1
                 return False
-        if self._self_fed:  # the camera feeds the encoder: only the time is needed here
+        if self._self_fed and not self._attach_failed:  # the camera feeds the encoder: only the time is needed
             self._put("frame", (ts, None, self._wall_ms()), frame=True)
             return True
         # The image may be a camera buffer that goes back at the next read: copy it,
@@ -140,6 +160,27 @@ class Recorder:
 
     def stream_ended(self) -> None:
         self._put("flush", None)
+
+    # -- the camera's hooks (PicameraSource.on_start / on_stop), for a self-fed encoder -----------
+
+    def camera_started(self, picam2: Any) -> None:
+        """Attach the hardware encoder to the camera just opened; if it will not start, switch (or fail).
+
+        Never raises: a clip encoder that cannot start must not keep the camera, and so detection, down."""
+        attach = getattr(self.encoder, "attach", None)
+        if not self._self_fed or self.encoder_error is not None or attach is None:
+            return
+        try:
+            attach(picam2)
+        except Exception as exc:
+            # Handled on the recorder's thread, which owns the encoder and the ring.
+            self._attach_failed = True
+            self._put("failed", f"{type(exc).__name__}: {exc}"[:160])
+
+    def camera_stopping(self, picam2: Any) -> None:
+        detach = getattr(self.encoder, "detach", None)
+        if self._self_fed and detach is not None:
+            detach(picam2)
 
     def _put(self, kind: str, item: Any, frame: bool = False) -> None:
         with self._cond:
@@ -180,6 +221,8 @@ class Recorder:
                     self._encode(*item)
                 elif kind == "event":
                     self._event(*item)
+                elif kind == "failed":
+                    self._hardware_failed(item)
                 else:
                     self._flush(restart=kind == "flush")
             except Exception as exc:  # a full card, a broken segment: the next one may work
@@ -204,13 +247,51 @@ class Recorder:
             "frames": self.frames,
             "dropped": self.dropped,
             "clips": self.clips_cut,
+            "fallbacks": self.fallbacks,
             "error": self.error,
         }
 
+    def _mask_for(self, masks: list[Polygon]) -> np.ndarray | None:
+        mask = rasterize(masks, self.width, self.height)
+        return mask if mask.any() else None
+
+    def _hardware_failed(self, why: str) -> None:
+        """The self-fed encoder failed (``why``): libx264 from here on, or, without a fallback, no clips."""
+        if not self._self_fed or self.encoder_error is not None:
+            return  # already handled: one failure can be reported twice (attach, then the stall)
+        try:
+            self.encoder.close()  # stops it on the camera if it did start, and takes the mask callback off
+        except Exception as exc:
+            log.debug("clips: closing the failed encoder: %s", exc)
+        # What the hardware gave is cut now: libx264's segments have another size, and a clip is one stream.
+        self._cut_now()
+        try:
+            if self._fallback is None:
+                raise RuntimeError("clips.encoder is hardware: no fallback")
+            self.encoder = self._fallback(self.cfg.width, self.cfg.height, self.cfg.fps)
+        except Exception as exc:  # no clips from here on, and health's error says why (agent.runtime)
+            self.encoder_error = self.error = (
+                f"clips.encoder: hardware, but the hardware encoder failed: {why}; "
+                + ("set clips.encoder to auto or software" if self._fallback is None else f"libx264 too: {exc}")
+            )[:300]
+            log.error("%s", self.encoder_error)
+            return
+        self._make_encoder = self._fallback
+        self.width, self.height = self.encoder.width, self.encoder.height
+        self._self_fed = False
+        self._mask = self._mask_for(self._masks)  # the camera no longer masks for us: the recorder does
+        self.encoder_kind = "software"
+        self.encoder_reason = f"hardware encoder failed: {why}; using software"
+        self.fallbacks += 1
+        log.warning("clips: %s", self.encoder_reason)
+
     def _encode(self, ts: float, rgb: np.ndarray | None, wall_ms: int) -> None:
+        if self._self_fed:
+            self._encode_self_fed(ts, wall_ms)
+            return
         if rgb is None:
-            yuv = None
-        elif self._mask is not None:
+            return  # offered for the hardware encoder before libx264 replaced it: no image to encode
+        if self._mask is not None:
             import av
 
             small = to_yuv(rgb, self.width, self.height).reformat(format="rgb24").to_ndarray()
@@ -220,12 +301,31 @@ class Recorder:
             yuv = to_yuv(rgb, self.width, self.height)
         seg = self.ring.open_segment
         key = seg is None or ts - seg.first >= self.cfg.segment_s - self._period / 2
-        units = self.encoder.encode(yuv, ts, key)
+        self._add(self.encoder.encode(yuv, ts, key), wall_ms)
+        self.frames += 1
+        self._latest_ts = ts
+
+    def _encode_self_fed(self, ts: float, wall_ms: int) -> None:
+        try:
+            units = self.encoder.encode(None, ts, False)
+        except Exception as exc:
+            self._hardware_failed(f"{type(exc).__name__}: {exc}"[:160])
+            return
+        if units:
+            self._quiet_from = None
+        elif self._quiet_from is None:
+            self._quiet_from = ts
+        elif ts - self._quiet_from >= STALL_S:
+            self._hardware_failed(f"no H.264 from it for {ts - self._quiet_from:.0f} s of camera frames")
+            return
+        self._add(units, wall_ms)
+        self.frames += len(units)
+        self._latest_ts = ts
+
+    def _add(self, units: list[Any], wall_ms: int) -> None:
         for unit in units:
             if self.ring.add(unit, wall_ms) is not None:
                 self._cut_due()
-        self.frames += len(units) if self._self_fed else 1
-        self._latest_ts = ts
 
     def _event(self, event: Any, ts: float | None) -> None:
         t = ts if ts is not None else (self._latest_ts or 0.0)
@@ -272,12 +372,10 @@ class Recorder:
         log.info("clips: event %d: %d frames, %d bytes", v.event_id, frames, size)
 
     def _flush(self, restart: bool) -> None:
-        for unit in self.encoder.flush():
-            self.ring.add(unit, self._wall_ms())
-        self.ring.close_open()
-        self._cut_due(force=True)
-        self.ring.reset()
-        self._latest_ts = None
+        if self.encoder_error is None:
+            for unit in self.encoder.flush():
+                self.ring.add(unit, self._wall_ms())
+        self._cut_now()
         if self._self_fed:  # the camera re-attaches it when it opens again (Picamera2Encoder.attach)
             if not restart:
                 self.encoder.close()
@@ -286,3 +384,11 @@ class Recorder:
         self.encoder.close()
         if restart:
             self.encoder = self._make_encoder(self.cfg.width, self.cfg.height, self.cfg.fps)
+
+    def _cut_now(self) -> None:
+        """Every open clip cut with what the ring holds, and the ring emptied: the stream starts again."""
+        self.ring.close_open()
+        self._cut_due(force=True)
+        self.ring.reset()
+        self._latest_ts = None
+        self._quiet_from = None
