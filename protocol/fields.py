@@ -117,6 +117,21 @@ def opt_box(obj: Mapping[str, Any], key: str) -> tuple[int, int, int, int] | Non
     return (x1, y1, x2, y2)
 
 
+def opt_names(obj: Mapping[str, Any], key: str, max_items: int, max_len: int) -> tuple[str, ...] | None:
+    """A list of distinct non-empty names (zones), at most ``max_items`` of at most ``max_len`` characters."""
+    value = _get(obj, key, False)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, list) or len(value) > max_items:
+        raise ProtocolError("bad_field", f"field {key!r} must be a list of at most {max_items} names")
+    for item in value:
+        if not isinstance(item, str) or not 0 < len(item) <= max_len:
+            raise ProtocolError("bad_field", f"field {key!r} must hold names of 1..{max_len} characters")
+    if len(set(value)) != len(value):
+        raise ProtocolError("bad_field", f"field {key!r} names a zone twice")
+    return tuple(value)
+
+
 def opt_object(obj: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     value = _get(obj, key, False)
     if value is _MISSING:

@@ -20,7 +20,7 @@ MAX_EVENT_BYTES: Final = 1024
 MAX_HEALTH_BYTES: Final = 4096
 MAX_STATE_BYTES: Final = 512
 MAX_ACK_BYTES: Final = 512
-MAX_COMMAND_BYTES: Final = 2048
+MAX_COMMAND_BYTES: Final = 8192  # a `config` push carries masks and zones as polygons
 MAX_ALERT_BYTES: Final = 1024
 MAX_RECEIPT_BYTES: Final = 512  # MAX_RANGES ranges of 16-digit numbers fit
 MAX_SNAPSHOT_BYTES: Final = 64 * 1024  # a snapshot is ~5–12 KB; this is headroom
@@ -28,6 +28,8 @@ MAX_SNAPSHOT_HEADER_BYTES: Final = 512
 MAX_ANY_PAYLOAD: Final = MAX_SNAPSHOT_BYTES
 
 MAX_ZONE_LEN: Final = 24
+MAX_ZONES: Final = 8  # zones a camera may have, so an event names at most this many
+MAX_PROFILE_LEN: Final = 16
 MAX_ID_LEN: Final = 36  # command and alert ids (a UUID fits)
 MAX_ERROR_LEN: Final = 200
 MAX_TEXT_LEN: Final = 64

@@ -18,6 +18,7 @@ from protocol.fields import (
     opt_box,
     opt_float,
     opt_int,
+    opt_names,
     opt_object,
     opt_str,
     req_enum,
@@ -37,8 +38,11 @@ ACK_OF = frozenset({"cmd", "alert"})
 ALERT_KINDS = frozenset({"panic", "person", "test"})
 ALERT_PHASES = frozenset({"raise", "clear"})
 COMMAND_OPS = frozenset(
-    {"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify", "update", "clip", "clips"}
+    {"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify", "update", "clip", "clips", "config"}
 )
+# A profile name: "day", "night" or an installer's own (agent config ``vision.profiles``).
+PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
+MAX_CONFIG_REV = (1 << 31) - 1
 # What the `clips` policy may upload at once (docs/clips.md): panic clips, and
 # person clips recorded in armed hours. Anything else waits for a `clip` request.
 CLIP_AUTO = frozenset({"panic", "person_armed"})
@@ -90,6 +94,10 @@ class Event:
     duration_s: int | None = None
     clock_unsynced: bool = False
     seq: int | None = None  # "q": the device's outbox number, echoed in the hub's receipt
+    zones: tuple[str, ...] | None = None  # "zn": zones the visit has entered so far, in order
+    loiter_s: int | None = None  # "lo": seconds a person has stayed in a loitering zone, once past its limit
+    no_alert: bool = False  # "na": the device's zone rules say this phase calls for no alert
+    profile: str | None = None  # "pf": the profile (day, night) whose rules judged it
     version: int = limits.SCHEMA_VERSION
 
     def to_wire(self) -> dict[str, Any]:
@@ -108,8 +116,17 @@ class Event:
                 "du": self.duration_s,
                 "u": 1 if self.clock_unsynced else None,
                 "q": self.seq,
+                "zn": list(self.zones) if self.zones else None,
+                "lo": self.loiter_s,
+                "na": 1 if self.no_alert else None,
+                "pf": self.profile,
             }
         )
+
+    @property
+    def alertable(self) -> bool:
+        """Whether the device's rules let this phase alert (an old device sends no rules: always)."""
+        return not self.no_alert
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> Event:
@@ -127,6 +144,10 @@ class Event:
             duration_s=opt_int(obj, "du", 0, 7 * 24 * 3600),
             clock_unsynced=bool(opt_bool(obj, "u")),
             seq=opt_int(obj, "q", 1, SEQ_MAX),
+            zones=opt_names(obj, "zn", limits.MAX_ZONES, limits.MAX_ZONE_LEN) or None,
+            loiter_s=opt_int(obj, "lo", 0, 7 * 24 * 3600),
+            no_alert=bool(opt_bool(obj, "na")),
+            profile=opt_str(obj, "pf", limits.MAX_PROFILE_LEN, pattern=PROFILE_NAME),
         )
 
 
@@ -166,6 +187,8 @@ class Health:
     clip_bytes: int | None = None  # "clb": their bytes (MB would hide small clips)
     clip_upload_bytes: int | None = None  # "clu": clip bytes uploaded today
     delta: bool | None = None  # "d": only what changed since the last report; absent keys are unchanged
+    profile: str | None = None  # "pf": the vision profile in force (day, night)
+    config_rev: int | None = None  # "cfg": revision of the last `config` push applied (0: the file's own)
     version: int = limits.SCHEMA_VERSION
 
     # Bits of `vcgencmd get_throttled` that operators act on.
@@ -212,6 +235,8 @@ class Health:
                 "cl": self.clips,
                 "clb": self.clip_bytes,
                 "clu": self.clip_upload_bytes,
+                "pf": self.profile,
+                "cfg": self.config_rev,
             }
         )
 
@@ -259,6 +284,8 @@ class Health:
             clip_bytes=opt_int(obj, "clb", 0, big),
             clip_upload_bytes=opt_int(obj, "clu", 0, big),
             delta=opt_bool(obj, "d") or None,
+            profile=opt_str(obj, "pf", limits.MAX_PROFILE_LEN, pattern=PROFILE_NAME),
+            config_rev=opt_int(obj, "cfg", 0, MAX_CONFIG_REV),
         )
 
 
@@ -345,6 +372,7 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         "update": {"ver", "ro", "dg", "f"},
         "clip": {"id"},
         "clips": {"auto", "daily"},
+        "config": {"rev", "vision"},
     }.get(op, set())
     extra = set(args) - allowed
     if extra:
@@ -365,6 +393,12 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         req_int(args, "id", 0, EVENT_ID_MAX)
     elif op == "clips":
         _check_clip_policy(args)
+    elif op == "config":
+        # The wire checks the envelope; the device validates the section itself against its
+        # config schema (agent.config_vision), and refuses it with the reason in its ack.
+        req_int(args, "rev", 1, MAX_CONFIG_REV)
+        if not isinstance(args.get("vision"), dict):
+            raise ProtocolError("bad_field", "field 'vision' must be an object (the agent's vision: section)")
 
 
 def _check_clip_policy(args: dict[str, Any]) -> None:

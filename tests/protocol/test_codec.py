@@ -51,6 +51,10 @@ events = st.builds(
     has_snapshot=st.booleans(),
     duration_s=st.none() | st.integers(0, 7 * 24 * 3600),
     clock_unsynced=st.booleans(),
+    zones=st.none() | st.lists(st.text(min_size=1, max_size=24), min_size=1, max_size=8, unique=True).map(tuple),
+    loiter_s=st.none() | st.integers(0, 7 * 24 * 3600),
+    no_alert=st.booleans(),
+    profile=st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True),
 )
 one_decimal = st.integers(0, 9999).map(lambda x: x / 10)
 healths = st.builds(
@@ -67,6 +71,8 @@ healths = st.builds(
     rssi_dbm=st.none() | st.integers(-150, 0),
     clock=st.none() | st.sampled_from(["synced", "unsynced", "unknown"]),
     error=st.none() | st.text(max_size=200),
+    profile=st.none() | st.sampled_from(["day", "night", "away_2"]),
+    config_rev=st.none() | st.integers(0, 2**31 - 1),
 )
 states = st.builds(State, state=st.sampled_from(["online", "offline"]), time_ms=st.none() | T)
 commands = st.one_of(
@@ -84,6 +90,17 @@ commands = st.one_of(
     ),
     st.builds(
         Command, command_id=TOKEN, op=st.just("identify"), args=st.fixed_dictionaries({"s": st.integers(1, 300)})
+    ),
+    st.builds(
+        Command,
+        command_id=TOKEN,
+        op=st.just("config"),
+        args=st.fixed_dictionaries(
+            {
+                "rev": st.integers(1, 2**31 - 1),
+                "vision": st.dictionaries(st.sampled_from(["masks", "zones"]), st.just([])),
+            }
+        ),
     ),
 )
 acks = st.builds(
@@ -287,3 +304,46 @@ def test_snapshot_fuzz_raises_only_protocol_error(payload: bytes) -> None:
         decode_snapshot(payload)
     except ProtocolError as exc:
         assert exc.reason in REASONS
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"zn": ["gate", "gate"]}, "twice"),
+        ({"zn": [f"z{i}" for i in range(9)]}, "at most 8"),
+        ({"zn": ["x" * 25]}, "1..24"),
+        ({"zn": [""]}, "1..24"),
+        ({"zn": "gate"}, "a list"),
+        ({"na": 2}, "0 or 1"),
+        ({"pf": "Night"}, "bad format"),
+        ({"lo": -1}, "'lo'"),
+    ],
+)
+def test_zone_keys_are_checked(extra: dict[str, object], fragment: str) -> None:
+    base = {"v": 1, "id": 1, "k": "person", "p": "start", "t": limits.MIN_SANE_TIME_MS, "s": 80}
+    with pytest.raises(ProtocolError, match=fragment):
+        decode("event", json.dumps({**base, **extra}).encode())
+
+
+def test_an_event_without_zone_rules_is_alertable_and_one_with_na_is_not() -> None:
+    base = {"v": 1, "id": 1, "k": "person", "p": "start", "t": limits.MIN_SANE_TIME_MS, "s": 80}
+    old = decode("event", json.dumps(base).encode())
+    assert isinstance(old, Event) and old.alertable and old.zones is None
+    new = decode("event", json.dumps({**base, "zn": ["road"], "na": 1, "pf": "night"}).encode())
+    assert isinstance(new, Event) and not new.alertable and new.zones == ("road",) and new.profile == "night"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ({"vision": {}}, "'rev'"),
+        ({"rev": 0, "vision": {}}, "'rev'"),
+        ({"rev": 1}, "'vision'"),
+        ({"rev": 1, "vision": []}, "'vision'"),
+        ({"rev": 1, "vision": {}, "x": 1}, "no argument 'x'"),
+    ],
+)
+def test_config_command_envelope_is_checked(args: dict[str, object], fragment: str) -> None:
+    payload = json.dumps({"v": 1, "id": "c-1", "op": "config", "a": args}).encode()
+    with pytest.raises(ProtocolError, match=fragment):
+        decode("cmd", payload)
