@@ -11,8 +11,9 @@ outbox) so the counter still moves forward.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
+
+from agent.durable import write_atomic
 
 
 def next_boot(path: Path, floor: int = -1) -> int:
@@ -21,17 +22,5 @@ def next_boot(path: Path, floor: int = -1) -> int:
     with contextlib.suppress(FileNotFoundError, ValueError, OSError):
         last = int(path.read_text(encoding="ascii").strip())
     boot = max(last, floor) + 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(f"{boot}\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    # fsync the directory so the rename itself survives a power cut.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, f"{boot}\n".encode("ascii"))
     return boot

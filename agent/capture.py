@@ -86,6 +86,7 @@ class Capture:
         self._pir = threading.Event()
         self._snapshot_width: int | None = None
         self._snapshot_wanted = threading.Event()
+        self._vision: Any = None  # a pushed VisionConfig for the pipeline, taken up between two frames
         self._thread: threading.Thread | None = None
 
     # -- control from other threads ----------------------------------------
@@ -109,6 +110,13 @@ class Capture:
     def pir(self) -> None:
         """The PIR fired: the next frame runs detection even without visible motion."""
         self._pir.set()
+
+    def reconfigure(self, vision: Any) -> None:
+        """A new VisionConfig (agent.config_push) for the running pipeline, applied before the next frame.
+
+        On the capture thread, since the pipeline is not thread-safe; a pipeline built later
+        (a restart, a replayed file) is built from the agent's current config anyway."""
+        self._vision = vision
 
     def request_snapshot(self, width: int | None) -> str | None:
         if self.state != "ok":
@@ -177,6 +185,8 @@ class Capture:
             self.heartbeat = now
             self._recent.append(now)
             self.frames += 1
+            if self._vision is not None:
+                self._take_vision()
             if self.pipeline is not None:
                 pir = self._pir.is_set()
                 self._pir.clear()
@@ -191,6 +201,17 @@ class Capture:
                 if ahead > 0:
                     self._stop.wait(ahead)
         return False
+
+    def _take_vision(self) -> None:
+        vision, self._vision = self._vision, None
+        if self.pipeline is None:
+            return
+        try:
+            self.pipeline.reconfigure(vision)
+        except Exception:  # never keep the old rules silently: start the pipeline afresh on the new ones
+            log.exception("reconfiguring the pipeline failed; rebuilding it")
+            self._emit(self.pipeline.finish())
+            self.pipeline = self._make_pipeline() if self._make_pipeline is not None else None
 
     def _make_source_is_live(self) -> bool:
         return not self.pace

@@ -42,6 +42,7 @@ class CommandPorts:
     update: Port = _not_available  # (version, rollout | None, downgrade, force) -> error | None
     clip: Port = _not_available  # (event id) -> error | None (agent.clips.upload)
     clips: Port = _not_available  # (auto kinds, daily bytes) -> error | None
+    config: Port = _not_available  # (rev, vision keys) -> error | None (agent.config_push)
 
 
 class Commands:
@@ -94,6 +95,8 @@ class Commands:
             return self.ports.clip(int(args["id"]))
         if op == "clips":
             return self.ports.clips(list(args["auto"]), int(args["daily"]))
+        if op == "config":  # validated against the device's own schema; refused with the key at fault
+            return self.ports.config(int(args["rev"]), dict(args["vision"]))
         return f"unknown op {op!r}"  # decode_command already refuses these; kept for safety
 
 

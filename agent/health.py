@@ -47,6 +47,7 @@ class HealthSources:
     update: Callable[[], Progress | None] | None = None  # agent.update.runner.UpdateRunner.health
     clips: Any = None  # agent.clips.recorder.Recorder
     clip_upload: Callable[[], int] | None = None  # agent.clips.upload.ClipUploader.uploaded_today
+    config_rev: Callable[[], int] | None = None  # agent.config_push.ConfigPusher.rev
     root: Path = sysinfo.ROOT  # tests point /proc and /sys elsewhere
     vcgencmd: str | None = "auto"
 
@@ -103,13 +104,25 @@ class HealthReporter:
             clips=store.count if store is not None else None,
             clip_bytes=store.bytes if store is not None else None,
             clip_upload_bytes=s.clip_upload() if s.clip_upload else None,
+            profile=getattr(pipeline, "profile", None),
+            config_rev=(s.config_rev() or None) if s.config_rev else None,
         )
 
     def tick(self) -> Health | None:
         """Send when the interval is up (full) or something significant changed (a delta); returns what was sent."""
         health = self.build()
-        # The update state too: the hub's rollout waits on it (docs/ota.md section 2).
-        key = (health.camera, health.armed, health.clock, health.throttled, health.error, health.update_state)
+        # The update state too: the hub's rollout waits on it (docs/ota.md section 2); and the
+        # profile and config revision, which say which rules judge the device's events now.
+        key = (
+            health.camera,
+            health.armed,
+            health.clock,
+            health.throttled,
+            health.error,
+            health.update_state,
+            health.profile,
+            health.config_rev,
+        )
         now = time.monotonic()
         due = now - self._last_full >= self.s.interval_s
         changed = key != self._last_key and now - self._last_sent >= MIN_GAP_S

@@ -23,6 +23,7 @@ from agent.certs import check_tls_files
 from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
 from agent.config import AgentConfig, ConfigError, load
+from agent.config_push import ConfigPusher, file_vision_doc
 from agent.gpio import Panel
 from agent.health import HealthReporter, HealthSources
 from agent.household_sim import SimulatedHousehold
@@ -85,6 +86,9 @@ class Agent:
             cfg.schedule.armed_to,
             cfg.schedule.timezone,
         )
+        # Masks, zones and profiles pushed from the console, kept over the file's (agent.config_push).
+        self.pusher = ConfigPusher(file_vision_doc(cfg.path), cfg.state_dir, self._apply_vision)
+        self.vision = self.pusher.restore() or cfg.vision
         self.detector, self.detector_error = build_detector(cfg)
         self.capture = Capture(
             self._with_clip_encoder(source_factory(cfg.camera)),
@@ -123,6 +127,7 @@ class Agent:
                 restart=self.capture.restart,
                 identify=self._identify,
                 update=self.updates.handle,
+                config=self.pusher.handle,
                 **self._clip_ports(),
             ),
         )
@@ -169,6 +174,7 @@ class Agent:
                 update=self.updates.health,
                 clips=self.clips,
                 clip_upload=(lambda: self.uploader.uploaded_today) if self.uploader is not None else None,
+                config_rev=lambda: self.pusher.rev,
             ),
             publish=lambda h: self.link.publish_volatile(health_topic(cfg.device.id), encode(h)),
         )
@@ -189,7 +195,14 @@ class Agent:
         from agent.vision.pipeline import VisionPipeline
 
         # Live wall time for every event; ordering comes from event IDs, never from this.
-        return VisionPipeline(self.cfg.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms())
+        return VisionPipeline(self.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms())
+
+    def _apply_vision(self, vision: Any) -> None:
+        """A config push accepted: the pipeline takes it before its next frame, the clips at once."""
+        self.vision = vision
+        self.capture.reconfigure(vision)
+        if self.clips is not None:
+            self.clips.set_masks(vision.motion.masks)
 
     def _recorder(self) -> Any:
         """The clip recorder (docs/clips.md), or None: a card it cannot use must not stop the agent.
@@ -205,7 +218,7 @@ class Agent:
         except ValueError as exc:
             raise ConfigError([str(exc)], str(self.cfg.path or "config")) from None
         log.info("clips: %s encoder (%s)", choice.kind, choice.reason)
-        masks = self.cfg.vision.motion.masks if self.cfg.vision is not None else ()
+        masks = self.vision.motion.masks if self.vision is not None else ()
         try:
             from agent.clips.encoder import PyAvEncoder
             from agent.clips.recorder import Recorder

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent.durable import write_atomic
 
 # China has one zone and no daylight saving since 1991, so a fixed +08:00 is an
 # exact fallback when the Pi image has no tz database.
@@ -97,10 +98,4 @@ class Arming:
 
     def _save(self) -> None:
         data = json.dumps({"from": self.start, "to": self.end, "manual": self.manual})
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._path)
+        write_atomic(self._path, data.encode("utf-8"))

@@ -181,6 +181,14 @@ class Picamera2Encoder:
             if mask is not None:
                 arr[mask] = 0
 
+    def set_masks(self, masks: Any) -> None:
+        """New masks (a config push): the camera's callback follows at once, installed or taken off."""
+        from agent.vision.masks import MaskCache
+
+        self.masks = MaskCache(list(masks))  # one reference swap: the camera thread reads either whole
+        if self._picam2 is not None:
+            self._picam2.pre_callback = self.mask_main if self.masks.polygons else None
+
     def attach(self, picam2: Any) -> None:
         from picamera2.encoders import H264Encoder
         from picamera2.outputs import Output

@@ -251,6 +251,17 @@ class Recorder:
             "error": self.error,
         }
 
+    def set_masks(self, masks: Sequence[Polygon]) -> None:
+        """New masks (a config push), for every frame encoded from now on; clips already in the
+        ring keep the masks they were recorded with."""
+        self._masks = list(masks)
+        if self._self_fed:
+            set_masks = getattr(self.encoder, "set_masks", None)
+            if set_masks is not None:
+                set_masks(self._masks)
+        else:
+            self._mask = self._mask_for(self._masks)
+
     def _mask_for(self, masks: list[Polygon]) -> np.ndarray | None:
         mask = rasterize(masks, self.width, self.height)
         return mask if mask.any() else None

@@ -161,3 +161,30 @@ def test_between_full_reports_only_what_changed_is_sent(tmp_path: Path, monkeypa
     reporter._last_full -= 1800
     again = reporter.tick()
     assert again is not None and not again.delta
+
+
+def test_a_config_push_and_a_profile_switch_are_sent_as_deltas(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import agent.health as health_mod
+
+    class Pipeline:
+        profile: str | None = "day"
+        stats = None
+
+    class Capture:
+        state, error, fps = "ok", None, 10.0
+        pipeline = Pipeline()
+
+    monkeypatch.setattr(health_mod, "MIN_GAP_S", 0.0)
+    sent: list[bytes] = []
+    rev = [0]
+    reporter, _ = armed_reporter(tmp_path, 1800, [False], lambda h: sent.append(encode(h)) or True, pi=True)
+    reporter.s.capture, reporter.s.config_rev = Capture(), lambda: rev[0]
+    full = reporter.tick()
+    assert full is not None and full.profile == "day" and full.config_rev is None  # 0: the file's own
+    assert reporter.tick() is None
+    rev[0] = 4
+    assert reporter.tick() is not None
+    assert set(json.loads(sent[-1])) - {"disk"} == {"v", "t", "d", "cfg"} and decode_health(sent[-1]).config_rev == 4
+    Capture.pipeline.profile = "night"  # the IR light came on
+    assert reporter.tick() is not None and decode_health(sent[-1]).profile == "night"
+    assert decode_health(sent[-1]).delta

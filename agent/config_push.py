@@ -1,0 +1,113 @@
+"""The ``config`` command: masks, zones and profiles pushed from the console (docs/zones.md).
+
+A push replaces some keys of the config file's ``vision:`` section. The result
+is validated by the same schema as the file, so a push can never give the
+device a config its own file could not, and the reason for a refusal names
+the key as the file's error would. A refused push changes nothing.
+
+An accepted push is kept in the state dir, so the next start (a reboot, a
+``reload``, an update) still has it. The file is written whole or not at all
+(agent.durable); if it is damaged anyway, or no longer fits the file's config
+(an installer edited the file, a new release tightened the schema), it is
+set aside with a warning and the file's config is used: a bad push must
+never stop a device in a farmhouse from booting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.config_vision import VisionConfig, parse_vision
+from agent.durable import write_atomic
+from xlconfig import ConfigError
+
+log = logging.getLogger(__name__)
+
+PUSHABLE = ("masks", "zones", "required_zones", "profiles")
+STATE_FILE = "vision-push.json"
+SOURCE = "config push"
+
+
+def file_vision_doc(path: Path | None) -> dict[str, Any]:
+    """The ``vision:`` mapping as the config file has it (already validated by agent.config.load)."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:  # load() read it moments ago; treat a race as "no vision keys"
+        log.warning("config push: cannot re-read %s: %s", path, exc)
+        return {}
+    vision = doc.get("vision") if isinstance(doc, dict) else None
+    return dict(vision) if isinstance(vision, dict) else {}
+
+
+def merge(base: dict[str, Any], pushed: dict[str, Any]) -> VisionConfig:
+    """The file's section with the pushed keys replacing its own; ConfigError naming the key."""
+    unknown = sorted(set(pushed) - set(PUSHABLE))
+    if unknown:
+        raise ConfigError(f"vision.{unknown[0]}: cannot be set by a config push (only {', '.join(PUSHABLE)})", SOURCE)
+    return parse_vision({**base, **pushed}, SOURCE)
+
+
+class ConfigPusher:
+    """Holds the pushed keys and their revision; ``apply`` puts a new VisionConfig into force."""
+
+    def __init__(self, base: dict[str, Any], state_dir: Path, apply: Callable[[VisionConfig], None]) -> None:
+        self.base = base
+        self.path = state_dir / STATE_FILE
+        self.apply = apply
+        self.rev = 0
+        self.pushed: dict[str, Any] = {}
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def restore(self) -> VisionConfig | None:
+        """At start: the kept push merged over the file, or None (nothing kept, or set aside)."""
+        if not self.path.exists():
+            return None
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            rev, pushed = doc["rev"], doc["vision"]
+            if not isinstance(rev, int) or not isinstance(pushed, dict):
+                raise ValueError("rev and vision missing")
+            config = merge(self.base, pushed)
+        except ConfigError as exc:
+            self._set_aside("; ".join(exc.problems))
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._set_aside(f"{type(exc).__name__}: {exc}")
+            return None
+        self.rev, self.pushed = rev, pushed
+        log.info("config push rev %d restored (%s)", rev, ", ".join(sorted(pushed)) or "no keys")
+        return config
+
+    def handle(self, rev: int, vision: dict[str, Any]) -> str | None:
+        """The command port: None once applied and kept, else the reason (the old config stays)."""
+        with self._lock:  # two pushes in a row must not interleave their write and apply
+            try:
+                config = merge(self.base, vision)
+            except ConfigError as exc:
+                self.refused += 1
+                log.warning("config push rev %d refused: %s", rev, "; ".join(exc.problems))
+                return exc.problems[0][:200]
+            # Kept before it is applied: a power cut in between boots with the new config,
+            # which is what the hub was told; the other order could ack a config that is gone.
+            write_atomic(self.path, json.dumps({"rev": rev, "vision": vision}, ensure_ascii=False).encode("utf-8"))
+            self.apply(config)
+            self.rev, self.pushed = rev, dict(vision)
+            log.info("config push rev %d applied (%s)", rev, ", ".join(sorted(vision)) or "no keys")
+            return None
+
+    def _set_aside(self, why: str) -> None:
+        log.warning("config push kept in %s set aside, using the config file's vision section: %s", self.path, why)
+        try:
+            self.path.replace(self.path.with_name(self.path.name + ".bad"))
+        except OSError as exc:
+            log.warning("cannot set %s aside: %s", self.path, exc)

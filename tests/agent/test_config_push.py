@@ -1,0 +1,125 @@
+"""The ``config`` command on the device: validated by the file's schema, applied, kept across restarts,
+refused with the key at fault, and a damaged kept push never stops a start (agent.config_push)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.clock import DeviceClock
+from agent.commands import CommandPorts, Commands
+from agent.config_push import STATE_FILE, ConfigPusher, file_vision_doc
+from agent.config_vision import VisionConfig
+from agent.outbox import Outbox
+from agent.outbox_writer import OutboxWriter
+from agent.schedule import Arming
+from protocol.codec import encode
+from protocol.messages import Command
+
+DEVICE = "62062101011198000123"
+MASK = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.2], [0.0, 0.2]]
+FILE_VISION = {"sensitivity": "high", "masks": [[[0.5, 0.5], [0.9, 0.5], [0.9, 0.9]]], "detect": {"detect_fps": 2}}
+
+
+class Applied:
+    def __init__(self) -> None:
+        self.configs: list[VisionConfig] = []
+
+    def __call__(self, config: VisionConfig) -> None:
+        self.configs.append(config)
+
+
+def pusher(tmp_path: Path, applied: Applied | None = None) -> ConfigPusher:
+    return ConfigPusher(dict(FILE_VISION), tmp_path, applied or Applied())
+
+
+def commands(tmp_path: Path, p: ConfigPusher) -> tuple[Commands, Outbox]:
+    box = Outbox(tmp_path / "o.sqlite3")
+    arming = Arming(tmp_path / "arming.json", "21:00", "06:00")
+    writer = OutboxWriter(DEVICE, box, 1, DeviceClock(probe=lambda: "synced"))
+    return Commands(writer, arming, CommandPorts(config=p.handle)), box
+
+
+def push(cmds: Commands, rev: int, vision: dict[str, Any]) -> Any:
+    return cmds.handle(encode(Command(command_id=f"c-{rev}", op="config", args={"rev": rev, "vision": vision})))
+
+
+def test_a_push_replaces_only_its_keys_is_applied_and_kept(tmp_path: Path) -> None:
+    applied = Applied()
+    p = pusher(tmp_path, applied)
+    cmds, _ = commands(tmp_path, p)
+    ack = push(cmds, 3, {"masks": [MASK]})
+    assert ack.ok and ack.error is None
+    (config,) = applied.configs
+    assert [list(map(list, m)) for m in config.motion.masks] == [MASK]  # the pushed masks, not the file's
+    assert config.sensitivity == "high" and config.detect.detect_fps == 2  # the file's other keys stay
+    assert p.rev == 3
+    kept = json.loads((tmp_path / STATE_FILE).read_text())
+    assert kept == {"rev": 3, "vision": {"masks": [MASK]}}
+    # The next start (a reboot, a reload) comes up with the push over the file.
+    again = pusher(tmp_path)
+    restored = again.restore()
+    assert restored is not None and again.rev == 3
+    assert [list(map(list, m)) for m in restored.motion.masks] == [MASK]
+
+
+@pytest.mark.parametrize(
+    ("vision", "fragment"),
+    [
+        ({"masks": [[[0.0, 0.0], [1.5, 0.0], [0.3, 0.2]]]}, "vision.masks"),
+        ({"masks": [[[0.0, 0.0], [0.3, 0.0]]]}, "vision.masks"),
+        ({"sensitivity": "low"}, "vision.sensitivity: cannot be set by a config push"),
+        ({"detect": {"score_threshold": 0.1}}, "vision.detect: cannot be set by a config push"),
+    ],
+)
+def test_a_bad_push_is_refused_naming_the_key_and_the_old_config_stays(
+    tmp_path: Path, vision: dict[str, Any], fragment: str
+) -> None:
+    applied = Applied()
+    p = pusher(tmp_path, applied)
+    cmds, _ = commands(tmp_path, p)
+    assert push(cmds, 1, {"masks": [MASK]}).ok
+    before = (tmp_path / STATE_FILE).read_bytes()
+    ack = push(cmds, 2, vision)
+    assert not ack.ok and ack.error is not None and fragment in ack.error, ack.error
+    assert len(applied.configs) == 1 and p.rev == 1 and p.refused == 1
+    assert (tmp_path / STATE_FILE).read_bytes() == before
+
+
+def test_an_empty_push_restores_the_files_own_section(tmp_path: Path) -> None:
+    applied = Applied()
+    p = pusher(tmp_path, applied)
+    cmds, _ = commands(tmp_path, p)
+    assert push(cmds, 1, {"masks": [MASK]}).ok
+    assert push(cmds, 2, {}).ok
+    assert [list(map(list, m)) for m in applied.configs[-1].motion.masks] == FILE_VISION["masks"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"rev": 4, "vision": {"masks": [[[0, 0], [1',  # torn (written by something other than write_atomic)
+        b"\x00\x00\x00",
+        b'{"rev": "4", "vision": {}}',
+        b'{"rev": 4, "vision": {"masks": [[[0, 0], [2, 0], [0, 1]]]}}',  # no longer fits the schema
+        b'{"rev": 4, "vision": {"sensitivity": "low"}}',
+    ],
+)
+def test_a_damaged_or_stale_kept_push_is_set_aside_and_the_start_goes_on(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / STATE_FILE).write_bytes(content)
+    p = pusher(tmp_path)
+    assert p.restore() is None and p.rev == 0
+    assert not (tmp_path / STATE_FILE).exists()
+    assert (tmp_path / (STATE_FILE + ".bad")).read_bytes() == content  # kept for a look, not lost
+
+
+def test_the_file_section_is_read_raw_from_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("device: {id: x}\nvision:\n  sensitivity: low\n  masks: []\n", encoding="utf-8")
+    assert file_vision_doc(path) == {"sensitivity": "low", "masks": []}
+    path.write_text("device: {id: x}\n", encoding="utf-8")
+    assert file_vision_doc(path) == {}
+    assert file_vision_doc(None) == {}
