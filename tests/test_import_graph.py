@@ -41,6 +41,8 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ("updates and rollouts", ["hub.updates", "hub.rollout"], True),
     # Issue 18: clip uploads ride on the update server (a route mounted on it).
     ("clips", ["hub.clips"], False),
+    # Issue 20: config pushes and their history; the console draws and pushes through it.
+    ("device configs", ["hub.configs"], False),
     ("console", ["hub.console"], False),
     ("wiring", ["hub.service", "hub.cli"], False),
 ]

@@ -44,6 +44,13 @@ events = Table(
     Column("time_ms", BigInteger, nullable=False),
     Column("time_trusted", Boolean, nullable=False),
     Column("household_id", String(64), nullable=True),
+    # Issue 20 (revision hub_0006): the zones the visit had entered by this
+    # phase (wire `zn`, in order), seconds loitered (`lo`), the device's "no
+    # alert" verdict (`na`) and the profile that judged it (`pf`).
+    Column("zones", JSON, nullable=True),
+    Column("loiter_s", Integer, nullable=True),
+    Column("no_alert", Boolean, nullable=False, server_default="0"),
+    Column("profile", String(16), nullable=True),
     UniqueConstraint("device_id", "event_id", "phase", name="uq_event_phase"),
     Index("ix_events_time", "time_ms"),
     # No (household_id, time_ms) index: nothing filters events by household

@@ -35,7 +35,7 @@ def insert_events(conn: Connection, items: Sequence[Accepted]) -> list[Accepted]
     return new
 
 
-# Column order of the bulk insert; bbox travels as JSON text.
+# Column order of the bulk insert; bbox and zones travel as JSON text.
 _EVENT_KEY = ("device_id", "event_id", "phase")
 _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("device_id", "varchar"),
@@ -53,6 +53,10 @@ _EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("time_ms", "bigint"),
     ("time_trusted", "boolean"),
     ("household_id", "varchar"),
+    ("zones", "json"),
+    ("loiter_s", "integer"),
+    ("no_alert", "boolean"),
+    ("profile", "varchar"),
 )
 
 
@@ -75,6 +79,10 @@ def _event_row(it: Accepted) -> tuple[Any, ...]:
         it.time_ms,
         it.time_trusted,
         it.device.household_id,
+        json.dumps(list(ev.zones), ensure_ascii=False) if ev.zones else None,
+        ev.loiter_s,
+        ev.no_alert,
+        ev.profile,
     )
 
 
@@ -106,6 +114,11 @@ _SET_COLUMNS = (
     "received_ms",
     "time_ms",
     "time_trusted",
+    # A later update has entered more zones, loitered longer, or lost its `na`.
+    "zones",
+    "loiter_s",
+    "no_alert",
+    "profile",
 )
 _REFRESH_UPDATE = (
     update(events)
@@ -138,6 +151,10 @@ def _refresh_updates(conn: Connection, items: list[Accepted]) -> None:
                 "received_ms": it.received_ms,
                 "time_ms": it.time_ms,
                 "time_trusted": it.time_trusted,
+                "zones": list(ev.zones) if ev.zones else None,
+                "loiter_s": ev.loiter_s,
+                "no_alert": ev.no_alert,
+                "profile": ev.profile,
             }
         )
     conn.execute(_REFRESH_UPDATE, params)

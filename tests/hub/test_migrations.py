@@ -70,8 +70,8 @@ def test_an_old_database_upgrades_to_the_fresh_schema(new_db: Callable[[], str],
     # What the old runner had applied is stamped, not run again: only the rest ran.
     already = {"v1": 1, "v2": 4, "v3": 5, "v4": 6, "v5": 7, "chain": 7}[state]
     # The old runner knew nothing of the updates and rollout rooms (issue 17) nor clips
-    # (issue 18): they always run.
-    assert len(applied) == 11 - already
+    # (issue 18) nor configs (issue 20), nor hub_0006 (issue 20): they always run.
+    assert len(applied) == 13 - already
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM townships")).scalar_one() == "泉山镇"
     assert upgrade(engine) == []
@@ -97,7 +97,15 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
     assert "ix_events_household_time" in {i["name"] for i in inspect(engine).get_indexes("events")}
     assert schema_problem(engine) is not None
 
-    assert sorted(upgrade(engine)) == ["clips_0001", "clips_0002", "hub_0003", "rollout_0001", "updates_0001"]
+    assert sorted(upgrade(engine)) == [
+        "clips_0001",
+        "clips_0002",
+        "configs_0001",
+        "hub_0003",
+        "hub_0006",
+        "rollout_0001",
+        "updates_0001",
+    ]
     assert "ix_events_household_time" not in {i["name"] for i in inspect(engine).get_indexes("events")}
     assert schema_fingerprint(engine) == fresh
     engine.dispose()
@@ -128,6 +136,7 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
 
     import hub.db.schema_ops  # noqa: F401  (its tables join hub.db.schema.metadata)
     from hub.clips.tables import metadata as clips_meta
+    from hub.configs.tables import metadata as configs_meta
     from hub.console.tables import metadata as console_meta
     from hub.db.schema import metadata as hub_meta
     from hub.forward.tables import metadata as forward_meta
@@ -144,14 +153,14 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
         # alembic_version is Alembic's own table, in no MetaData.
         return [d for d in found if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
 
-    assert diff(hub_meta, forward_meta, console_meta, updates_meta, rollout_meta, clips_meta) == []
+    assert diff(hub_meta, forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta) == []
     drifted = MetaData()
     for table in hub_meta.tables.values():
         table.to_metadata(drifted)
     drifted.tables["events"].append_column(Column("added_later", Integer))
-    assert [d[0] for d in diff(drifted, forward_meta, console_meta, updates_meta, rollout_meta, clips_meta)] == [
-        "add_column"
-    ]
+    assert [
+        d[0] for d in diff(drifted, forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta)
+    ] == ["add_column"]
     engine.dispose()
 
 
@@ -160,14 +169,15 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
     assert schema_problem(engine) == "the database has no tables yet: run `xl-hub db upgrade` first"
     st = status(engine)
     assert [(b.branch, b.current, b.head) for b in st.branches] == [
-        ("hub", None, "hub_0005"),
+        ("hub", None, "hub_0006"),
         ("forward", None, "forward_0100"),
         ("console", None, "console_0200"),
         ("updates", None, "updates_0001"),
         ("rollout", None, "rollout_0001"),
         ("clips", None, "clips_0002"),
+        ("configs", None, "configs_0001"),
     ]
-    assert st.branches[0].pending == ("hub_0001", "hub_0002", "hub_0003", "hub_0004", "hub_0005")
+    assert st.branches[0].pending == ("hub_0001", "hub_0002", "hub_0003", "hub_0004", "hub_0005", "hub_0006")
     upgrade(engine)
     assert status(engine).up_to_date
     engine.dispose()
@@ -198,4 +208,4 @@ def test_two_upgrades_at_once_take_turns(new_db: Callable[[], str]) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 11]
+    assert sorted(len(r) for r in results) == [0, 13]

@@ -1,0 +1,234 @@
+"""Config pushes to devices and each device's config history (issue 20, docs/zones.md).
+
+The API the console and ``xl-hub config`` use:
+
+- ``ConfigPushes(engine, send)``: ``send(device_id, op, args) -> command_id``
+  is what records and publishes a command (the console's
+  ``MqttPublisher.send``, or ``hub.commands.send_command`` bound to a paho
+  client); ``None`` when this process has no MQTT channel.
+- ``push`` / ``push_village`` raise ``ValueError`` for a bad document or one
+  whose command would exceed ``protocol.limits.MAX_COMMAND_BYTES``: the
+  operator's input is wrong, whatever the device. Delivery problems (no
+  channel, a device not registered or not active, a failed publish) come
+  back in ``PushResult.error`` instead, one per device.
+- ``history`` rows: ``rev, doc, created_ms, created_by, template,
+  command_id, status, reason, acked_ms``; ``status`` is ``unsent`` (never left
+  the hub: ``reason`` says why), ``sent`` (no ack yet: an offline device gets
+  it from its persistent broker session, QoS 1, when it reconnects),
+  ``applied`` or ``refused`` (``reason``: the device's first problem).
+
+Each push is written before it is sent, with its revision: the device's
+highest so far + 1, allocated by one INSERT whose value is a sub-select, with
+a unique (device, rev) key behind it, so two pushes to one device never share
+a revision (a collision on PostgreSQL is retried). ``created_by`` is the
+operator; the console's own audit log sits above this room in the layers, so
+the console audits its requests itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.configs.tables import config_pushes
+from hub.configs.vision import check_vision_doc
+from hub.db.schema import devices, households
+from hub.db.schema_ops import commands
+from protocol import limits
+from protocol.codec import dumps
+from protocol.messages import MAX_CONFIG_REV, Command
+
+__all__ = ["ConfigPushes", "PushResult", "check_vision_doc", "command_size"]
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, str, dict[str, Any]], str]
+
+_REV_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PushResult:
+    device_id: str
+    rev: int  # 0 when no revision was allocated (the device is unknown, or there is no channel)
+    command_id: str | None
+    error: str | None
+
+
+def command_size(vision: dict[str, Any]) -> int:
+    """Bytes of the ``config`` command carrying ``vision`` at its largest (the longest id and revision)."""
+    cmd = Command(
+        command_id="0" * limits.MAX_ID_LEN,
+        op="config",
+        args={"rev": MAX_CONFIG_REV, "vision": vision},
+        time_ms=int(time.time() * 1000),
+    )
+    return len(dumps(cmd.to_wire()))
+
+
+def _check(vision: Any) -> None:
+    check_vision_doc(vision)
+    size = command_size(vision)
+    if size > limits.MAX_COMMAND_BYTES:
+        raise ValueError(
+            f"vision: the config command would be {size} bytes, over the {limits.MAX_COMMAND_BYTES}-byte "
+            "limit of a command: fewer or simpler polygons"
+        )
+
+
+class ConfigPushes:
+    def __init__(self, engine: Engine, send: Send | None) -> None:
+        self.engine = engine
+        self.send = send
+
+    def push(self, device_id: str, vision: dict[str, Any], user: str, template: str | None = None) -> PushResult:
+        _check(vision)
+        return self._push(device_id, vision, user, template)
+
+    def push_village(
+        self, village_id: int, vision: dict[str, Any], user: str, template: str | None = None
+    ) -> list[PushResult]:
+        """The same document to every active device of the village: one history row each.
+
+        Revoked devices are left out (they can receive no command); an empty
+        list means the village has no active device."""
+        _check(vision)
+        with self.engine.connect() as conn:
+            ids = conn.execute(
+                select(devices.c.id)
+                .join(households, households.c.id == devices.c.household_id)
+                .where(households.c.village_id == village_id, devices.c.status == "active")
+                .order_by(devices.c.id)
+            ).scalars()
+            targets = list(ids)
+        return [self._push(d, vision, user, template) for d in targets]
+
+    def _push(self, device_id: str, vision: dict[str, Any], user: str, template: str | None) -> PushResult:
+        if self.send is None:
+            # Nothing is written: no revision is spent on a push that cannot leave.
+            return PushResult(device_id, 0, None, "no MQTT channel to the devices: config not sent")
+        with self.engine.connect() as conn:
+            status = conn.execute(select(devices.c.status).where(devices.c.id == device_id)).scalar()
+        if status is None:
+            return PushResult(device_id, 0, None, f"device {device_id} is not registered")
+        if status != "active":  # a revoked device can receive nothing: no revision is spent on it
+            return PushResult(device_id, 0, None, f"device {device_id} is {status}")
+        row_id, rev = self._allocate(device_id, vision, user, template)
+        try:
+            command_id = self.send(device_id, "config", {"rev": rev, "vision": vision})
+        except Exception as exc:  # any failure to send is the push's outcome, recorded, not a crash of the caller
+            error = str(exc)[:200] or type(exc).__name__
+            log.warning("config rev %d to %s not sent: %s", rev, device_id, error)
+            self._finish(row_id, None, error)
+            return PushResult(device_id, rev, None, error)
+        self._finish(row_id, command_id, None)
+        return PushResult(device_id, rev, command_id, None)
+
+    def _allocate(self, device_id: str, vision: dict[str, Any], user: str, template: str | None) -> tuple[int, int]:
+        """Write the push's row with the next revision; (row id, rev)."""
+        c = config_pushes.c
+        next_rev = select(func.coalesce(func.max(c.rev), 0) + 1).where(c.device_id == device_id).scalar_subquery()
+        for attempt in range(_REV_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    # One statement: SQLite takes its write lock before the
+                    # sub-select reads, so SQLite never collides; PostgreSQL
+                    # can (read committed), and the unique key catches it.
+                    row = conn.execute(
+                        config_pushes.insert()
+                        .values(
+                            device_id=device_id,
+                            rev=next_rev,
+                            doc=vision,
+                            created_ms=int(time.time() * 1000),
+                            created_by=user[:64],
+                            template=template[:64] if template else None,
+                        )
+                        .returning(c.id, c.rev)
+                    ).one()
+                    return int(row.id), int(row.rev)
+            except IntegrityError:
+                if attempt == _REV_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _finish(self, row_id: int, command_id: str | None, error: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(config_pushes).where(config_pushes.c.id == row_id).values(command_id=command_id, error=error)
+            )
+
+    def history(self, device_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The device's pushes, newest first, each with the device's answer."""
+        with self.engine.connect() as conn:
+            return _history(conn, device_id, limit)
+
+    def current(self, device_id: str) -> dict[str, Any] | None:
+        """The document of the newest push the device applied (None: none applied yet)."""
+        c = config_pushes.c
+        with self.engine.connect() as conn:
+            doc = conn.execute(
+                select(c.doc)
+                .join(commands, commands.c.id == c.command_id)
+                .where(c.device_id == device_id, commands.c.ok.is_(True), commands.c.ack_ms.is_not(None))
+                .order_by(c.rev.desc())
+                .limit(1)
+            ).scalar()
+        return doc if isinstance(doc, dict) else None
+
+
+def _history(conn: Connection, device_id: str, limit: int) -> list[dict[str, Any]]:
+    c = config_pushes.c
+    rows = conn.execute(
+        select(
+            c.rev,
+            c.doc,
+            c.created_ms,
+            c.created_by,
+            c.template,
+            c.command_id,
+            c.error,
+            commands.c.ack_ms,
+            commands.c.ok,
+            commands.c.error.label("ack_error"),
+        )
+        .select_from(config_pushes.outerjoin(commands, commands.c.id == c.command_id))
+        .where(c.device_id == device_id)
+        .order_by(c.rev.desc())
+        .limit(limit)
+    ).all()
+    out = []
+    for r in rows:
+        status, reason = _status(r.command_id, r.error, r.ack_ms, r.ok, r.ack_error)
+        out.append(
+            {
+                "rev": r.rev,
+                "doc": r.doc,
+                "created_ms": r.created_ms,
+                "created_by": r.created_by,
+                "template": r.template,
+                "command_id": r.command_id,
+                "status": status,
+                "reason": reason,
+                "acked_ms": r.ack_ms if status in ("applied", "refused") else None,
+            }
+        )
+    return out
+
+
+def _status(
+    command_id: str | None, error: str | None, ack_ms: int | None, ok: bool | None, ack_error: str | None
+) -> tuple[str, str | None]:
+    if command_id is None:
+        return "unsent", error or "not sent"
+    if ack_ms is None or ok is None:
+        return "sent", None
+    if ok:
+        return "applied", None
+    return "refused", ack_error or "refused without a reason"
