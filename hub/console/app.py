@@ -73,7 +73,7 @@ def query_string(filters: dict[str, Any], **override: Any) -> str:
 
 
 def create_app(ctx: ConsoleContext) -> FastAPI:
-    from hub.console import actions, api, clips, pages, rollouts
+    from hub.console import actions, api, clips, pages, rollouts, zones
 
     app = FastAPI(
         title="Xueliang console API",
@@ -92,6 +92,8 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.include_router(api.router)
     app.include_router(rollouts.router)
     app.include_router(clips.router)
+    app.include_router(zones.router)
+    app.include_router(zones.api)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
