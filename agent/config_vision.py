@@ -26,8 +26,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
+from agent.config_zones import MAX_ZONES, Profiles, ProfilesFile, Rules, Zone, ZoneFile, zone_config
 from agent.vision.motion import MotionSettings, settings_for
-from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPath, read_yaml, validate
+from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPath, Str, read_yaml, validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,20 @@ class VisionConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     clutter: ClutterConfig = field(default_factory=ClutterConfig)
+    zones: tuple[Zone, ...] = ()
+    required_zones: tuple[str, ...] = ()
+    profiles: Profiles | None = None  # None: no profiles, events carry no ``pf``
+
+    @property
+    def rules(self) -> Rules:
+        """The top-level rules, before any profile's overrides (agent.vision.profiles)."""
+        return Rules(
+            self.detect.score_threshold,
+            self.events.confirm_hits,
+            self.events.confirm_window,
+            self.zones,
+            self.required_zones,
+        )
 
     @property
     def motion_events(self) -> bool:
@@ -207,18 +222,40 @@ class VisionFile:
     events: Annotated[EventsConfig, SECTION] = field(default_factory=EventsConfig)
     snapshot: Annotated[SnapshotConfig, SECTION] = field(default_factory=SnapshotConfig)
     clutter: Annotated[ClutterConfig, SECTION] = field(default_factory=ClutterConfig)
+    zones: Annotated[
+        tuple[ZoneFile, ...],
+        Expect(f"a list of at most {MAX_ZONES} zones, each {{name, polygon, kinds, inertia_s, loiter_s}}"),
+        Field(max_length=MAX_ZONES, description="Named areas with their own alert rules (docs/zones.md)."),
+    ] = ()
+    required_zones: Annotated[
+        tuple[Str, ...],
+        Expect("a list of zone names"),
+        Field(description="An alert only once a visit has entered one of these; empty: anywhere."),
+    ] = ()
+    profiles: Annotated[ProfilesFile | None, Field(description="Day and night rules (docs/zones.md).")] = None
 
-    def to_config(self) -> VisionConfig:
+    def to_config(self, prefix: str = "vision.") -> VisionConfig:
         overrides = {f.name: getattr(self.motion, f.name) for f in fields(MotionOverrides)}
         masks = tuple(list(polygon) for polygon in self.masks)  # each polygon a list of (x, y), as before
         motion = settings_for(self.sensitivity, masks=masks, **{k: v for k, v in overrides.items() if v is not None})
-        return VisionConfig(self.sensitivity, motion, self.detect, self.events, self.snapshot, self.clutter)
+        zoned = zone_config(self.zones, self.required_zones, self.profiles, prefix)
+        return VisionConfig(
+            self.sensitivity,
+            motion,
+            self.detect,
+            self.events,
+            self.snapshot,
+            self.clutter,
+            zoned.zones,
+            zoned.required_zones,
+            zoned.profiles,
+        )
 
 
 def parse_vision(doc: Any, source: str = "config", prefix: str = "vision.") -> VisionConfig:
     """Validate the ``vision`` mapping; raise ConfigError listing every problem."""
     try:
-        return validate(VisionFile, doc, prefix).to_config()
+        return validate(VisionFile, doc, prefix).to_config(prefix)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
     except ValueError as exc:  # MotionSettings' own invariants, should the schema ever allow more than they do

@@ -63,8 +63,17 @@ class FieldSpec:
 
     @property
     def section(self) -> type | None:
-        base = self.base
-        return base if isinstance(base, type) and dataclasses.is_dataclass(base) else None
+        return _as_section(self.base)
+
+    @property
+    def items(self) -> type | None:
+        """The section each entry of a list of sections is (``zones: [{name: ...}, ...]``)."""
+        return _as_section(_unwrap(get_args(self.base)[0])[0]) if get_origin(self.base) in (tuple, list) else None
+
+    @property
+    def values(self) -> type | None:
+        """The section each value of a mapping of sections is (``zones: {gate: {...}}``)."""
+        return _as_section(_unwrap(get_args(self.base)[1])[0]) if get_origin(self.base) is dict else None
 
     def expected(self) -> str:
         if self.expect:
@@ -89,6 +98,10 @@ class FieldSpec:
         else:
             text = "a valid value"
         return text
+
+
+def _as_section(base: Any) -> type | None:
+    return base if isinstance(base, type) and dataclasses.is_dataclass(base) else None
 
 
 # The unit a field's name ends in, said in its error line: "seconds 10..1200" rather than "a number 10..1200".
@@ -185,8 +198,9 @@ def _forbid_unknown_keys(cls: type) -> None:
     if "__pydantic_config__" not in cls.__dict__:
         cls.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
     for spec in fields_of(cls).values():
-        if spec.section is not None:
-            _forbid_unknown_keys(spec.section)
+        for inner in (spec.section, spec.items, spec.values):
+            if inner is not None:
+                _forbid_unknown_keys(inner)
 
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}
@@ -240,14 +254,21 @@ def _resolve(cls: type, loc: Sequence[str | int], kind: str) -> tuple[str, Field
     spec: FieldSpec | None = None
     current: type | None = cls
     parent: type = cls
+    items: type | None = None  # the section the next list index walks into
+    values: type | None = None  # the section the next mapping key walks into
     for el in loc:
         if isinstance(el, int):
             key += f"[{el}]"
+            current, items = items, None
+            continue
+        if values is not None:
+            key += f".{el}"  # a key of the installer's own (a zone's name), not one of the schema's
+            current, values = values, None
             continue
         known = fields_of(current) if current is not None else {}
         if current is not None and el in known:
             parent, spec = current, known[el]
-            current = spec.section
+            current, items, values = spec.section, spec.items, spec.values
         elif kind in ("unexpected_keyword_argument", "extra_forbidden") and current is not None and el == loc[-1]:
             parent, spec = current, None
         else:

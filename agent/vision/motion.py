@@ -123,6 +123,8 @@ class MotionDetector:
         self._mute_until = -math.inf
         self._muted_state = "warmup"
         self._chroma_level: float | None = None
+        self._monochrome: bool | None = None
+        self._ir_level: float | None = None  # recent colourfulness, for the IR state
         self._learn_steps = 0
         # Changed pixels per cell on the last frame that was watched (None
         # while muted): what agent.vision.clutter learns from. A reference to
@@ -195,6 +197,19 @@ class MotionDetector:
         """Forget the background (e.g. after the camera was re-aimed)."""
         self._bg = None
 
+    @property
+    def monochrome(self) -> bool | None:
+        """True while the picture is grey (the IR light is on); None before any colour information."""
+        return self._monochrome
+
+    def set_masks(self, masks: tuple[Polygon, ...]) -> None:
+        """New masks, keeping the learned background: a redrawn mask must not cost a re-warm-up."""
+        self.settings = replace(self.settings, masks=tuple(masks))
+        if self._shape is not None:
+            background = self._bg
+            self._setup(*self._shape)
+            self._bg = background
+
     # -- per frame ----------------------------------------------------------
     def process(self, luma: np.ndarray, ts: float, chroma: float | None = None) -> MotionResult:
         if luma.ndim != 2 or luma.dtype != np.uint8:
@@ -203,6 +218,8 @@ class MotionDetector:
             self._setup(*luma.shape)
         self.frames += 1
         self.cell_counts = None
+        if chroma is not None:
+            self._watch_ir(chroma)
         cur = self._sample(luma)
         if self._bg is None:
             self._bg = cur.copy()
@@ -293,6 +310,19 @@ class MotionDetector:
         if level < s.grey_chroma and chroma > 2 * s.grey_chroma:
             return "ir"  # grey → colour at dawn
         return None
+
+    def _watch_ir(self, chroma: float) -> None:
+        # Apart from _light_change's own level, which a recalibration clears: the IR state
+        # must hold through the switch's cool-down and whichever of light or colour fired.
+        s, ref = self.settings, self._ir_level
+        if self._monochrome is None or ref is None:
+            self._monochrome, self._ir_level = chroma < 2 * s.grey_chroma, chroma
+        elif not self._monochrome and ref > 2 * s.grey_chroma and chroma < s.chroma_drop * ref:
+            self._monochrome, self._ir_level = True, chroma
+        elif self._monochrome and chroma > 2 * s.grey_chroma and chroma * s.chroma_drop > ref:
+            self._monochrome, self._ir_level = False, chroma  # colour again: dawn
+        else:
+            self._ir_level = 0.9 * ref + 0.1 * chroma
 
     def _recalibrate(self, ts: float, reason: str) -> None:
         assert self._bg is not None

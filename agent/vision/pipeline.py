@@ -14,16 +14,22 @@ with nobody in view still ends with no event.
 Where the picture keeps moving without a person (a swaying tree), motion
 alone is no reason: ``agent.vision.clutter`` learns those cells, and motion
 confined to them is looked at a few times a minute instead of on every frame.
+
+Zones and profiles (docs/zones.md): the profile is chosen between frames
+(agent.vision.profiles) and its rules handed to the trackers; ``reconfigure``
+puts a pushed config into force the same way, keeping the motion background
+and any visit in progress.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -33,6 +39,7 @@ from agent.vision.clutter import ClutterMap, Verdict
 from agent.vision.frame import Frame
 from agent.vision.masks import MaskCache, black_out
 from agent.vision.motion import MotionDetector, MotionResult
+from agent.vision.profiles import ProfileSelector, rules_for
 from agent.vision.relearn import LookRegions, LookSchedule, merge, whole_and_tiles
 from agent.vision.snapshot import make_snapshot
 from agent.vision.tracker import Box, DetectionLike, Emitted, MotionTracker, PersonTracker, SourceToWallMs
@@ -106,16 +113,23 @@ class VisionPipeline:
         clock: SourceToWallMs,
         region_picker: RegionPicker | None = None,
         look_regions: LookRegions = whole_and_tiles,
+        timezone: dt.tzinfo | None = None,
     ) -> None:
+        """``timezone``: the agent's ``schedule.timezone``, the local time of ``night_hours``."""
         self.config = config
         self.detector = detector if config.detect.enabled else None
         self.motion = MotionDetector(config.motion)
         self.masks = MaskCache(config.motion.masks)
         self.stats = PipelineStats()
+        self._clock = clock
+        self._selector = ProfileSelector(config.profiles, timezone)
+        self._profile = self._selector.choose(None, clock(0.0))
         self.persons: PersonTracker | None = None
+        self._pick_region = region_picker or default_region_picker()
         if self.detector is not None:
-            self.persons = PersonTracker(config.events, ids, clock, config.detect.score_threshold, self._snapshot)
-            self._pick_region = region_picker or default_region_picker()
+            self.persons = PersonTracker(
+                config.events, ids, clock, config.detect.score_threshold, self._snapshot, profile=self._profile
+            )
         # "auto" (None) means motion events only where no person can be seen:
         # detection switched off, or no detector could be loaded.
         auto = config.events.motion_events is None
@@ -127,16 +141,61 @@ class VisionPipeline:
         self._rotation = 0
         self.clutter = ClutterMap(config.clutter) if config.clutter.enabled and self.persons is not None else None
         self._verdict: Verdict = "none"
+        self._last_ts = 0.0
+        self._apply_rules()
 
     @property
     def recalibrations(self) -> int:
         return self.motion.recalibrations
+
+    @property
+    def profile(self) -> str | None:
+        """The profile in force (health ``pf``); None without ``vision.profiles``."""
+        return self._profile
+
+    def reconfigure(self, config: VisionConfig) -> None:
+        """Put ``config`` into force now: zones, rules, profiles, thresholds and masks.
+
+        The motion background is kept when the motion settings are unchanged (or only the
+        masks changed), so a pushed config costs no re-warm-up and misses no one; a visit in
+        progress goes on under the new rules. Whether detection and motion events run at all
+        is fixed at start (the detector is loaded then): those keys need a restart.
+        """
+        old = self.config
+        self.config = config
+        if config.motion != old.motion:
+            if replace(config.motion, masks=old.motion.masks) == old.motion:
+                self.motion.set_masks(config.motion.masks)
+            else:
+                self.motion = MotionDetector(config.motion)
+        if config.motion.masks != old.motion.masks:
+            self.masks = MaskCache(config.motion.masks)
+        if config.clutter != old.clutter or self.motion.frames == 0:  # a new detector: new cells
+            enabled = config.clutter.enabled and self.persons is not None
+            self.clutter = ClutterMap(config.clutter) if enabled else None
+        if config.detect.relearn_fps != old.detect.relearn_fps:
+            self._looks = LookSchedule(config.detect.relearn_fps)
+        self._selector = ProfileSelector(config.profiles, self._selector.tz)
+        self._profile = self._selector.choose(self.motion.monochrome, self._clock(self._last_ts))
+        self._apply_rules()
+
+    def _apply_rules(self) -> None:
+        rules = rules_for(self.config, self._profile)
+        if self.persons is not None:
+            self.persons.configure(self.config.events, rules, self._profile)
+        if self.motions is not None:
+            self.motions.config, self.motions.rules, self.motions.profile = self.config.events, rules, self._profile
 
     def process(self, frame: Frame, pir: bool = False) -> list[Emitted]:
         """Run one frame through the pipeline; returns the events it caused."""
         ts = frame.ts
         self.stats.frame(ts)
         result = self.motion.process(frame.luma, ts, frame.chroma)
+        self._last_ts = ts
+        profile = self._selector.choose(self.motion.monochrome, self._clock(ts))
+        if profile != self._profile:
+            self._profile = profile
+            self._apply_rules()
         if result.motion:
             self.stats.motion_frames += 1
         if pir:

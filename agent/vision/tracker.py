@@ -12,6 +12,12 @@ One event per visit, sharing one event id across its phases:
   ``update_every_s`` while the visit goes on;
 * ``end`` after ``end_after_s`` without a person, with the visit's duration.
 
+With zones (agent.vision.zones) every phase says which zones the visit has
+entered and whether the zone rules let it alert; entering a zone, or becoming
+alertable, sends an ``update`` at once, whatever ``update_min_s`` says, since
+that is the moment the hub alerts. The rules in force (threshold,
+confirmation, zones) are the active profile's and can change mid-visit.
+
 A "visit" is presence, not identity: two people arriving together are one
 visit with ``count`` 2. That is what a household alert needs, and it avoids
 identity tracking, which a 300x300 detector at 3 fps cannot do reliably.
@@ -23,13 +29,15 @@ import math
 import statistics
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from agent.config_vision import EventsConfig
+from agent.config_zones import Rules
 from agent.vision.motion import MotionResult
+from agent.vision.zones import ZoneTrack
 from protocol.codec import Snapshot
 from protocol.ids import EventIdGenerator
 from protocol.messages import Event
@@ -85,15 +93,19 @@ class _Visit:
         "first_ts",
         "last_hit",
         "max_count",
+        "sent_alertable",
         "sent_box",
         "sent_count",
         "sent_score",
         "sent_ts",
         "snap_score",
+        "zones",
     )
 
-    def __init__(self, event_id: int, first_ts: float) -> None:
+    def __init__(self, event_id: int, first_ts: float, zones: ZoneTrack) -> None:
         self.event_id = event_id
+        self.zones = zones
+        self.sent_alertable = False
         self.first_ts = first_ts
         self.last_hit = first_ts
         self.box: Box = (0.0, 0.0, 0.0, 0.0)
@@ -117,12 +129,14 @@ class PersonTracker:
         clock: SourceToWallMs,
         score_threshold: float = 0.5,
         snapshotter: Snapshotter | None = None,
+        rules: Rules | None = None,
+        profile: str | None = None,
     ) -> None:
-        self.config = config
         self.ids = ids
         self.clock = clock
-        self.threshold = score_threshold
         self.snapshotter = snapshotter
+        self.configure(config, rules or Rules(score_threshold, config.confirm_hits, config.confirm_window), profile)
+        self._zones = ZoneTrack()  # the zones of a visit not yet confirmed
         self.visit: _Visit | None = None
         self._runs: deque[tuple[float, float]] = deque()  # (ts, best score) of recent runs
         self._pending_best: tuple[float, np.ndarray | None, Box | None] = (0.0, None, None)
@@ -130,6 +144,13 @@ class PersonTracker:
         self._pending_ts = -math.inf
         self._hits: deque[float] = deque()  # times of recent runs that found someone
         self.visits = 0
+
+    def configure(self, config: EventsConfig, rules: Rules, profile: str | None) -> None:
+        """The rules in force from now on; a visit in progress goes on under them."""
+        self.config = replace(config, confirm_hits=rules.confirm_hits, confirm_window=rules.confirm_window)
+        self.threshold = rules.score_threshold
+        self.rules = rules
+        self.profile = profile
 
     @property
     def active(self) -> bool:
@@ -155,6 +176,10 @@ class PersonTracker:
             top = max(detections, key=lambda d: d.score)
             visit.best_score, visit.best_rgb, visit.best_box = best, rgb, top.box
         c = self.config
+        entered = visit.zones.observe(ts, [d.box for d in detections], self.rules.zones)
+        alertable = visit.zones.view("person", self.rules).alertable
+        if entered or (alertable and not visit.sent_alertable):
+            return [self._emit(visit, "update", ts, best)]
         since = ts - visit.sent_ts
         significant = (
             visit.count != visit.sent_count
@@ -178,8 +203,10 @@ class PersonTracker:
             hits.popleft()
         if not hits:
             self._pending_best = (0.0, None, None)  # let go of a stale frame
+            self._zones = ZoneTrack()
         if not detections:
             return []
+        self._zones.observe(ts, [d.box for d in detections], self.rules.zones)
         if best >= self.threshold:
             hits.append(ts)
         if not hits:
@@ -196,7 +223,8 @@ class PersonTracker:
         if passing < c.confirm_hits or statistics.median(scores) < self.threshold:
             return []
         assert self._first_hit is not None
-        visit = _Visit(self.ids.next(), self._first_hit)
+        visit = _Visit(self.ids.next(), self._first_hit, self._zones)
+        self._zones = ZoneTrack()
         visit.last_hit = ts
         visit.box = union([d.box for d in detections])
         visit.count = visit.max_count = len(detections)
@@ -235,6 +263,7 @@ class PersonTracker:
             snapshot = self.snapshotter(visit.best_rgb, visit.best_box, visit.event_id, phase, time_ms)
             if snapshot is not None:
                 visit.snap_score = visit.best_score
+        view = visit.zones.view("person", self.rules)
         event = Event(
             event_id=visit.event_id,
             kind="person",
@@ -245,8 +274,13 @@ class PersonTracker:
             count=min(100, visit.count),
             has_snapshot=snapshot is not None,
             duration_s=round(visit.last_hit - visit.first_ts) if phase == "end" else None,
+            zones=view.zones or None,
+            loiter_s=view.loiter_s,
+            no_alert=not view.alertable,
+            profile=self.profile,
         )
         visit.sent_ts, visit.sent_box, visit.sent_count = ts, visit.box, visit.count
+        visit.sent_alertable = view.alertable
         visit.sent_score = max(visit.sent_score, score)
         return Emitted(event, ts, score, visit.box, snapshot)
 
@@ -254,10 +288,20 @@ class PersonTracker:
 class MotionTracker:
     """Motion-only visits, for cameras without person detection (or when asked)."""
 
-    def __init__(self, config: EventsConfig, ids: EventIdGenerator, clock: SourceToWallMs) -> None:
+    def __init__(
+        self,
+        config: EventsConfig,
+        ids: EventIdGenerator,
+        clock: SourceToWallMs,
+        rules: Rules | None = None,
+        profile: str | None = None,
+    ) -> None:
         self.config = config
         self.ids = ids
         self.clock = clock
+        self.rules = rules or Rules(0.5, config.confirm_hits, config.confirm_window)
+        self.profile = profile
+        self._zones = ZoneTrack()
         self._since: float | None = None  # motion seen continuously since
         self._last_motion = -math.inf
         self._event_id: int | None = None
@@ -277,8 +321,12 @@ class MotionTracker:
         if result.motion:
             if self._since is None or ts - self._last_motion > 1.0:
                 self._since = ts
+                if not self.active:
+                    self._zones = ZoneTrack()
             self._last_motion = ts
             box = result.union()
+            # Where the mover is, by the feet of this frame's motion, not the visit's growing union.
+            entered = self._zones.observe(ts, [box] if box is not None else [], self.rules.zones)
             self._box = box if self._box is None or not self.active else union([self._box, box or self._box])
             self._fraction = max(self._fraction, result.fraction) if self.active else result.fraction
             if not self.active and ts - self._since >= c.motion_start_s:
@@ -286,7 +334,7 @@ class MotionTracker:
                 self._start_ts = self._since
                 self.visits += 1
                 out.append(self._emit("start", self._since))
-            elif self.active and ts - self._sent_ts >= c.update_every_s:
+            elif self.active and (entered or ts - self._sent_ts >= c.update_every_s):
                 out.append(self._emit("update", ts))
         return out + self.tick(ts)
 
@@ -305,6 +353,7 @@ class MotionTracker:
 
     def _emit(self, phase: str, ts: float) -> Emitted:
         assert self._event_id is not None
+        view = self._zones.view("motion", self.rules)
         event = Event(
             event_id=self._event_id,
             kind="motion",
@@ -313,6 +362,10 @@ class MotionTracker:
             score=min(100, round(self._fraction * 100)),
             bbox=permille(self._box),
             duration_s=round(self._last_motion - self._start_ts) if phase == "end" else None,
+            zones=view.zones or None,
+            loiter_s=view.loiter_s,
+            no_alert=not view.alertable,
+            profile=self.profile,
         )
         self._sent_ts = ts
         return Emitted(event, ts, self._fraction, self._box)

@@ -147,7 +147,8 @@ def test_vision_config_parsing() -> None:
         ({"masks": [[[0, 0], [2, 0], [1, 1]]]}, "vision.masks[0][1][0]: found 2, expected a list of polygons"),
         ({"masks": "all"}, "vision.masks: found 'all', expected a list of polygons"),
         ({"snapshot": []}, "vision.snapshot: found [], expected a mapping"),
-        ({"zones": {}}, "vision.zones: found {}, expected one of the known keys"),
+        ({"zone": {}}, "vision.zone: found {}, expected one of the known keys"),
+        ({"zones": {}}, "vision.zones: found {}, expected a list of at most 8 zones"),
     ],
 )
 def test_vision_config_errors_name_key_value_and_expectation(doc: dict, message: str) -> None:
