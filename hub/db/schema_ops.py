@@ -73,6 +73,7 @@ snapshots = Table(
     Column("box", JSON, nullable=True),  # the person in the picture's frame (permille), from the device
     Column("jpeg", LargeBinary, nullable=False),
     UniqueConstraint("device_id", "event_id", "phase", name="uq_snapshot_phase"),
+    Index("ix_snapshots_received", "received_ms"),  # retention by age (hub_0007)
 )
 
 # The last heartbeat of each device, replaced in place.
@@ -101,6 +102,7 @@ health_history = Table(
     Column("throttled_or", BigInteger, nullable=True),
     Column("outbox_max", BigInteger, nullable=True),
     Column("camera", String(16), nullable=True),  # the last camera state in the bucket
+    Index("ix_health_history_bucket", "bucket_ms"),  # retention by age (hub_0007)
 )
 
 # 十户联防 alerts. ``response_ms`` (first ack − raise) is the figure the county reports.
@@ -126,6 +128,7 @@ alerts = Table(
     Column("delay_s", Integer, nullable=True),
     Index("ix_alerts_household_kind", "household_id", "kind", "raised_ms"),
     Index("ix_alerts_status", "status"),
+    Index("ix_alerts_origin_event", "origin_device", "event_id"),  # retention: an alert's event (hub_0007)
 )
 
 alert_acks = Table(

@@ -70,8 +70,8 @@ def test_an_old_database_upgrades_to_the_fresh_schema(new_db: Callable[[], str],
     # What the old runner had applied is stamped, not run again: only the rest ran.
     already = {"v1": 1, "v2": 4, "v3": 5, "v4": 6, "v5": 7, "chain": 7}[state]
     # The old runner knew nothing of the updates and rollout rooms (issue 17) nor clips
-    # (issue 18) nor configs (issue 20), nor hub_0006 (issue 20): they always run.
-    assert len(applied) == 13 - already
+    # (issue 18) nor configs (issue 20), nor hub_0006 (issue 20) and hub_0007 (issue 21): they always run.
+    assert len(applied) == 14 - already
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM townships")).scalar_one() == "泉山镇"
     assert upgrade(engine) == []
@@ -103,6 +103,7 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
         "configs_0001",
         "hub_0003",
         "hub_0006",
+        "hub_0007",
         "rollout_0001",
         "updates_0001",
     ]
@@ -169,7 +170,7 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
     assert schema_problem(engine) == "the database has no tables yet: run `xl-hub db upgrade` first"
     st = status(engine)
     assert [(b.branch, b.current, b.head) for b in st.branches] == [
-        ("hub", None, "hub_0006"),
+        ("hub", None, "hub_0007"),
         ("forward", None, "forward_0100"),
         ("console", None, "console_0200"),
         ("updates", None, "updates_0001"),
@@ -177,7 +178,15 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
         ("clips", None, "clips_0002"),
         ("configs", None, "configs_0001"),
     ]
-    assert st.branches[0].pending == ("hub_0001", "hub_0002", "hub_0003", "hub_0004", "hub_0005", "hub_0006")
+    assert st.branches[0].pending == (
+        "hub_0001",
+        "hub_0002",
+        "hub_0003",
+        "hub_0004",
+        "hub_0005",
+        "hub_0006",
+        "hub_0007",
+    )
     upgrade(engine)
     assert status(engine).up_to_date
     engine.dispose()
@@ -208,4 +217,4 @@ def test_two_upgrades_at_once_take_turns(new_db: Callable[[], str]) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 13]
+    assert sorted(len(r) for r in results) == [0, 14]

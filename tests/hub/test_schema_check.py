@@ -56,7 +56,7 @@ def _behind_by_one(url: str) -> None:
 
         cfg = alembic_config(conn)
         for target in (
-            "hub_0005",
+            "hub_0006",
             "forward@head",
             "console@head",
             "updates@head",
@@ -74,19 +74,19 @@ def test_the_hub_refuses_a_database_behind_one_head(
     _behind_by_one(db_url)
     assert main(["run", "--config", _config(tmp_path, db_url)]) == 1
     err = capsys.readouterr().err
-    assert "not at every head (hub at hub_0005, needs hub_0006)" in err
+    assert "not at every head (hub at hub_0006, needs hub_0007)" in err
     assert "run `xl-hub db upgrade --config FILE` first" in err
 
     assert main(["db", "status", "--db", db_url]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["room", "database", "head", "pending"]
-    assert out[1].split() == ["hub", "hub_0005", "hub_0006", "hub_0006"]
+    assert out[1].split() == ["hub", "hub_0006", "hub_0007", "hub_0007"]
     assert out[2].split() == ["forward", "forward_0100", "forward_0100", "-"]
     assert out[-1] == "not up to date: run `xl-hub db upgrade`"
 
     # Only the branch that is behind moves; the others are not touched.
     assert main(["db", "upgrade", "--db", db_url]) == 0
-    assert capsys.readouterr().out.startswith("applied hub_0006 (at every head")
+    assert capsys.readouterr().out.startswith("applied hub_0007 (at every head")
     assert main(["db", "status", "--db", db_url]) == 0
 
 
@@ -104,7 +104,7 @@ def test_a_revision_from_a_newer_hub_is_named_and_not_touched(
     engine = make_engine(sqlite_url)
     assert main(["db", "upgrade", "--db", sqlite_url]) == 0
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'hub_0099' WHERE version_num = 'hub_0006'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = 'hub_0099' WHERE version_num = 'hub_0007'"))
     problem = schema_problem(engine)
     assert problem is not None and "hub_0099" in problem and "newer xl-hub" in problem
     capsys.readouterr()
