@@ -1,15 +1,29 @@
 """The 十户联防 alert engine.
 
 Rules: (a) a panic event alerts the household's group at once; (b) a person
-event (phase start) at or above the score threshold during the household's
-armed hours alerts the group; (c) a tamper event while armed, or a device
-going offline while armed, raises an operator alarm (see ``hub.health``).
+visit alerts the group once, on its first phase that may alert (below); (c) a
+tamper event while armed, or a device going offline while armed, raises an
+operator alarm (see ``hub.health``).
+
+A person phase may alert when the device did not mark it ``na`` (its zone
+rules, issue 20: the person is on the road, not yet through the gate), its
+score is at least ``person_score_min``, and it falls in the household's armed
+hours. Of a visit, the one phase that alerts is the first such phase: a
+``start``, or an ``update`` when the stored ``start`` carried ``na`` (a
+device that saw the person enter a required zone sends an update for it at
+once), or when no start is stored and the update names zones (``zn``). A
+device without zones never sends ``na`` nor ``zn``, so its start is always
+the first and an update never alerts: it alerts on start exactly as before.
+Once a visit has alerted (an alert row with its ``event_id`` from that
+device), no later phase of it alerts again, whatever arrives and in whatever
+order. Later copies of an update (same key, later ``t``) are shown here too
+(``hub.ingest.batch``): the one that enters the gate may be the second update.
 
 Every decision is made inside the ingest transaction (rows written on the
 caller's connection); the MQTT publications are returned to the caller, which
 sends them only after the commit, so a rolled-back batch never alerts.
-A redelivered event is a duplicate and never reaches here, so it cannot alert
-twice; debounce limits a household to one alert per kind per N minutes.
+A redelivered event is a duplicate and reaches here only as a later copy of
+an update, which the once-per-visit rule stops; debounce limits a household to one alert per kind per N minutes.
 """
 
 from __future__ import annotations
@@ -28,7 +42,7 @@ from hub.core.forwarding import ForwardSink
 from hub.core.inbound import Accepted
 from hub.core.items import AlertItem
 from hub.db.dialect import upsert_insert
-from hub.db.schema_ops import alert_acks, alerts
+from hub.db.schema_ops import alert_acks, alerts, events
 from protocol import limits
 from protocol.messages import Ack, Alert, Event
 
@@ -62,9 +76,11 @@ class AlertEngine:
             kind = "panic"
         elif (
             ev.kind == "person"
-            and ev.phase == "start"
+            and ev.phase in ("start", "update")
+            and ev.alertable
             and ev.score >= self.config.person_score_min
             and self.armed_at(item.device.household_id, item.time_ms)
+            and self._first_alertable_phase(conn, item.device.device_id, ev)
         ):
             kind = "person"
         else:
@@ -102,6 +118,32 @@ class AlertEngine:
             ev.event_id,
             delay_s,
         )
+
+    def _first_alertable_phase(self, conn: Connection, device_id: str, ev: Event) -> bool:
+        """Whether ``ev`` (alertable) is the visit's alerting phase: no alert yet,
+        and for an update, a stored start that carried ``na`` (or none stored)."""
+        raised = conn.execute(
+            select(alerts.c.id)
+            .where(alerts.c.origin_device == device_id, alerts.c.event_id == ev.event_id, alerts.c.kind == "person")
+            .limit(1)
+        ).first()
+        if raised is not None:
+            return False
+        if ev.phase == "start":
+            return True
+        start_no_alert = conn.execute(
+            select(events.c.no_alert).where(
+                events.c.device_id == device_id, events.c.event_id == ev.event_id, events.c.phase == "start"
+            )
+        ).scalar()
+        if start_no_alert is None:
+            # No start stored (lost, or still on its way). A device with zones
+            # sends `zn` once the visit entered one: then this update is the
+            # first phase the hub knows of a zoned visit, and the alert row
+            # keeps the late start from alerting again. Without `zn` it is an
+            # old device, whose updates never alerted.
+            return bool(ev.zones)
+        return bool(start_no_alert)
 
     def raise_alert(
         self,

@@ -29,7 +29,7 @@ from hub.ingest.handover import forward_items
 from hub.ingest.receipts import committed_seqs
 from hub.ingest.store import count_rejections, insert_events, insert_snapshots, store_health
 from hub.ingest.validate import validate
-from protocol.messages import Ack
+from protocol.messages import Ack, Event
 from protocol.topics import Channel
 
 
@@ -97,7 +97,17 @@ class BatchProcessor:
         previous_dropped = store_health(conn, healths, self.health.bucket_minutes * 60_000)
         result.transitions = self.health_rules.on_batch(conn, accepted, healths, previous_dropped, new_events)
 
-        for it in new_events:
+        # Later copies of an update (one key, a later `t`: insert_events keeps
+        # the newest) go to the rules too: with zones, the update that enters
+        # the gate may be the visit's second, and the first to alert (issue 20).
+        # The engine alerts once per visit, so a re-sent copy cannot alert twice.
+        fresh = {id(it) for it in new_events}
+        later_updates = [
+            it
+            for it in events
+            if id(it) not in fresh and isinstance(it.message, Event) and it.message.phase == "update"
+        ]
+        for it in [*new_events, *later_updates]:
             pub = self.alerts.on_new_event(conn, it)
             if pub is not None:
                 result.publications.append(pub)
