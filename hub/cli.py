@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.rollout.cli import add_commands as add_rollout_commands
 
     add_rollout_commands(sub)
+    from hub.configs.cli import add_commands as add_config_commands
+
+    add_config_commands(sub)
     return parser
 
 
@@ -118,7 +121,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "run":
         from hub.config import load_config
-        from hub.service import Hub, SchemaNotReady, ota_extensions
+        from hub.service import Hub, SchemaNotReady, ota_extensions, retention_extensions
 
         cfg = load_config(args.config)
         logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -132,6 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 if console is not None:
                     hub.extensions.append(console)
             hub.extensions.extend(ota_extensions(cfg, hub))  # the TUF repository server, rollouts
+            hub.extensions.extend(retention_extensions(cfg, hub))  # pruning by age (issue 21)
             hub.run_forever()
         except SchemaNotReady as exc:
             print(f"xl-hub: {exc}", file=sys.stderr)
@@ -161,6 +165,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             from hub.rollout.cli import dispatch as rollout_dispatch
 
             return rollout_dispatch(engine, args)
+        if args.command == "retention":
+            from hub.config import load_config, parse_config
+            from hub.retention.cli import dispatch as retention_dispatch
+
+            cfg = load_config(args.config) if args.config else parse_config({"database": {"url": args.db}})
+            return retention_dispatch(engine, cfg, args)
+        if args.command == "config":
+            from hub.configs.cli import dispatch as config_dispatch
+
+            return config_dispatch(engine, args)
         if args.command == "devices":
             rows = reports.device_report(engine, offline_only=args.offline, status=args.status)
         elif args.command == "events":
