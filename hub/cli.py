@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.configs.cli import add_commands as add_config_commands
 
     add_config_commands(sub)
+    from hub.retention.cli import add_commands as add_retention_commands
+
+    add_retention_commands(sub)
     return parser
 
 

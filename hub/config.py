@@ -22,6 +22,7 @@ from pydantic import AfterValidator, Field
 from hub.config_clips import ClipsConfig, clips_problems
 from hub.config_console import ConsoleSection
 from hub.config_forward import ForwardConfig, forward_problems
+from hub.config_retention import RetentionConfig, retention_problems
 from hub.config_updates import RolloutConfig, UpdatesConfig, updates_problems
 from protocol.ids import parse_group_id
 from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, Str, problem, read_yaml, validate
@@ -176,6 +177,7 @@ class HubFile:
     updates: Annotated[UpdatesConfig, SECTION] = field(default_factory=UpdatesConfig)
     rollout: Annotated[RolloutConfig, SECTION] = field(default_factory=RolloutConfig)
     clips: Annotated[ClipsConfig, SECTION] = field(default_factory=ClipsConfig)
+    retention: Annotated[RetentionConfig, SECTION] = field(default_factory=RetentionConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     forward: Annotated[
         ForwardConfig | None, Field(description="Forwarding to the county 综治 platform; unset: none.")
@@ -194,6 +196,7 @@ class HubConfig:
     updates: UpdatesConfig = field(default_factory=UpdatesConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     log_level: str = "INFO"
     # The validated sections of the parts that plug into the hub, by name:
     # "forward" (a ForwardConfig) and "console" (a ConsoleSection).
@@ -211,6 +214,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
     problems = forward_problems(f.forward, "forward")
     problems += updates_problems(f.updates, "updates", clips_enabled=f.clips.enabled)
     problems += clips_problems(f.clips, "clips")
+    problems += retention_problems(f.retention, "retention", f.clips.keep_days_alert)
     if f.health.broker_window_s >= f.health.offline_grace_s:
         # Otherwise the first houses of a broker restart get their own alarm
         # before the burst is recognised as the broker's.
@@ -234,6 +238,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         updates=f.updates,
         rollout=f.rollout,
         clips=f.clips,
+        retention=f.retention,
         log_level=f.log_level,
         plugins=plugins,
     )

@@ -55,6 +55,20 @@ class HubMetrics:
         self.shed = Counter(
             "xl_hub_shed_messages", "QoS 0 messages (heartbeats) dropped while the writer was far behind", registry=r
         )
+        # Issue 21: rows deleted by age per data class (events, snapshots, health, audit), and
+        # those past their age kept at the last pass (open alert, waiting to be forwarded, kept clip).
+        self.retention_deleted = Counter(
+            "xl_hub_retention_deleted", "Rows deleted by retention, by data class", ["data_class"], registry=r
+        )
+        self.retention_held = Gauge(
+            "xl_hub_retention_held",
+            "Rows past their age kept at the last pass, by data class",
+            ["data_class"],
+            registry=r,
+        )
+        self.retention_pass_s = Gauge(
+            "xl_hub_retention_pass_seconds", "Duration of the last retention pass", registry=r
+        )
         for reason in sorted(ALL_REASONS):  # every series exists from the start, at zero
             self.rejected.labels(reason)
         for ch in sorted(UPLINK):

@@ -100,6 +100,16 @@ def ota_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
     return out
 
 
+def retention_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
+    """Issue 21's hourly pruning of events, snapshots, health history and the audit
+    logs (clips have their own job, started with the clip server)."""
+    if not config.retention.enabled:
+        return []
+    from hub.retention.job import RetentionJob
+
+    return [RetentionJob(hub.engine, config.retention, hub.metrics)]
+
+
 class Hub:
     def __init__(
         self,

@@ -25,6 +25,7 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
             "hub.config_forward",
             "hub.config_updates",
             "hub.config_clips",
+            "hub.config_retention",
             "hub.periodic",
             "hub.cli_options",
             "hub.cli_output",
@@ -44,6 +45,8 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     # Issue 20: config pushes and their history; the console draws and pushes through it.
     ("device configs", ["hub.configs"], False),
     ("console", ["hub.console"], False),
+    # Issue 21: pruning by age; above the console, whose audit table is one of the classes.
+    ("retention", ["hub.retention"], False),
     ("wiring", ["hub.service", "hub.cli"], False),
 ]
 

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, and_, delete, false, func, or_, select, true, tuple_
+from sqlalchemy import Connection, Engine, and_, case, delete, false, func, or_, select, true, tuple_
+from sqlalchemy.sql.elements import ColumnElement
 
 from hub.clips.files import files_of
 from hub.clips.tables import clips
@@ -77,6 +78,27 @@ def is_alert_clip(conn: Connection, device_id: str, event_id: int) -> bool:
     return panic is not None
 
 
+def past_age(now_ms: int, keep_days: float, keep_days_alert: float | None = None) -> ColumnElement[bool]:
+    """Clips past their class's age (also what ``xl-hub retention run --dry-run`` counts)."""
+    cutoff = now_ms - int(keep_days * DAY_MS)
+    cutoff_alert = now_ms - int((keep_days if keep_days_alert is None else keep_days_alert) * DAY_MS)
+    return or_(
+        and_(clips.c.alert == false(), clips.c.received_ms < cutoff),
+        and_(clips.c.alert == true(), clips.c.received_ms < cutoff_alert),
+    )
+
+
+def due(engine: Engine, keep_days: float, keep_days_alert: float | None, now_ms: int) -> tuple[int, int]:
+    """How many clips a pass would delete by age, and how many of them are alert clips."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(func.count(), func.coalesce(func.sum(case((clips.c.alert == true(), 1), else_=0)), 0)).where(
+                past_age(now_ms, keep_days, keep_days_alert)
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
 def prune(
     engine: Engine,
     root: Path,
@@ -86,12 +108,7 @@ def prune(
     keep_days_alert: float | None = None,
 ) -> Pruned:
     """One pass; ``keep_days_alert`` None keeps alert clips no longer than the rest."""
-    cutoff = now_ms - int(keep_days * DAY_MS)
-    cutoff_alert = now_ms - int((keep_days if keep_days_alert is None else keep_days_alert) * DAY_MS)
-    too_old = or_(
-        and_(clips.c.alert == false(), clips.c.received_ms < cutoff),
-        and_(clips.c.alert == true(), clips.c.received_ms < cutoff_alert),
-    )
+    too_old = past_age(now_ms, keep_days, keep_days_alert)
     by_age = alert_by_age = freed = 0
     while True:
         with engine.connect() as conn:

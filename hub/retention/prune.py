@@ -1,0 +1,260 @@
+"""One retention pass: each data class deleted at its own age, in small batches.
+
+Why batches: ingest writes the same tables from another thread (and other hub
+workers). One batch is one short transaction of at most ``batch`` rows found
+through an index, then ``pause_s`` of nothing, so a backlog of millions (the
+first pass on an old database) drains over minutes without ever holding locks
+or the SQLite write lock for long (bench/retention_ingest.py measures it).
+
+What is kept past its age ("held"), and why:
+
+- **events an open alert names** (``alerts.status = 'open'``): the
+  neighbourhood is still answering it;
+- **events and snapshots still waiting to be forwarded** (a ``forward_outbox``
+  row in state pending or dead with the event's item key): the platform is
+  owed them, and the outbox rows themselves are never touched here (the
+  forwarder deletes delivered ones after ``forward.keep_done_h``);
+- **events whose clip is still kept**: the clip's own retention decides
+  (``clips.keep_days*``), the event goes at the next pass after its clip;
+- **snapshots of events that raised an alert** (any ``alerts`` row): evidence,
+  kept as long as their event (``retention.events_days``), not
+  ``snapshots_days``.
+
+A deleted event takes its snapshot with it, in the same transaction. Nothing
+else refers to an event row by its id. Alert rows (with the device's event
+number) are not a class here: they are the county's response record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_
+from sqlalchemy.sql.elements import ColumnElement
+
+from hub.clips.tables import clips
+from hub.config_retention import RetentionConfig
+from hub.console.tables import console_audit
+from hub.db.schema_ops import alerts, events, health_history, snapshots
+from hub.forward.tables import STATE_DONE, forward_outbox, forward_sinks
+from hub.rollout.tables import rollout_audit
+
+DAY_MS = 86_400_000
+CLASSES = ("events", "snapshots", "health", "audit")
+
+
+@dataclass
+class Tally:
+    due: int = 0  # rows past the class's age
+    deleted: int = 0  # of them, deleted (a dry run: that would be)
+    held: int = 0  # of them, kept for a reason above
+    batches: int = 0
+
+
+@dataclass
+class Pass:
+    tallies: dict[str, Tally] = field(default_factory=lambda: {name: Tally() for name in CLASSES})
+    stopped: bool = False  # the hub stopped in the middle: the next pass carries on
+
+    @property
+    def deleted(self) -> int:
+        return sum(t.deleted for t in self.tallies.values())
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+class Pruner:
+    """``run()`` is one pass; ``wait(s)`` is the pause between batches and
+    returns True when the hub is stopping (the job passes its stop event's wait)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        cfg: RetentionConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        wait: Callable[[float], bool] = _sleep,
+    ) -> None:
+        self.engine, self.cfg, self.clock, self.wait = engine, cfg, clock, wait
+
+    def run(self, *, dry_run: bool = False) -> Pass:
+        now_ms = int(self.clock() * 1000)
+        done = Pass()
+        steps: list[tuple[str, Callable[[int, bool, Tally], bool]]] = [
+            ("events", self._events),
+            ("snapshots", self._snapshots),
+            ("health", self._health),
+            ("audit", self._audit),
+        ]
+        for name, step in steps:
+            days = {
+                "events": self.cfg.events_days,
+                "snapshots": self.cfg.snapshots_days,
+                "health": self.cfg.health_days,
+                "audit": self.cfg.audit_days,
+            }[name]
+            if step(now_ms - int(days * DAY_MS), dry_run, done.tallies[name]):
+                done.stopped = True
+                break
+        return done
+
+    def _pause(self, dry_run: bool) -> bool:
+        # A dry run writes nothing, so it has nobody to make room for.
+        return False if dry_run else self.wait(self.cfg.pause_s)
+
+    # -- events -----------------------------------------------------------------
+
+    def _events(self, cutoff: int, dry_run: bool, tally: Tally) -> bool:
+        e = events
+        after: tuple[int, int] | None = None
+        while True:
+            q = (
+                select(e.c.id, e.c.device_id, e.c.event_id, e.c.phase, e.c.time_ms, snapshots.c.id.label("snap_id"))
+                .outerjoin(
+                    snapshots,
+                    and_(
+                        snapshots.c.device_id == e.c.device_id,
+                        snapshots.c.event_id == e.c.event_id,
+                        snapshots.c.phase == e.c.phase,
+                    ),
+                )
+                .where(e.c.time_ms < cutoff)
+            )
+            if after is not None:  # keyset: held rows are not read again within a pass
+                q = q.where(e.c.time_ms >= after[0], or_(e.c.time_ms > after[0], e.c.id > after[1]))
+            with self.engine.connect() as conn:
+                rows = conn.execute(q.order_by(e.c.time_ms, e.c.id).limit(self.cfg.batch)).all()
+            if not rows:
+                return False
+            after = (int(rows[-1].time_ms), int(rows[-1].id))
+            with self.engine.begin() as conn:
+                # Checked in the deleting transaction: an alert or outbox row committed since the read counts.
+                held = _open_alert_events(conn) | _kept_clip_events(conn, rows)
+                waiting = _waiting_keys(conn, [_key(r) for r in rows])
+                victims = [r for r in rows if (r.device_id, int(r.event_id)) not in held and _key(r) not in waiting]
+                if victims and not dry_run:
+                    snaps = [int(r.snap_id) for r in victims if r.snap_id is not None]
+                    if snaps:
+                        conn.execute(delete(snapshots).where(snapshots.c.id.in_(snaps)))
+                    conn.execute(delete(e).where(e.c.id.in_([int(r.id) for r in victims])))
+            tally.due += len(rows)
+            tally.deleted += len(victims)
+            tally.held += len(rows) - len(victims)
+            tally.batches += 1
+            # A short batch was the last; after a full one, the pause may find the hub stopping (True).
+            if len(rows) < self.cfg.batch or self._pause(dry_run):
+                return len(rows) == self.cfg.batch
+
+    # -- snapshots --------------------------------------------------------------
+
+    def _snapshots(self, cutoff: int, dry_run: bool, tally: Tally) -> bool:
+        s = snapshots
+        after: tuple[int, int] | None = None
+        while True:
+            q = select(s.c.id, s.c.device_id, s.c.event_id, s.c.phase, s.c.received_ms).where(s.c.received_ms < cutoff)
+            if after is not None:
+                q = q.where(s.c.received_ms >= after[0], or_(s.c.received_ms > after[0], s.c.id > after[1]))
+            with self.engine.connect() as conn:
+                rows = conn.execute(q.order_by(s.c.received_ms, s.c.id).limit(self.cfg.batch)).all()
+            if not rows:
+                return False
+            after = (int(rows[-1].received_ms), int(rows[-1].id))
+            with self.engine.begin() as conn:
+                held = _alert_events(conn, rows)
+                waiting = _waiting_keys(conn, [_key(r) for r in rows])
+                victims = [
+                    int(r.id) for r in rows if (r.device_id, int(r.event_id)) not in held and _key(r) not in waiting
+                ]
+                if victims and not dry_run:
+                    conn.execute(delete(s).where(s.c.id.in_(victims)))
+            tally.due += len(rows)
+            tally.deleted += len(victims)
+            tally.held += len(rows) - len(victims)
+            tally.batches += 1
+            if len(rows) < self.cfg.batch or self._pause(dry_run):
+                return len(rows) == self.cfg.batch
+
+    # -- health history and the audit logs: no row is held -----------------------
+
+    def _health(self, cutoff: int, dry_run: bool, tally: Tally) -> bool:
+        h = health_history
+        old = select(h.c.device_id, h.c.bucket_ms).where(h.c.bucket_ms < cutoff).limit(self.cfg.batch)
+        return self._by_batch(
+            delete(h).where(tuple_(h.c.device_id, h.c.bucket_ms).in_(old)), h, h.c.bucket_ms < cutoff, dry_run, tally
+        )
+
+    def _audit(self, cutoff: int, dry_run: bool, tally: Tally) -> bool:
+        for table in (console_audit, rollout_audit):
+            old = select(table.c.id).where(table.c.at_ms < cutoff).order_by(table.c.at_ms).limit(self.cfg.batch)
+            stopped = self._by_batch(
+                delete(table).where(table.c.id.in_(old)), table, table.c.at_ms < cutoff, dry_run, tally
+            )
+            if stopped:
+                return True
+        return False
+
+    def _by_batch(self, stmt: Any, table: Any, too_old: ColumnElement[bool], dry_run: bool, tally: Tally) -> bool:
+        if dry_run:
+            with self.engine.connect() as conn:
+                n = int(conn.execute(select(func.count()).select_from(table).where(too_old)).scalar_one())
+            tally.due += n
+            tally.deleted += n
+            tally.batches += -(-n // self.cfg.batch)
+            return False
+        while True:
+            with self.engine.begin() as conn:
+                n = int(conn.execute(stmt).rowcount)
+            tally.due += n
+            tally.deleted += n
+            tally.batches += 1 if n else 0
+            if n < self.cfg.batch or self._pause(dry_run):
+                return n == self.cfg.batch
+
+
+def _key(row: Any) -> str:
+    """The forward outbox's item key of an event phase (hub.core.items.EventItem.key)."""
+    return f"{row.device_id}-{int(row.event_id)}-{row.phase}"
+
+
+def _open_alert_events(conn: Connection) -> set[tuple[str, int]]:
+    q = select(alerts.c.origin_device, alerts.c.event_id).where(
+        alerts.c.status == "open", alerts.c.event_id.is_not(None)
+    )
+    return {(d, int(e)) for d, e in conn.execute(q)}
+
+
+def _alert_events(conn: Connection, rows: Sequence[Any]) -> set[tuple[str, int]]:
+    """Which of ``rows``' events raised an alert (open or closed). Two IN lists
+    rather than a list of pairs: each is one index probe per value on both
+    databases; the few extra pairs they match are dropped here."""
+    wanted = {(r.device_id, int(r.event_id)) for r in rows}
+    q = select(alerts.c.origin_device, alerts.c.event_id).where(
+        alerts.c.origin_device.in_({d for d, _ in wanted}), alerts.c.event_id.in_({e for _, e in wanted})
+    )
+    return {(d, int(e)) for d, e in conn.execute(q) if (d, int(e)) in wanted}
+
+
+def _kept_clip_events(conn: Connection, rows: Sequence[Any]) -> set[tuple[str, int]]:
+    wanted = {(r.device_id, int(r.event_id)) for r in rows}
+    q = select(clips.c.device_id, clips.c.event_id).where(
+        clips.c.device_id.in_({d for d, _ in wanted}), clips.c.event_id.in_({e for _, e in wanted})
+    )
+    return {(d, int(e)) for d, e in conn.execute(q) if (d, int(e)) in wanted}
+
+
+def _waiting_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """Item keys with an outbox row not yet delivered (pending, or dead until an
+    operator retries or gives it up). The sink is named so the (sink, item_key)
+    unique index serves the lookup."""
+    sinks = list(conn.execute(select(forward_sinks.c.sink)).scalars())
+    if not sinks or not keys:
+        return set()
+    o = forward_outbox
+    q = select(o.c.item_key).where(o.c.sink.in_(sinks), o.c.item_key.in_(keys), o.c.state != STATE_DONE)
+    return set(conn.execute(q).scalars())
