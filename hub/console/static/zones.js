@@ -12,7 +12,6 @@
   var device = root.getAttribute("data-device");
   var csrf = root.getAttribute("data-csrf");
   var editable = root.getAttribute("data-edit") === "1";
-  var lang = root.getAttribute("data-lang");
   var POLL_MS = 1000, GIVE_UP_MS = 120000;
   // Zone keys the editor has fields for; any other key of a loaded zone is kept as it was.
   var ZONE_KEYS = ["name", "polygon", "kinds", "inertia_s", "loiter_s"];
@@ -26,7 +25,8 @@
     return text.replace(/\{(\w+)\}/g, function (all, k) { return values[k] === undefined ? all : String(values[k]); });
   }
   function fmt(ms) {
-    return ms ? new Date(ms).toLocaleString(lang === "en" ? "en-GB" : "zh-CN", { hour12: false, timeZone: "Asia/Shanghai" }) : "—";
+    // As the server's fmt_time: MM-DD HH:MM:SS in the county's zone (sv-SE writes ISO order).
+    return ms ? new Date(ms).toLocaleString("sv-SE", { hour12: false, timeZone: "Asia/Shanghai" }).slice(5) : "—";
   }
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
