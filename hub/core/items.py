@@ -62,6 +62,11 @@ class EventItem:
     snapshot: Snapshot | None = None
     household_id: str | None = None  # context for the webhook; not sent to the 视图库
     clock_unsynced: bool = False  # the device said its clock was not NTP-synced
+    # Issue 20, for the webhook (the 视图库 has no field for them): the zones the
+    # visit had entered (wire `zn`), seconds loitered (`lo`), the profile (`pf`).
+    zones: tuple[str, ...] | None = None
+    loiter_s: int | None = None
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         if not is_device_id(self.device_id):
@@ -254,6 +259,10 @@ def item_to_dict(item: ForwardItem) -> dict[str, Any]:
             "snapshot": _snap_to_dict(item.snapshot),
             "household_id": item.household_id,
             "clock_unsynced": item.clock_unsynced,
+            # Only when present: a device without zones sends the same body as before.
+            **({"zones": list(item.zones)} if item.zones else {}),
+            **({"loiter_s": item.loiter_s} if item.loiter_s is not None else {}),
+            **({"profile": item.profile} if item.profile is not None else {}),
         }
     return {
         "type": "alert",
@@ -285,6 +294,9 @@ def item_from_dict(obj: dict[str, Any]) -> ForwardItem:
             snapshot=_snap_from_dict(obj.get("snapshot")),
             household_id=obj.get("household_id"),
             clock_unsynced=bool(obj.get("clock_unsynced", False)),
+            zones=tuple(obj["zones"]) if obj.get("zones") else None,
+            loiter_s=int(obj["loiter_s"]) if obj.get("loiter_s") is not None else None,
+            profile=obj.get("profile"),
         )
     if obj["type"] == "alert":
         return AlertItem(

@@ -108,6 +108,9 @@ def _stored_events(conn: Connection, keys: Sequence[Key], pictures: dict[Key, Sn
                 snapshot=pictures[key],
                 household_id=row.household_id,
                 clock_unsynced=not row.time_trusted,
+                zones=tuple(row.zones) if row.zones else None,
+                loiter_s=row.loiter_s,
+                profile=row.profile,
             )
         )
     return out

@@ -92,4 +92,7 @@ def _event_item(ev: Event, device_id: str, household_id: str, time_ms: int, trus
         bbox=ev.bbox,
         household_id=household_id,
         clock_unsynced=not trusted,
+        zones=ev.zones,
+        loiter_s=ev.loiter_s,
+        profile=ev.profile,
     )

@@ -13,6 +13,7 @@ from hub.config import AlertConfig, HealthConfig
 from hub.core.directory import Directory
 from hub.core.forwarding import MemoryForwardSink
 from hub.core.inbound import Inbound
+from hub.core.items import EventItem
 from hub.db import make_engine
 from hub.db.schema_ops import events, health_latest
 from hub.ingest.batch import BatchProcessor
@@ -70,6 +71,15 @@ def test_events_keep_their_zone_keys_and_a_later_update_refreshes_them(setup) ->
         (d, "start", ["路"], None, True, "night"),
         (d, "update", ["路", "院门"], None, False, "night"),
         (old, "start", None, None, False, None),
+    ]
+    # What forwarding is handed (the webhook's body): the keys as each phase sent them.
+    handed = [
+        (i.device_id, i.phase, i.zones, i.loiter_s, i.profile) for i, _ in proc.sink.items if isinstance(i, EventItem)
+    ]
+    assert handed == [
+        (d, "start", ("路",), None, "night"),
+        (d, "update", ("路",), 3, None),
+        (old, "start", None, None, None),
     ]
 
 
