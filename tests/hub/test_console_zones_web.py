@@ -221,3 +221,31 @@ def test_a_viewer_sees_the_applied_zones_and_cannot_draw(world: tuple[County, st
 def csrf(page: Any) -> str:
     """The session's CSRF token, from the logout form every page carries."""
     return str(page.locator("header form input[name=csrf]").get_attribute("value"))
+
+
+def test_an_admin_pushes_a_template_to_the_whole_village(world: tuple[County, str, int], browser: Any) -> None:
+    county, base, port = world
+    devs = county.devices["g0201-01"]  # 双茨村: one of its three is offline, and still gets it (QoS 1)
+    peers = []
+    for d in devs:
+        peer = Peer(port, f"dev-{uuid.uuid4().hex[:6]}")
+        peer.subscribe(cmd_topic(d))
+        peers.append(peer)
+    page = login(browser, base, "admin1")
+    page.on("dialog", lambda dialog: dialog.accept())  # the "every device of the village?" confirmation
+    page.goto(f"{base}/devices/{devs[0]}/zones")
+    box = page.locator("#zn-canvas").bounding_box()
+    for fx, fy in ((0.1, 0.1), (0.9, 0.1), (0.9, 0.4)):
+        click_at(page, box, fx, fy)
+    page.click("#zn-close")
+    page.click("#zn-push-village")
+    expect(page.locator("#zn-village-status")).to_have_text("请填写模板名")  # a village push needs a name
+    page.fill("#zn-template", "双茨村 路口")
+    page.click("#zn-push-village")
+    expect(page.locator("#zn-village-status")).to_have_text("已下发 3 台，失败 0 台")
+    expect(page.locator("#zn-village-results tbody tr")).to_have_count(3)
+    for d, peer in zip(devs, peers, strict=True):
+        cmd = next_command(peer, d, "config")
+        assert [z["name"] for z in cmd["a"]["vision"]["zones"]] == ["区域1"]
+        peer.close()
+    expect(page.locator("#zn-history tr[data-rev='1'] td").nth(3)).to_have_text("双茨村 路口")
