@@ -52,6 +52,10 @@ def event_line(emitted: Emitted) -> dict[str, Any]:
         "duration_s": e.duration_s,
         "has_snapshot": e.has_snapshot,
         "snapshot_bytes": len(emitted.snapshot.jpeg) if emitted.snapshot is not None else None,
+        "zones": list(e.zones) if e.zones else None,
+        "loiter_s": e.loiter_s,
+        "no_alert": e.no_alert,
+        "profile": e.profile,
         "wire": e.to_wire(),
     }
 
