@@ -37,15 +37,18 @@ class RetentionJob:
         self._stopping = threading.Event()
         self.pruner = Pruner(engine, cfg, clock=clock, wait=self._stopping.wait)
         self.passes = 0
+        self._started = False
         self.last: Pass | None = None
         self._periodic = Periodic("xl-hub-retention", cfg.interval_s, self.run_once)
 
     def start(self) -> None:
+        self._started = True
         self._periodic.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._periodic.stop()
+        self._stopping.set()  # first: a pass in its pause between batches ends now
+        if self._started:
+            self._periodic.stop()
 
     def run_once(self) -> Pass:
         started = time.monotonic()

@@ -86,6 +86,10 @@ class Pruner:
     def run(self, *, dry_run: bool = False) -> Pass:
         now_ms = int(self.clock() * 1000)
         done = Pass()
+        self._snaps = done.tallies["snapshots"]
+        # A dry run deletes nothing, so the snapshot step would find again the pictures the
+        # event step already counted as going with their events: it skips these ids.
+        self._counted: set[int] = set()
         steps: list[tuple[str, Callable[[int, bool, Tally], bool]]] = [
             ("events", self._events),
             ("snapshots", self._snapshots),
@@ -138,8 +142,12 @@ class Pruner:
                 held = _open_alert_events(conn) | _kept_clip_events(conn, rows)
                 waiting = _waiting_keys(conn, [_key(r) for r in rows])
                 victims = [r for r in rows if (r.device_id, int(r.event_id)) not in held and _key(r) not in waiting]
-                if victims and not dry_run:
-                    snaps = [int(r.snap_id) for r in victims if r.snap_id is not None]
+                snaps = [int(r.snap_id) for r in victims if r.snap_id is not None]
+                self._snaps.due += len(snaps)  # a picture goes with its event, whatever its own age
+                self._snaps.deleted += len(snaps)
+                if dry_run:
+                    self._counted.update(snaps)
+                elif victims:
                     if snaps:
                         conn.execute(delete(snapshots).where(snapshots.c.id.in_(snaps)))
                     conn.execute(delete(e).where(e.c.id.in_([int(r.id) for r in victims])))
@@ -164,7 +172,8 @@ class Pruner:
                 rows = conn.execute(q.order_by(s.c.received_ms, s.c.id).limit(self.cfg.batch)).all()
             if not rows:
                 return False
-            after = (int(rows[-1].received_ms), int(rows[-1].id))
+            after, fetched = (int(rows[-1].received_ms), int(rows[-1].id)), len(rows)
+            rows = [r for r in rows if int(r.id) not in self._counted]
             with self.engine.begin() as conn:
                 held = _alert_events(conn, rows)
                 waiting = _waiting_keys(conn, [_key(r) for r in rows])
@@ -177,8 +186,8 @@ class Pruner:
             tally.deleted += len(victims)
             tally.held += len(rows) - len(victims)
             tally.batches += 1
-            if len(rows) < self.cfg.batch or self._pause(dry_run):
-                return len(rows) == self.cfg.batch
+            if fetched < self.cfg.batch or self._pause(dry_run):
+                return fetched == self.cfg.batch
 
     # -- health history and the audit logs: no row is held -----------------------
 
