@@ -199,6 +199,11 @@ def test_feet_and_polygon_geometry() -> None:
     track = ZoneTrack()
     track.observe(0.0, [(0.0, 0.0, 0.2, 0.5)], [YARD])  # head in the yard? the feet are not
     assert track.observe(2.0, [(0.4, 0.0, 0.45, 0.5)], [YARD]) is False and track.entered == ()
+    # A run that finds nobody is no break: inside, nobody, inside 1 s on is entered.
+    track = ZoneTrack()
+    inside = [(0.6, 0.2, 0.8, 0.9)]
+    assert not track.observe(0.0, inside, [YARD]) and not track.observe(0.5, [], [YARD])
+    assert track.observe(1.0, inside, [YARD]) and track.entered == ("yard",)
 
 
 # -- reconfigure ----------------------------------------------------------------------------------------------
