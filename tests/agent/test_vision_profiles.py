@@ -143,3 +143,17 @@ def test_pf_only_with_profiles(detector: PersonDetector) -> None:
     assert plain and all(e.event.profile is None for e in plain + parked)
     assert [e.event.to_wire() for e in parked] == [e.event.to_wire() for e in plain]
     assert day and all(e.event.to_wire()["pf"] == "day" for e in day)
+
+
+def test_reconfigure_switches_profiles_at_once(detector: PersonDetector) -> None:
+    pipe = VisionPipeline(parse_vision({}), detector, EventIdGenerator(3), replay_clock())
+    src = SyntheticSource("light_switch")
+    src.open()
+    while (frame := src.read()) is not None and frame.ts < 10.0:
+        pipe.process(frame)
+    assert pipe.profile is None and pipe.motion.monochrome is True  # the IR light is on since 8 s
+    pipe.reconfigure(night_config())
+    assert pipe.persons is not None
+    assert pipe.profile == "night" and pipe.persons.threshold == 0.6  # before the next frame
+    pipe.reconfigure(parse_vision({}))
+    assert pipe.profile is None and pipe.persons.threshold == 0.5 and pipe.persons.profile is None
