@@ -192,10 +192,17 @@ class Agent:
         self.stop.set()
 
     def _pipeline(self) -> Any:
+        from agent.schedule import zone
         from agent.vision.pipeline import VisionPipeline
 
         # Live wall time for every event; ordering comes from event IDs, never from this.
-        return VisionPipeline(self.vision, self.detector, self.writer.ids, lambda _ts: self.clock.now_ms())
+        return VisionPipeline(
+            self.vision,
+            self.detector,
+            self.writer.ids,
+            lambda _ts: self.clock.now_ms(),
+            timezone=zone(self.cfg.schedule.timezone),  # night_hours are local time, as armed hours are
+        )
 
     def _apply_vision(self, vision: Any) -> None:
         """A config push accepted: the pipeline takes it before its next frame, the clips at once."""

@@ -124,7 +124,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "run":
         from hub.config import load_config
-        from hub.service import Hub, SchemaNotReady, ota_extensions, retention_extensions
+        from hub.service import Hub, SchemaNotReady, config_push_extensions, ota_extensions, retention_extensions
 
         cfg = load_config(args.config)
         logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -139,6 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     hub.extensions.append(console)
             hub.extensions.extend(ota_extensions(cfg, hub))  # the TUF repository server, rollouts
             hub.extensions.extend(retention_extensions(cfg, hub))  # pruning by age (issue 21)
+            hub.extensions.extend(config_push_extensions(hub))  # queued by xl-hub config push (issue 20)
             hub.run_forever()
         except SchemaNotReady as exc:
             print(f"xl-hub: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -98,6 +98,20 @@ def ota_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
 
         out.append(RolloutRunner(hub.engine, hub.worker.transport, config.rollout, config.alerts.timezone))
     return out
+
+
+def config_push_extensions(hub: Hub, interval_s: float = 1.0) -> list[Extension]:
+    """Issue 20's pushes written by ``xl-hub config push``, sent through the hub's own
+    connection: the broker names a client after its certificate, so the command cannot
+    connect as the hub without closing the hub's connection."""
+    from hub.commands import send_command
+    from hub.configs.service import send_queued
+    from hub.periodic import Periodic
+
+    def send(device_id: str, op: str, args: dict[str, Any]) -> str:
+        return send_command(hub.engine, hub.worker.transport, device_id, op, args)
+
+    return [Periodic("xl-config-pushes", interval_s, lambda: send_queued(hub.engine, send), at_start=True)]
 
 
 def retention_extensions(config: HubConfig, hub: Hub) -> list[Extension]:

@@ -4,16 +4,21 @@ The API the console and ``xl-hub config`` use:
 
 - ``ConfigPushes(engine, send)``: ``send(device_id, op, args) -> command_id``
   is what records and publishes a command (the console's
-  ``MqttPublisher.send``, or ``hub.commands.send_command`` bound to a paho
-  client); ``None`` when this process has no MQTT channel.
+  ``MqttPublisher.send``, over the running hub's own connection); ``None``
+  when this process has no MQTT channel. With ``queue=True`` and no channel
+  (``xl-hub config push``), a push is written as ``queued`` and the running
+  hub sends it (``hub.configs.sender``): a second process cannot connect as
+  the hub, since the broker names a client after its certificate
+  (``use_username_as_clientid``) and would close the hub's connection.
 - ``push`` / ``push_village`` raise ``ValueError`` for a bad document or one
   whose command would exceed ``protocol.limits.MAX_COMMAND_BYTES``: the
   operator's input is wrong, whatever the device. Delivery problems (no
   channel, a device not registered or not active, a failed publish) come
   back in ``PushResult.error`` instead, one per device.
 - ``history`` rows: ``rev, doc, created_ms, created_by, template,
-  command_id, status, reason, acked_ms``; ``status`` is ``unsent`` (never left
-  the hub: ``reason`` says why), ``sent`` (no ack yet: an offline device gets
+  command_id, status, reason, acked_ms``; ``status`` is ``queued`` (waiting
+  for the running hub to send it), ``unsent`` (never left the hub: ``reason``
+  says why), ``sent`` (no ack yet: an offline device gets
   it from its persistent broker session, QoS 1, when it reconnects),
   ``applied`` or ``refused`` (``reason``: the device's first problem).
 
@@ -44,13 +49,14 @@ from protocol import limits
 from protocol.codec import dumps
 from protocol.messages import MAX_CONFIG_REV, Command
 
-__all__ = ["ConfigPushes", "PushResult", "check_vision_doc", "command_size"]
+__all__ = ["ConfigPushes", "PushResult", "check_vision_doc", "command_size", "send_queued"]
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, str, dict[str, Any]], str]
 
 _REV_ATTEMPTS = 5
+_SENDING = "sending"  # a queued push one hub process has claimed and is sending
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,10 @@ def _check(vision: Any) -> None:
 
 
 class ConfigPushes:
-    def __init__(self, engine: Engine, send: Send | None) -> None:
+    def __init__(self, engine: Engine, send: Send | None, *, queue: bool = False) -> None:
         self.engine = engine
         self.send = send
+        self.queue = queue  # no channel here: write the push for the running hub to send
 
     def push(self, device_id: str, vision: dict[str, Any], user: str, template: str | None = None) -> PushResult:
         _check(vision)
@@ -110,7 +117,7 @@ class ConfigPushes:
         return [self._push(d, vision, user, template) for d in targets]
 
     def _push(self, device_id: str, vision: dict[str, Any], user: str, template: str | None) -> PushResult:
-        if self.send is None:
+        if self.send is None and not self.queue:
             # Nothing is written: no revision is spent on a push that cannot leave.
             return PushResult(device_id, 0, None, "no MQTT channel to the devices: config not sent")
         with self.engine.connect() as conn:
@@ -120,15 +127,9 @@ class ConfigPushes:
         if status != "active":  # a revoked device can receive nothing: no revision is spent on it
             return PushResult(device_id, 0, None, f"device {device_id} is {status}")
         row_id, rev = self._allocate(device_id, vision, user, template)
-        try:
-            command_id = self.send(device_id, "config", {"rev": rev, "vision": vision})
-        except Exception as exc:  # any failure to send is the push's outcome, recorded, not a crash of the caller
-            error = str(exc)[:200] or type(exc).__name__
-            log.warning("config rev %d to %s not sent: %s", rev, device_id, error)
-            self._finish(row_id, None, error)
-            return PushResult(device_id, rev, None, error)
-        self._finish(row_id, command_id, None)
-        return PushResult(device_id, rev, command_id, None)
+        if self.send is None:
+            return PushResult(device_id, rev, None, None)  # queued: hub.configs.sender sends it
+        return send_row(self.engine, self.send, row_id, device_id, rev, vision)
 
     def _allocate(self, device_id: str, vision: dict[str, Any], user: str, template: str | None) -> tuple[int, int]:
         """Write the push's row with the next revision; (row id, rev)."""
@@ -158,12 +159,6 @@ class ConfigPushes:
                     raise
         raise AssertionError("unreachable")
 
-    def _finish(self, row_id: int, command_id: str | None, error: str | None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(config_pushes).where(config_pushes.c.id == row_id).values(command_id=command_id, error=error)
-            )
-
     def history(self, device_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The device's pushes, newest first, each with the device's answer."""
         with self.engine.connect() as conn:
@@ -181,6 +176,51 @@ class ConfigPushes:
                 .limit(1)
             ).scalar()
         return doc if isinstance(doc, dict) else None
+
+
+def send_row(engine: Engine, send: Send, row_id: int, device_id: str, rev: int, vision: dict[str, Any]) -> PushResult:
+    """Send one written push and record the outcome on its row."""
+    try:
+        command_id = send(device_id, "config", {"rev": rev, "vision": vision})
+    except Exception as exc:  # any failure to send is the push's outcome, recorded, not a crash of the caller
+        error = str(exc)[:200] or type(exc).__name__
+        log.warning("config rev %d to %s not sent: %s", rev, device_id, error)
+        _finish(engine, row_id, None, error)
+        return PushResult(device_id, rev, None, error)
+    _finish(engine, row_id, command_id, None)
+    return PushResult(device_id, rev, command_id, None)
+
+
+def send_queued(engine: Engine, send: Send, limit: int = 100) -> list[PushResult]:
+    """The running hub's pass over pushes written by ``xl-hub config push``: each claimed by one
+    conditional UPDATE (two hub processes never both send one), then sent, oldest first, so a
+    device applies queued revisions in order and ends on the newest."""
+    c = config_pushes.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.id, c.device_id, c.rev, c.doc)
+            .where(c.command_id.is_(None), c.error.is_(None))
+            .order_by(c.id)
+            .limit(limit)
+        ).all()
+    out = []
+    for row in rows:
+        with engine.begin() as conn:
+            claimed = conn.execute(
+                update(config_pushes)
+                .where(c.id == row.id, c.command_id.is_(None), c.error.is_(None))
+                .values(error=_SENDING)
+            ).rowcount
+        if claimed == 1:
+            out.append(send_row(engine, send, int(row.id), row.device_id, int(row.rev), dict(row.doc)))
+    return out
+
+
+def _finish(engine: Engine, row_id: int, command_id: str | None, error: str | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(config_pushes).where(config_pushes.c.id == row_id).values(command_id=command_id, error=error)
+        )
 
 
 def _history(conn: Connection, device_id: str, limit: int) -> list[dict[str, Any]]:
@@ -225,8 +265,11 @@ def _history(conn: Connection, device_id: str, limit: int) -> list[dict[str, Any
 def _status(
     command_id: str | None, error: str | None, ack_ms: int | None, ok: bool | None, ack_error: str | None
 ) -> tuple[str, str | None]:
+    if command_id is None and error is None:
+        return "queued", None
     if command_id is None:
-        return "unsent", error or "not sent"
+        # The hub stopped between claiming and sending (or while publishing): push it again.
+        return "unsent", "interrupted while sending: push it again" if error == _SENDING else error
     if ack_ms is None or ok is None:
         return "sent", None
     if ok:

@@ -56,6 +56,8 @@ from tests.support.broker import MOSQUITTO, Broker, run_broker
 from tests.support.clip_device import decode
 from tests.support.forward_items import GATEWAY, PASSWORD
 from tests.support.hub_db import not_armed_now
+from tests.support.processes import run_cli as run
+from tests.support.processes import stop_process as stop
 from tests.support.wait import wait_for
 
 pytestmark = [
@@ -71,12 +73,6 @@ PRE_S, POST_S, CLIP_FPS = 5.0, 5.0, 5.0
 PANIC_AT_S = 14.0  # + gpio.hold_s: the panic lands near 16 s of the 40 s scene, after the person left
 HOLDING = "simulate: household holds the panic button"  # agent/household_sim.py's log line
 UPLOAD_BYTES_PER_S = 96 * 1024  # slow enough to watch the progress, quick enough for the suite
-
-
-def run(*argv: str | Path, timeout: float = 120) -> str:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"{' '.join(map(str, argv))}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    return proc.stdout
 
 
 @dataclass
@@ -220,16 +216,6 @@ def hub_yaml(state: Path, path: Path, ports: dict[str, int], viid_url: str, hook
         "console": {"port": ports["console"], "refresh_s": 2},
     }
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture(scope="module")

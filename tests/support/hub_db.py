@@ -26,6 +26,14 @@ def not_armed_now() -> dict[str, str]:
     return {"armed_from": start.strftime("%H:%M"), "armed_to": end.strftime("%H:%M")}
 
 
+def armed_now() -> dict[str, str]:
+    """Armed hours (Asia/Shanghai) around now, for a test whose person events must alert
+    whatever the hour the suite runs at."""
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    start, end = local - timedelta(hours=1), local + timedelta(hours=2)
+    return {"armed_from": start.strftime("%H:%M"), "armed_to": end.strftime("%H:%M")}
+
+
 def make_fleet(
     engine: Engine, groups: int = 2, per_group: int = 3, *, armed_from: str = "22:00", armed_to: str = "06:00"
 ) -> dict[str, list[str]]:
