@@ -28,11 +28,29 @@ number) are not a class here: they are the county's response record.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.clips.tables import clips
@@ -118,39 +136,40 @@ class Pruner:
         e = events
         after: tuple[int, int] | None = None
         while True:
-            q = (
-                select(e.c.id, e.c.device_id, e.c.event_id, e.c.phase, e.c.time_ms, snapshots.c.id.label("snap_id"))
-                .outerjoin(
-                    snapshots,
-                    and_(
-                        snapshots.c.device_id == e.c.device_id,
-                        snapshots.c.event_id == e.c.event_id,
-                        snapshots.c.phase == e.c.phase,
-                    ),
-                )
-                .where(e.c.time_ms < cutoff)
-            )
-            if after is not None:  # keyset: held rows are not read again within a pass
-                q = q.where(e.c.time_ms >= after[0], or_(e.c.time_ms > after[0], e.c.id > after[1]))
-            with self.engine.connect() as conn:
-                rows = conn.execute(q.order_by(e.c.time_ms, e.c.id).limit(self.cfg.batch)).all()
-            if not rows:
-                return False
-            after = (int(rows[-1].time_ms), int(rows[-1].id))
             with self.engine.begin() as conn:
-                # Checked in the deleting transaction: an alert or outbox row committed since the read counts.
-                held = _open_alert_events(conn) | _kept_clip_events(conn, rows)
-                waiting = _waiting_keys(conn, [_key(r) for r in rows])
-                victims = [r for r in rows if (r.device_id, int(r.event_id)) not in held and _key(r) not in waiting]
-                snaps = [int(r.snap_id) for r in victims if r.snap_id is not None]
+                # The holds are read in the deleting transaction (an alert or outbox row committed
+                # since counts) and in SQL, one index probe each per row: in Python, with lists of
+                # 2,000 keys, they cost ingest (same process, same GIL) a tenth of its rate.
+                sinks = _sinks(conn)
+                held = or_(_open_alert(e.c.device_id, e.c.event_id), _clip_kept(e), _waiting(e, sinks))
+                q = (
+                    select(e.c.id, e.c.time_ms, snapshots.c.id.label("snap_id"), held.label("held"))
+                    .outerjoin(
+                        snapshots,
+                        and_(
+                            snapshots.c.device_id == e.c.device_id,
+                            snapshots.c.event_id == e.c.event_id,
+                            snapshots.c.phase == e.c.phase,
+                        ),
+                    )
+                    .where(e.c.time_ms < cutoff)
+                )
+                if after is not None:  # keyset: held rows are not read again within a pass
+                    q = q.where(e.c.time_ms >= after[0], or_(e.c.time_ms > after[0], e.c.id > after[1]))
+                rows = conn.execute(q.order_by(e.c.time_ms, e.c.id).limit(self.cfg.batch)).all()
+                if not rows:
+                    return False
+                after = (int(rows[-1].time_ms), int(rows[-1].id))
+                victims = [int(r.id) for r in rows if not r.held]
+                snaps = [int(r.snap_id) for r in rows if not r.held and r.snap_id is not None]
                 self._snaps.due += len(snaps)  # a picture goes with its event, whatever its own age
                 self._snaps.deleted += len(snaps)
                 if dry_run:
                     self._counted.update(snaps)
                 elif victims:
                     if snaps:
-                        conn.execute(delete(snapshots).where(snapshots.c.id.in_(snaps)))
-                    conn.execute(delete(e).where(e.c.id.in_([int(r.id) for r in victims])))
+                        conn.execute(delete(snapshots).where(_among(conn, snapshots.c.id, snaps)))
+                    conn.execute(delete(e).where(_among(conn, e.c.id, victims)))
             tally.due += len(rows)
             tally.deleted += len(victims)
             tally.held += len(rows) - len(victims)
@@ -165,23 +184,20 @@ class Pruner:
         s = snapshots
         after: tuple[int, int] | None = None
         while True:
-            q = select(s.c.id, s.c.device_id, s.c.event_id, s.c.phase, s.c.received_ms).where(s.c.received_ms < cutoff)
-            if after is not None:
-                q = q.where(s.c.received_ms >= after[0], or_(s.c.received_ms > after[0], s.c.id > after[1]))
-            with self.engine.connect() as conn:
-                rows = conn.execute(q.order_by(s.c.received_ms, s.c.id).limit(self.cfg.batch)).all()
-            if not rows:
-                return False
-            after, fetched = (int(rows[-1].received_ms), int(rows[-1].id)), len(rows)
-            rows = [r for r in rows if int(r.id) not in self._counted]
             with self.engine.begin() as conn:
-                held = _alert_events(conn, rows)
-                waiting = _waiting_keys(conn, [_key(r) for r in rows])
-                victims = [
-                    int(r.id) for r in rows if (r.device_id, int(r.event_id)) not in held and _key(r) not in waiting
-                ]
+                sinks = _sinks(conn)
+                held = or_(_raised_alert(s.c.device_id, s.c.event_id), _waiting(s, sinks))
+                q = select(s.c.id, s.c.received_ms, held.label("held")).where(s.c.received_ms < cutoff)
+                if after is not None:
+                    q = q.where(s.c.received_ms >= after[0], or_(s.c.received_ms > after[0], s.c.id > after[1]))
+                rows = conn.execute(q.order_by(s.c.received_ms, s.c.id).limit(self.cfg.batch)).all()
+                if not rows:
+                    return False
+                after, fetched = (int(rows[-1].received_ms), int(rows[-1].id)), len(rows)
+                rows = [r for r in rows if int(r.id) not in self._counted]
+                victims = [int(r.id) for r in rows if not r.held]
                 if victims and not dry_run:
-                    conn.execute(delete(s).where(s.c.id.in_(victims)))
+                    conn.execute(delete(s).where(_among(conn, s.c.id, victims)))
             tally.due += len(rows)
             tally.deleted += len(victims)
             tally.held += len(rows) - len(victims)
@@ -226,44 +242,42 @@ class Pruner:
                 return n == self.cfg.batch
 
 
-def _key(row: Any) -> str:
-    """The forward outbox's item key of an event phase (hub.core.items.EventItem.key)."""
-    return f"{row.device_id}-{int(row.event_id)}-{row.phase}"
+def _among(conn: Connection, column: ColumnElement[Any], ids: list[int]) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY``): the same
+    statement text for every batch, prepared once, instead of 2,000 placeholders
+    rendered and parsed each time."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+    return column.in_(ids)
 
 
-def _open_alert_events(conn: Connection) -> set[tuple[str, int]]:
-    q = select(alerts.c.origin_device, alerts.c.event_id).where(
-        alerts.c.status == "open", alerts.c.event_id.is_not(None)
-    )
-    return {(d, int(e)) for d, e in conn.execute(q)}
+def _sinks(conn: Connection) -> list[str]:
+    return list(conn.execute(select(forward_sinks.c.sink)).scalars())
 
 
-def _alert_events(conn: Connection, rows: Sequence[Any]) -> set[tuple[str, int]]:
-    """Which of ``rows``' events raised an alert (open or closed). Two IN lists
-    rather than a list of pairs: each is one index probe per value on both
-    databases; the few extra pairs they match are dropped here."""
-    wanted = {(r.device_id, int(r.event_id)) for r in rows}
-    q = select(alerts.c.origin_device, alerts.c.event_id).where(
-        alerts.c.origin_device.in_({d for d, _ in wanted}), alerts.c.event_id.in_({e for _, e in wanted})
-    )
-    return {(d, int(e)) for d, e in conn.execute(q) if (d, int(e)) in wanted}
+def _item_key(t: Table) -> ColumnElement[Any]:
+    """The forward outbox's item key of an event phase, in SQL (hub.core.items.EventItem.key)."""
+    return t.c.device_id + "-" + cast(t.c.event_id, String) + "-" + t.c.phase
 
 
-def _kept_clip_events(conn: Connection, rows: Sequence[Any]) -> set[tuple[str, int]]:
-    wanted = {(r.device_id, int(r.event_id)) for r in rows}
-    q = select(clips.c.device_id, clips.c.event_id).where(
-        clips.c.device_id.in_({d for d, _ in wanted}), clips.c.event_id.in_({e for _, e in wanted})
-    )
-    return {(d, int(e)) for d, e in conn.execute(q) if (d, int(e)) in wanted}
-
-
-def _waiting_keys(conn: Connection, keys: list[str]) -> set[str]:
-    """Item keys with an outbox row not yet delivered (pending, or dead until an
-    operator retries or gives it up). The sink is named so the (sink, item_key)
-    unique index serves the lookup."""
-    sinks = list(conn.execute(select(forward_sinks.c.sink)).scalars())
-    if not sinks or not keys:
-        return set()
+def _waiting(t: Table, sinks: list[str]) -> ColumnElement[bool]:
+    """An outbox row not yet delivered (pending, or dead until an operator retries
+    or gives it up). The sinks are named so the (sink, item_key) unique index
+    serves the probe."""
+    if not sinks:
+        return false()
     o = forward_outbox
-    q = select(o.c.item_key).where(o.c.sink.in_(sinks), o.c.item_key.in_(keys), o.c.state != STATE_DONE)
-    return set(conn.execute(q).scalars())
+    return exists().where(o.c.sink.in_(sinks), o.c.item_key == _item_key(t), o.c.state != STATE_DONE)
+
+
+def _open_alert(device: Any, event_id: Any) -> ColumnElement[bool]:
+    a = alerts
+    return exists().where(a.c.origin_device == device, a.c.event_id == event_id, a.c.status == "open")
+
+
+def _raised_alert(device: Any, event_id: Any) -> ColumnElement[bool]:
+    return exists().where(alerts.c.origin_device == device, alerts.c.event_id == event_id)
+
+
+def _clip_kept(e: Table) -> ColumnElement[bool]:
+    return exists().where(clips.c.device_id == e.c.device_id, clips.c.event_id == e.c.event_id)

@@ -8,6 +8,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -98,7 +99,7 @@ def count(engine: Engine, table: Table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def pruner(engine: Engine, **kw: object) -> Pruner:
+def pruner(engine: Engine, **kw: Any) -> Pruner:
     return Pruner(engine, dataclasses.replace(RetentionConfig(pause_s=0), **kw), clock=lambda: NOW_S)
 
 
