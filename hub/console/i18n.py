@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from hub.console.i18n_zones import ZONE_STRINGS
+
 TZ = ZoneInfo("Asia/Shanghai")
 LANGS = ("zh", "en")
 LANG_COOKIE = "xl_lang"
@@ -264,85 +266,8 @@ STRINGS.update(
 )
 
 
-# The zones editor (issue 20, hub/console/zones.py, static/zones.js).
-STRINGS.update(
-    {
-        "zn.title": ("区域与遮挡", "Zones and masks"),
-        "zn.open_editor": ("编辑区域与遮挡", "Edit zones and masks"),
-        "zn.back": ("返回设备", "Back to the device"),
-        "zn.picture": ("设备画面", "The camera's picture"),
-        "zn.live": ("实时抓拍", "Take a live picture"),
-        "zn.new": ("新画：", "Draw a new:"),
-        "zn.kind.zone": ("区域", "zone"),
-        "zn.kind.mask": ("遮挡", "mask"),
-        "zn.close": ("闭合多边形", "Close polygon"),
-        "zn.del_point": ("删除点", "Delete point"),
-        "zn.del_poly": ("删除多边形", "Delete polygon"),
-        "zn.canvas": ("在画面上绘制多边形", "Draw polygons on the picture"),
-        "zn.help": (
-            "单击添加点；单击第一个点、双击或按“闭合多边形”完成。拖动点或多边形可移动；选中后按 Delete 删除。",
-            "Click to add a point; click the first point, double-click or press Close to finish. "
-            "Drag a point or a polygon to move it; Delete removes the selected one.",
-        ),
-        "zn.view_only": ("只读：操作员可编辑", "Read only: operators can edit"),
-        "zn.no_picture": ("尚无整幅画面，请点“实时抓拍”", "No whole-frame picture yet: take a live one"),
-        "zn.picture_of": ("画面时间 {time}", "Picture of {time}"),
-        "zn.asking": ("已请求抓拍，等待设备上传……", "Picture requested; waiting for the device…"),
-        "zn.no_answer": ("设备未回应抓拍请求", "The device did not answer with a picture"),
-        "zn.refused_picture": ("设备无法抓拍：{err}", "The device cannot take one: {err}"),
-        "zn.polygons": ("区域与遮挡", "Zones and masks"),
-        "zn.no_zones": ("尚未绘制。在画面上单击开始。", "Nothing drawn yet: click on the picture to start."),
-        "zn.open": ("未闭合", "not closed"),
-        "zn.zone_prefix": ("区域", "zone"),
-        "zn.name": ("名称", "Name"),
-        "zn.kinds": ("告警类型", "Kinds that alert"),
-        "zn.inertia": ("停留多久算进入（秒）", "Inertia (s)"),
-        "zn.loiter": ("徘徊时间（秒，0 不限）", "Loitering (s, 0: none)"),
-        "zn.required": ("必须进入的区域", "Required zones"),
-        "zn.required_help": (
-            "勾选后，只有进入这些区域之一才告警；都不勾选：任何位置都告警。",
-            "An alert only once a visit enters one of these; none ticked: anywhere alerts.",
-        ),
-        "zn.profiles": ("昼夜方案", "Day and night profiles"),
-        "zn.pf.select": ("切换方式", "Switched by"),
-        "zn.pf.none": ("不切换", "none"),
-        "zn.pf.ir": ("红外灯", "the IR light"),
-        "zn.pf.schedule": ("时间表", "the schedule"),
-        "zn.pf.ir_or_schedule": ("红外灯或时间表", "IR light or schedule"),
-        "zn.pf.night_hours": ("夜间时段", "Night hours"),
-        "zn.pf.day": ("白天", "Day"),
-        "zn.pf.night": ("夜间", "Night"),
-        "zn.pf.score": ("置信度阈值", "Score threshold"),
-        "zn.pf.inherit_short": ("同上", "as above"),
-        "zn.pf.inherit": ("必须进入的区域与上面相同", "Required zones as above"),
-        "zn.push": ("下发到设备", "Push to the device"),
-        "zn.pushing": ("正在下发……", "Pushing…"),
-        "zn.push_sent": ("已下发（版本 {rev}），等待设备回执", "Sent (rev {rev}); waiting for the device's ack"),
-        "zn.push_failed": ("未下发：{err}", "Not pushed: {err}"),
-        "zn.not_closed": ("请先闭合所有多边形", "Close every polygon first"),
-        "zn.closed_ok": ("多边形已闭合", "Polygon closed"),
-        "zn.st.sent": ("等待回执", "waiting"),
-        "zn.st.applied": ("设备已生效", "applied"),
-        "zn.st.refused": ("设备拒绝：{reason}", "refused: {reason}"),
-        "zn.st.unsent": ("未发出：{reason}", "not sent: {reason}"),
-        "zn.timeout": ("设备暂未回执（离线？）", "No ack from the device yet (offline?)"),
-        "zn.history": ("配置历史", "Config history"),
-        "zn.rev": ("版本", "Rev"),
-        "zn.who": ("操作人", "Who"),
-        "zn.template": ("模板名", "Template"),
-        "zn.load": ("载入编辑器", "Load into the editor"),
-        "zn.loaded": ("已载入版本 {rev}，下发后生效", "Rev {rev} loaded; push it to apply"),
-        "zn.village": ("下发到全村：{v}", "Push to the whole village: {v}"),
-        "zn.village_help": (
-            "把当前编辑器中的配置作为模板下发给本村所有设备（仅管理员）。",
-            "Sends the editor's config as a template to every device of the village (admins only).",
-        ),
-        "zn.village_confirm": ("确定把该模板下发给 {v} 的所有设备？", "Push this template to every device of {v}?"),
-        "zn.push_village": ("下发到全村", "Push to the village"),
-        "zn.need_template": ("请填写模板名", "Give the template a name"),
-        "zn.village_done": ("已下发 {ok} 台，失败 {bad} 台", "{ok} sent, {bad} failed"),
-    }
-)
+# Each room's strings live beside its own: the zones editor (issue 20) in i18n_zones.
+STRINGS.update(ZONE_STRINGS)
 
 
 class Translator:
