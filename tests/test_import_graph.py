@@ -36,6 +36,8 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ("shared types and the registry cache", ["hub.core"], False),
     ("services several rooms use", ["hub.mqtt", "hub.metrics", "hub.commands", "hub.registry", "hub.reports"], True),
     ("alert rules", ["hub.alerts"], False),
+    # Issue 21: maintenance windows and snoozes; the health rules ask it whether a device is quiet.
+    ("maintenance windows", ["hub.maintenance"], False),
     ("health rules", ["hub.health"], False),
     ("pipelines", ["hub.ingest", "hub.forward"], True),
     # Issue 17: serving the TUF repository, and rollouts (which read what ingest stored).

@@ -104,6 +104,7 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
         "hub_0003",
         "hub_0006",
         "hub_0007",
+        "maintenance_0001",
         "rollout_0001",
         "updates_0001",
     ]
@@ -141,6 +142,7 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
     from hub.console.tables import metadata as console_meta
     from hub.db.schema import metadata as hub_meta
     from hub.forward.tables import metadata as forward_meta
+    from hub.maintenance.tables import metadata as maintenance_meta
     from hub.rollout.tables import metadata as rollout_meta
     from hub.updates.tables import metadata as updates_meta
 
@@ -154,13 +156,14 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
         # alembic_version is Alembic's own table, in no MetaData.
         return [d for d in found if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
 
-    assert diff(hub_meta, forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta) == []
+    rooms = (forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta, maintenance_meta)
+    assert diff(hub_meta, *rooms) == []
     drifted = MetaData()
     for table in hub_meta.tables.values():
         table.to_metadata(drifted)
     drifted.tables["events"].append_column(Column("added_later", Integer))
     assert [
-        d[0] for d in diff(drifted, forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta)
+        d[0] for d in diff(drifted, *rooms)
     ] == ["add_column"]
     engine.dispose()
 
@@ -177,6 +180,7 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
         ("rollout", None, "rollout_0001"),
         ("clips", None, "clips_0002"),
         ("configs", None, "configs_0001"),
+        ("maintenance", None, "maintenance_0001"),
     ]
     assert st.branches[0].pending == (
         "hub_0001",

@@ -63,6 +63,7 @@ def _behind_by_one(url: str) -> None:
             "rollout@head",
             "clips@head",
             "configs@head",
+            "maintenance@head",
         ):
             command.upgrade(cfg, target)
     engine.dispose()
