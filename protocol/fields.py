@@ -18,6 +18,20 @@ from protocol.errors import ProtocolError
 _MISSING = object()
 
 
+def _storable(value: str) -> bool:
+    """Text a database can hold: no NUL (PostgreSQL's text refuses it) and no lone
+    surrogate (``"\\ud800"`` decodes to one; it is no UTF-8, so neither SQLite nor
+    PostgreSQL can take it). One such string in a batch would fail the batch's whole
+    transaction, which ingest retries for ever: every device's messages behind it."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _get(obj: Mapping[str, Any], key: str, required: bool) -> Any:
     value = obj.get(key, _MISSING)
     if value is _MISSING or value is None:
@@ -83,6 +97,8 @@ def opt_str(
         raise ProtocolError("bad_field", f"field {key!r} must be a string, got {_kind(value)}")
     if len(value) > max_len:
         raise ProtocolError("bad_field", f"field {key!r} is longer than {max_len} characters")
+    if not _storable(value):
+        raise ProtocolError("bad_field", f"field {key!r} holds a NUL or a lone surrogate")
     if pattern is not None and not pattern.fullmatch(value):
         raise ProtocolError("bad_field", f"field {key!r}={value[:40]!r} has a bad format")
     return value
@@ -127,6 +143,8 @@ def opt_names(obj: Mapping[str, Any], key: str, max_items: int, max_len: int) ->
     for item in value:
         if not isinstance(item, str) or not 0 < len(item) <= max_len:
             raise ProtocolError("bad_field", f"field {key!r} must hold names of 1..{max_len} characters")
+        if not _storable(item):
+            raise ProtocolError("bad_field", f"field {key!r} holds a name with a NUL or a lone surrogate")
     if len(set(value)) != len(value):
         raise ProtocolError("bad_field", f"field {key!r} names a zone twice")
     return tuple(value)

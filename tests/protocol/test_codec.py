@@ -29,6 +29,8 @@ from protocol.ids import EVENT_ID_MAX
 T = st.integers(limits.MIN_SANE_TIME_MS, limits.MAX_TIME_MS)
 TOKEN = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,35}", fullmatch=True)
 PERMILLE = st.integers(0, 1000)
+# Text a database can store: no NUL (nor lone surrogates, which hypothesis leaves out anyway).
+TEXT = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 
 
 @st.composite
@@ -46,12 +48,12 @@ events = st.builds(
     time_ms=T,
     score=st.integers(0, 100),
     bbox=st.none() | boxes(),
-    zone=st.none() | st.text(max_size=24),
+    zone=st.none() | st.text(TEXT, max_size=24),
     count=st.none() | st.integers(0, 100),
     has_snapshot=st.booleans(),
     duration_s=st.none() | st.integers(0, 7 * 24 * 3600),
     clock_unsynced=st.booleans(),
-    zones=st.none() | st.lists(st.text(min_size=1, max_size=24), min_size=1, max_size=8, unique=True).map(tuple),
+    zones=st.none() | st.lists(st.text(TEXT, min_size=1, max_size=24), min_size=1, max_size=8, unique=True).map(tuple),
     loiter_s=st.none() | st.integers(0, 7 * 24 * 3600),
     no_alert=st.booleans(),
     profile=st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True),
@@ -61,7 +63,7 @@ healths = st.builds(
     Health,
     time_ms=T,
     uptime_s=st.none() | st.integers(0, 10**9),
-    agent_version=st.none() | st.text(max_size=32),
+    agent_version=st.none() | st.text(TEXT, max_size=32),
     cpu_temp_c=st.none() | one_decimal.filter(lambda x: x <= 150),
     throttled=st.none() | st.integers(0, 0xFFFFFFFF),
     camera=st.none() | st.sampled_from(["ok", "starting", "error", "off"]),
@@ -70,7 +72,7 @@ healths = st.builds(
     armed=st.none() | st.booleans(),
     rssi_dbm=st.none() | st.integers(-150, 0),
     clock=st.none() | st.sampled_from(["synced", "unsynced", "unknown"]),
-    error=st.none() | st.text(max_size=200),
+    error=st.none() | st.text(TEXT, max_size=200),
     profile=st.none() | st.sampled_from(["day", "night", "away_2"]),
     config_rev=st.none() | st.integers(0, 2**31 - 1),
 )
@@ -109,7 +111,7 @@ acks = st.builds(
     ref_id=TOKEN,
     ok=st.booleans(),
     time_ms=T,
-    error=st.none() | st.text(max_size=100),
+    error=st.none() | st.text(TEXT, max_size=100),
 )
 alerts = st.builds(
     Alert,
@@ -117,9 +119,9 @@ alerts = st.builds(
     phase=st.sampled_from(["raise", "clear"]),
     kind=st.sampled_from(["panic", "person", "test"]),
     origin=st.from_regex(r"[0-9]{20}", fullmatch=True),
-    household=st.text(max_size=64),
+    household=st.text(TEXT, max_size=64),
     time_ms=T,
-    text=st.none() | st.text(max_size=64),
+    text=st.none() | st.text(TEXT, max_size=64),
 )
 
 
@@ -347,3 +349,14 @@ def test_config_command_envelope_is_checked(args: dict[str, object], fragment: s
     payload = json.dumps({"v": 1, "id": "c-1", "op": "config", "a": args}).encode()
     with pytest.raises(ProtocolError, match=fragment):
         decode("cmd", payload)
+
+
+@pytest.mark.parametrize("text", ["a\\u0000b", "\\ud800", "a\\udfffb"])
+@pytest.mark.parametrize("key", ["z", "zn"])
+def test_text_no_database_can_store_is_refused(key: str, text: str) -> None:
+    """NUL and lone surrogates (JSON escapes decode to them) would fail the hub's whole batch."""
+    value = f'["{text}"]' if key == "zn" else f'"{text}"'
+    payload = GOOD[:-1] + f',"{key}":{value}}}'.encode()
+    with pytest.raises(ProtocolError) as err:
+        decode("event", payload)
+    assert err.value.reason == "bad_field"
