@@ -46,6 +46,8 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ("clips", ["hub.clips"], False),
     # Issue 20: config pushes and their history; the console draws and pushes through it.
     ("device configs", ["hub.configs"], False),
+    # Issue 21: bulk jobs over a selection; they push configs through hub.configs, the console runs them.
+    ("bulk operations", ["hub.bulk"], False),
     ("console", ["hub.console"], False),
     # Issue 21: pruning by age; above the console, whose audit table is one of the classes.
     ("retention", ["hub.retention"], False),

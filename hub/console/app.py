@@ -73,7 +73,7 @@ def query_string(filters: dict[str, Any], **override: Any) -> str:
 
 
 def create_app(ctx: ConsoleContext) -> FastAPI:
-    from hub.console import actions, api, clips, pages, rollouts, zones
+    from hub.console import actions, api, audit_log, bulk, case_export, clips, pages, rollouts, zones
 
     app = FastAPI(
         title="Xueliang console API",
@@ -94,6 +94,10 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.include_router(clips.router)
     app.include_router(zones.router)
     app.include_router(zones.api)
+    app.include_router(bulk.router)  # issue 21: bulk operations, the audit log viewer, case export
+    app.include_router(bulk.api)
+    app.include_router(audit_log.router)
+    app.include_router(case_export.router)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Any]) -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from hub.console.i18n_bulk import BULK_STRINGS
 from hub.console.i18n_zones import ZONE_STRINGS
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -268,6 +269,7 @@ STRINGS.update(
 
 # Each room's strings live beside its own: the zones editor (issue 20) in i18n_zones.
 STRINGS.update(ZONE_STRINGS)
+STRINGS.update(BULK_STRINGS)  # bulk operations, the audit log viewer, the case export (issue 21)
 
 
 class Translator:

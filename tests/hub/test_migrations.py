@@ -71,7 +71,7 @@ def test_an_old_database_upgrades_to_the_fresh_schema(new_db: Callable[[], str],
     already = {"v1": 1, "v2": 4, "v3": 5, "v4": 6, "v5": 7, "chain": 7}[state]
     # The old runner knew nothing of the updates and rollout rooms (issue 17) nor clips
     # (issue 18) nor configs (issue 20), nor hub_0006 (issue 20) and hub_0007 (issue 21): they always run.
-    assert len(applied) == 14 - already
+    assert len(applied) == 15 - already  # + bulk_0001 (issue 21)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM townships")).scalar_one() == "泉山镇"
     assert upgrade(engine) == []
@@ -98,6 +98,7 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
     assert schema_problem(engine) is not None
 
     assert sorted(upgrade(engine)) == [
+        "bulk_0001",
         "clips_0001",
         "clips_0002",
         "configs_0001",
@@ -137,6 +138,7 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
     from alembic.runtime.migration import MigrationContext
 
     import hub.db.schema_ops  # noqa: F401  (its tables join hub.db.schema.metadata)
+    from hub.bulk.tables import metadata as bulk_meta
     from hub.clips.tables import metadata as clips_meta
     from hub.configs.tables import metadata as configs_meta
     from hub.console.tables import metadata as console_meta
@@ -157,6 +159,7 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
         return [d for d in found if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
 
     rooms = (forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta, maintenance_meta)
+    rooms += (bulk_meta,)
     assert diff(hub_meta, *rooms) == []
     drifted = MetaData()
     for table in hub_meta.tables.values():
@@ -180,6 +183,7 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
         ("rollout", None, "rollout_0001"),
         ("clips", None, "clips_0002"),
         ("configs", None, "configs_0001"),
+        ("bulk", None, "bulk_0001"),
         ("maintenance", None, "maintenance_0001"),
     ]
     assert st.branches[0].pending == (
