@@ -10,6 +10,7 @@ dataclasses ``Zone``, ``Profile`` and ``Profiles``.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
@@ -26,7 +27,17 @@ MAX_ZONES = 8
 _Coord = Annotated[Float, Field(ge=0, le=1)]
 Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], Field(min_length=3)]
 _POLYGON = Expect("a polygon: at least 3 [x, y] points within 0..1 of the frame")
-_ZoneName = Annotated[Str, Field(min_length=1, max_length=24)]
+
+
+def _printable_name(text: str) -> str:
+    # A control character (NUL above all) or a lone surrogate in a name would make every
+    # event naming the zone refused at the hub (protocol.fields): refused here instead.
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+        raise ValueError("a control character")
+    return text
+
+
+_ZoneName = Annotated[Str, Field(min_length=1, max_length=24), AfterValidator(_printable_name)]
 _Kinds = Annotated[tuple[Kind, ...], Expect("a list of kinds: person, motion")]
 _INERTIA = Field(ge=0, le=60, description="Inside this long without a break before the zone counts (0: at once).")
 _LOITER = Field(ge=0, le=3600, description="> 0: a loitering zone, which counts once a person has stayed this long.")
@@ -123,7 +134,11 @@ def _override(zone: Zone, r: ZoneRules) -> Zone:
 
 @dataclass(frozen=True)
 class ZoneFile:
-    name: Annotated[_ZoneName, Expect("a name of 1-24 characters"), Field(description="Unique, e.g. 院门 (the gate).")]
+    name: Annotated[
+        _ZoneName,
+        Expect("a name of 1-24 characters, no control characters"),
+        Field(description="Unique, e.g. 院门 (the gate)."),
+    ]
     polygon: Annotated[Polygon, _POLYGON, Field(description="The zone, fractions 0..1 of the frame.")]
     kinds: Annotated[_Kinds, Field(description="Kinds that may alert in this zone.")] = ("person",)
     inertia_s: Annotated[Float, _INERTIA] = 1.0

@@ -75,7 +75,10 @@ def command_size(vision: dict[str, Any]) -> int:
         args={"rev": MAX_CONFIG_REV, "vision": vision},
         time_ms=int(time.time() * 1000),
     )
-    return len(dumps(cmd.to_wire()))
+    try:
+        return len(dumps(cmd.to_wire()))
+    except RecursionError:  # check_vision_doc bounds profiles; any other caller gets a reason, not a crash
+        raise ValueError("vision: nested too deeply to be a config command") from None
 
 
 def _check(vision: Any) -> None:

@@ -9,6 +9,7 @@ two schemas drifting apart, and a hub refusing what a newer agent accepts.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 # The keys the console manages (protocol/README.md, the `config` command); the
@@ -17,6 +18,8 @@ VISION_KEYS = ("masks", "zones", "required_zones", "profiles")
 MAX_ZONES = 8
 MAX_ZONE_NAME = 24
 MAX_POLYGON_POINTS = 64  # no drawn zone needs more, and 8 KB is the whole command
+# profiles → night → zones → name → kinds → a kind is 5 levels; the schema has no deeper key.
+MAX_DEPTH = 8
 
 
 def check_vision_doc(doc: Any) -> None:
@@ -49,6 +52,23 @@ def check_vision_doc(doc: Any) -> None:
                 raise ValueError(f"vision.required_zones[{i}]: no zone named {name!r}")
     if "profiles" in doc and not isinstance(doc["profiles"], dict):
         raise ValueError("vision.profiles: must be an object (select, night_hours, day, night, …)")
+    if "profiles" in doc and _depth(doc["profiles"]) > MAX_DEPTH:
+        raise ValueError(f"vision.profiles: nested too deeply (a profile is at most {MAX_DEPTH} levels)")
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply ``value`` nests, counted up to ``limit`` + 1 (no recursion: a pasted
+    document nested thousands deep must be a bad document, not a RecursionError)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((v, level + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def _check_zones(zones: Any) -> list[str]:
@@ -72,6 +92,10 @@ def _check_zones(zones: Any) -> list[str]:
 def _check_name(where: str, name: Any) -> None:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_ZONE_NAME:
         raise ValueError(f"{where}: must be a name of 1-{MAX_ZONE_NAME} characters")
+    # The device names its zones back in every event (``zn``), where protocol.fields refuses a
+    # NUL or a lone surrogate, and a control character is no name an operator can read.
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
+        raise ValueError(f"{where}: no control characters in a zone name")
 
 
 def _check_polygon(where: str, polygon: Any) -> None:

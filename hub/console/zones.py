@@ -181,7 +181,7 @@ async def _body(request: Request) -> tuple[dict[str, Any], str | None] | JSONRes
 
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json.loads goes
         return _bad("body: not JSON")
     if not isinstance(body, dict) or not isinstance(body.get("vision"), dict):
         return _bad("vision: an object is required")

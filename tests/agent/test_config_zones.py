@@ -88,6 +88,10 @@ MANY = [{"name": f"z{i}", "polygon": [[0, 0], [1, 0], [1, 1]]} for i in range(9)
         ("zones/1/name", "", "vision.zones[1].name: found '', expected a name of 1-24 characters"),
         ("zones/1/name", "x" * 25, "vision.zones[1].name: found 'xxxxxxxxxxxxxxxxxxxxxxxxx', expected a name of 1-24"),
         ("zones/0/name", DELETE, "vision.zones[0].name: missing"),
+        # A control character (a NUL above all) in a name would make every event naming it
+        # refused at the hub (protocol.fields): refused here, where the installer sees it.
+        ("zones/1/name", "路\x00", "vision.zones[1].name: found '路\\x00', expected a name of 1-24 characters"),
+        ("zones/1/name", "a\nb", "vision.zones[1].name: found 'a\\nb', expected a name of 1-24 characters"),
         ("zones/1/polygon", [[0, 0], [1, 1]], "vision.zones[1].polygon: found [[0, 0], [1, 1]], expected a polygon"),
         ("zones/1/polygon", [[0, 0], [2, 0], [1, 1]], "vision.zones[1].polygon[1][0]: found 2, expected a polygon"),
         ("zones/1/kinds", ["car"], "vision.zones[1].kinds[0]: found 'car', expected a list of kinds: person, motion"),

@@ -189,6 +189,11 @@ def test_delivery_problems_are_results_and_unsent_rows(fleet) -> None:  # type: 
         ({"zones": [{**GATE, "name": f"z{i}"} for i in range(9)]}, "vision.zones: 9 zones"),
         ({"zones": [{**GATE, "name": ""}]}, r"vision.zones\[0\].name:"),
         ({"zones": [{**GATE, "name": "x" * 25}]}, r"vision.zones\[0\].name:"),
+        # What no event could carry back (protocol.fields refuses it): a NUL, a control, a lone surrogate.
+        ({"zones": [{**GATE, "name": "a\x00"}]}, r"vision.zones\[0\].name: no control characters"),
+        ({"zones": [{**GATE, "name": "a\x1b[2J"}]}, r"vision.zones\[0\].name: no control characters"),
+        ({"zones": [{**GATE, "name": "\ud800"}]}, r"vision.zones\[0\].name: no control characters"),
+        ({"required_zones": ["\x00"]}, r"vision.required_zones\[0\]: no control characters"),
         ({"zones": [{"name": "gate"}]}, r"vision.zones\[0\].polygon:"),
         ({"zones": ["gate"]}, r"vision.zones\[0\]:"),
         ({"zones": [GATE], "required_zones": ["yard"]}, r"vision.required_zones\[0\]: no zone named 'yard'"),
@@ -210,3 +215,15 @@ def test_check_vision_doc_passes_the_contracts_example() -> None:
     )
     check_vision_doc(example)
     check_vision_doc({"required_zones": ["院门"]})  # the device's own zones: the hub cannot know them
+
+
+def test_a_document_nested_too_deeply_is_a_bad_document_not_a_crash() -> None:
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"vision\.profiles: nested too deeply"):
+        check_vision_doc({"profiles": {"day": {"zones": {"a": deep}}}})
+    from hub.configs.service import command_size
+
+    with pytest.raises(ValueError, match=r"vision: nested too deeply"):
+        command_size({"profiles": {"day": deep}})

@@ -175,6 +175,21 @@ def test_bad_bodies_are_refused_naming_the_key(county: County) -> None:
     assert broker.sent == [] and audits(county) == []
 
 
+def test_a_body_nested_too_deeply_is_a_400_not_a_server_error(county: County) -> None:
+    dev = county.devices["g0101-01"][0]
+    broker = FakeBroker()
+    op = client(county, broker)
+    h = {"X-CSRF-Token": login(op, "op1"), "content-type": "application/json"}
+    url = f"/api/devices/{dev}/config"
+    deep = b'{"vision": {"profiles": {"day": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"
+    resp = op.post(url, headers=h, content=deep)
+    assert resp.status_code == 400 and resp.json()["detail"] == "body: not JSON"
+    inner = b'{"vision": {"profiles": {"day": ' + b"[" * 500 + b"]" * 500 + b"}}}"  # JSON parses this deep
+    resp = op.post(url, headers=h, content=inner)
+    assert resp.status_code == 400 and resp.json()["detail"].startswith("vision.profiles: nested too deeply")
+    assert broker.sent == [] and audits(county) == []
+
+
 def test_a_push_is_a_history_row_settled_by_the_devices_ack(county: County) -> None:
     dev = county.devices["g0101-01"][0]
     broker = FakeBroker()
