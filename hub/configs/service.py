@@ -196,8 +196,9 @@ def send_row(engine: Engine, send: Send, row_id: int, device_id: str, rev: int, 
 
 def send_queued(engine: Engine, send: Send, limit: int = 100) -> list[PushResult]:
     """The running hub's pass over pushes written by ``xl-hub config push``: each claimed by one
-    conditional UPDATE (two hub processes never both send one), then sent, oldest first, so a
-    device applies queued revisions in order and ends on the newest."""
+    conditional UPDATE (two hub processes never both send one), then sent, oldest first. One
+    with a newer revision of its device behind it is not sent but marked superseded (``unsent``):
+    the device ends on the newest, never on an older one sent after it."""
     c = config_pushes.c
     with engine.connect() as conn:
         rows = conn.execute(
@@ -208,12 +209,16 @@ def send_queued(engine: Engine, send: Send, limit: int = 100) -> list[PushResult
         ).all()
     out = []
     for row in rows:
+        waiting = (c.id == row.id, c.command_id.is_(None), c.error.is_(None))
         with engine.begin() as conn:
-            claimed = conn.execute(
-                update(config_pushes)
-                .where(c.id == row.id, c.command_id.is_(None), c.error.is_(None))
-                .values(error=_SENDING)
-            ).rowcount
+            # A push replaces the device's pushed keys whole, so a newer revision (queued, or
+            # sent by the console meanwhile) makes this one moot; sent after it, it would leave
+            # the device on the older config while the history says the newer was applied.
+            newer = conn.execute(select(func.max(c.rev)).where(c.device_id == row.device_id, c.rev > row.rev)).scalar()
+            if newer is not None:
+                conn.execute(update(config_pushes).where(*waiting).values(error=f"superseded by rev {newer}: not sent"))
+                continue
+            claimed = conn.execute(update(config_pushes).where(*waiting).values(error=_SENDING)).rowcount
         if claimed == 1:
             out.append(send_row(engine, send, int(row.id), row.device_id, int(row.rev), dict(row.doc)))
     return out

@@ -227,3 +227,26 @@ def test_a_document_nested_too_deeply_is_a_bad_document_not_a_crash() -> None:
 
     with pytest.raises(ValueError, match=r"vision: nested too deeply"):
         command_size({"profiles": {"day": deep}})
+
+
+def test_a_queued_push_older_than_one_already_sent_is_not_sent_after_it(fleet) -> None:  # type: ignore[no-untyped-def]
+    """``xl-hub config push`` queues rev 1; before the running hub's next pass an operator pushes
+    rev 2 from the console. A push replaces the device's pushed keys whole, so sending rev 1 now
+    would leave the device on the older config while the history says rev 2 was applied."""
+    from hub.configs.service import send_queued
+
+    engine, (dev, other, _), broker = fleet
+    assert ConfigPushes(engine, None, queue=True).push(dev, {"masks": []}, "cli").rev == 1
+    assert ConfigPushes(engine, None, queue=True).push(other, {"masks": []}, "cli").rev == 1
+    assert pushes(engine, broker).push(dev, VISION, "console").rev == 2
+
+    def send(d: str, op: str, a: dict[str, Any]) -> str:
+        return send_command(engine, broker, d, op, a)
+
+    assert [(r.device_id, r.rev) for r in send_queued(engine, send)] == [(other, 1)]
+    revs = [(t, decode("cmd", p).args["rev"]) for t, p in broker.sent]  # type: ignore[union-attr]
+    assert revs == [(cmd_topic(dev), 2), (cmd_topic(other), 1)]
+    history = pushes(engine, broker).history(dev)
+    assert [(h["rev"], h["status"]) for h in history] == [(2, "sent"), (1, "unsent")]
+    assert history[1]["reason"] == "superseded by rev 2: not sent"
+    assert send_queued(engine, send) == []
