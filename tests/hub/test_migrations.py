@@ -71,7 +71,7 @@ def test_an_old_database_upgrades_to_the_fresh_schema(new_db: Callable[[], str],
     already = {"v1": 1, "v2": 4, "v3": 5, "v4": 6, "v5": 7, "chain": 7}[state]
     # The old runner knew nothing of the updates and rollout rooms (issue 17) nor clips
     # (issue 18) nor configs (issue 20), nor hub_0006 (issue 20) and hub_0007 (issue 21): they always run.
-    assert len(applied) == 15 - already  # + bulk_0001 (issue 21)
+    assert len(applied) == 16 - already  # + maintenance_0001 and bulk_0001 (issue 21)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM townships")).scalar_one() == "泉山镇"
     assert upgrade(engine) == []
@@ -225,4 +225,4 @@ def test_two_upgrades_at_once_take_turns(new_db: Callable[[], str]) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 14]
+    assert sorted(len(r) for r in results) == [0, 16]

@@ -64,6 +64,7 @@ def _behind_by_one(url: str) -> None:
             "clips@head",
             "configs@head",
             "maintenance@head",
+            "bulk@head",
         ):
             command.upgrade(cfg, target)
     engine.dispose()
