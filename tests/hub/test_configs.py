@@ -250,3 +250,15 @@ def test_a_queued_push_older_than_one_already_sent_is_not_sent_after_it(fleet) -
     assert [(h["rev"], h["status"]) for h in history] == [(2, "sent"), (1, "unsent")]
     assert history[1]["reason"] == "superseded by rev 2: not sent"
     assert send_queued(engine, send) == []
+
+
+def test_another_devices_ack_cannot_settle_a_push(fleet) -> None:  # type: ignore[no-untyped-def]
+    """A stolen certificate acks (ok) the command id of a push to its neighbour: nothing changes."""
+    engine, (dev, thief, _), broker = fleet
+    result = pushes(engine, broker).push(dev, VISION, "alice")
+    ack(engine, thief, result.command_id, True)
+    assert [h["status"] for h in pushes(engine, broker).history(dev)] == ["sent"]
+    assert pushes(engine, broker).current(dev) is None
+    ack(engine, dev, result.command_id, False, "vision.zones[0].polygon: no")
+    (row,) = pushes(engine, broker).history(dev)
+    assert (row["status"], row["reason"]) == ("refused", "vision.zones[0].polygon: no")
