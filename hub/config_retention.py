@@ -60,7 +60,12 @@ class RetentionConfig:
     ] = 2000
     pause_s: Annotated[
         Float,
-        Field(ge=0, le=60, description="Pause between two batches, so a backlog drains without hogging the database."),
+        Field(
+            ge=0,
+            le=60,
+            description="Pause between two batches (at least 4 times the batch's own time), so a backlog drains"
+            " without hogging the database.",
+        ),
     ] = 0.5
     interval_s: Annotated[Float, Field(gt=0, description="How often pruning runs.")] = 3600.0
 

@@ -13,7 +13,7 @@ What is kept past its age ("held"), and why:
 - **events and snapshots still waiting to be forwarded** (a ``forward_outbox``
   row in state pending or dead with the event's item key): the platform is
   owed them, and the outbox rows themselves are never touched here (the
-  forwarder deletes delivered ones after ``forward.keep_done_h``);
+  forwarder deletes delivered ones 7 days after delivery);
 - **events whose clip is still kept**: the clip's own retention decides
   (``clips.keep_days*``), the event goes at the next pass after its clip;
 - **snapshots of events that raised an alert** (any ``alerts`` row): evidence,
@@ -62,6 +62,7 @@ from hub.rollout.tables import rollout_audit
 
 DAY_MS = 86_400_000
 CLASSES = ("events", "snapshots", "health", "audit")
+YIELD = 4.0
 
 
 @dataclass
@@ -126,9 +127,12 @@ class Pruner:
                 break
         return done
 
-    def _pause(self, dry_run: bool) -> bool:
+    def _pause(self, dry_run: bool, took_s: float) -> bool:
+        """The pause after a batch: ``pause_s``, and at least ``YIELD`` times what the batch
+        took, so a slow (busy) database gets longer pauses and pruning stays under about a
+        fifth of one connection's time whatever the machine."""
         # A dry run writes nothing, so it has nobody to make room for.
-        return False if dry_run else self.wait(self.cfg.pause_s)
+        return False if dry_run else self.wait(max(self.cfg.pause_s, YIELD * took_s))
 
     # -- events -----------------------------------------------------------------
 
@@ -136,6 +140,7 @@ class Pruner:
         e = events
         after: tuple[int, int] | None = None
         while True:
+            began = time.monotonic()
             with self.engine.begin() as conn:
                 # The holds are read in the deleting transaction (an alert or outbox row committed
                 # since counts) and in SQL, one index probe each per row: in Python, with lists of
@@ -175,7 +180,7 @@ class Pruner:
             tally.held += len(rows) - len(victims)
             tally.batches += 1
             # A short batch was the last; after a full one, the pause may find the hub stopping (True).
-            if len(rows) < self.cfg.batch or self._pause(dry_run):
+            if len(rows) < self.cfg.batch or self._pause(dry_run, time.monotonic() - began):
                 return len(rows) == self.cfg.batch
 
     # -- snapshots --------------------------------------------------------------
@@ -184,6 +189,7 @@ class Pruner:
         s = snapshots
         after: tuple[int, int] | None = None
         while True:
+            began = time.monotonic()
             with self.engine.begin() as conn:
                 sinks = _sinks(conn)
                 held = or_(_raised_alert(s.c.device_id, s.c.event_id), _waiting(s, sinks))
@@ -202,7 +208,7 @@ class Pruner:
             tally.deleted += len(victims)
             tally.held += len(rows) - len(victims)
             tally.batches += 1
-            if fetched < self.cfg.batch or self._pause(dry_run):
+            if fetched < self.cfg.batch or self._pause(dry_run, time.monotonic() - began):
                 return fetched == self.cfg.batch
 
     # -- health history and the audit logs: no row is held -----------------------
@@ -233,12 +239,13 @@ class Pruner:
             tally.batches += -(-n // self.cfg.batch)
             return False
         while True:
+            began = time.monotonic()
             with self.engine.begin() as conn:
                 n = int(conn.execute(stmt).rowcount)
             tally.due += n
             tally.deleted += n
             tally.batches += 1 if n else 0
-            if n < self.cfg.batch or self._pause(dry_run):
+            if n < self.cfg.batch or self._pause(dry_run, time.monotonic() - began):
                 return n == self.cfg.batch
 
 

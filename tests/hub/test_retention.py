@@ -138,7 +138,7 @@ def test_batches_are_respected_with_a_pause_between_them(engine: Engine) -> None
     left: list[int] = []
 
     def wait(seconds: float) -> bool:
-        assert seconds == 0.25
+        assert seconds >= 0.25  # pause_s, or more after a slow batch
         left.append(count(engine, events))  # what each committed batch left
         return False
 
