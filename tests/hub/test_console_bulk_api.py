@@ -20,9 +20,11 @@ from sqlalchemy import Engine, select
 from hub.bulk.tables import bulk_jobs
 from hub.clips.files import files_of
 from hub.clips.tables import clips
-from hub.console.app import ConsoleContext, ConsoleSettings, create_app
+from hub.config_console import ConsoleSettings
+from hub.console.app import create_app
 from hub.console.auth import audit
 from hub.console.clip_source import HubClips
+from hub.console.context import ConsoleContext
 from hub.console.tables import console_audit
 from hub.db import make_engine
 from hub.db.schema_ops import events
@@ -43,7 +45,7 @@ class AckingPublisher:
     def send(self, device_id: str, op: str, args: dict[str, Any] | None) -> str:
         from hub.commands import send_command
 
-        cid = send_command(self.county.engine, self, device_id, op, args)  # type: ignore[arg-type]
+        cid = send_command(self.county.engine, self, device_id, op, args)
         if device_id not in self.silent:
             from hub.commands import record_result
             from protocol.messages import Ack
@@ -200,7 +202,8 @@ def test_a_case_export_is_a_zip_whose_hashes_check_out(county: County, tmp_path:
     names = z.namelist()
     assert names[0] == "event.json" and names[-2:] == ["manifest.json", "SHA256SUMS"]
     assert f"clip/{event_id}.mp4" in names and any(n.startswith("snapshots/start-") for n in names)
-    sums = dict(reversed(line.split("  ", 1)) for line in z.read("SHA256SUMS").decode().splitlines())
+    pairs = [line.split("  ", 1) for line in z.read("SHA256SUMS").decode().splitlines()]
+    sums = {name: digest for digest, name in pairs}
     assert set(sums) == set(names) - {"SHA256SUMS"}
     for name, digest in sums.items():  # recomputed from the zip's own bytes
         assert hashlib.sha256(z.read(name)).hexdigest() == digest, name
