@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from hub.alerts.engine import AlertEngine, Publication
 from hub.commands import record_result
@@ -107,7 +107,9 @@ class BatchProcessor:
             for it in events
             if id(it) not in fresh and isinstance(it.message, Event) and it.message.phase == "update"
         ]
-        for it in [*new_events, *later_updates]:
+        candidates = [*new_events, *later_updates]
+        serialise_alerts(conn, candidates)
+        for it in candidates:
             pub = self.alerts.on_new_event(conn, it)
             if pub is not None:
                 result.publications.append(pub)
@@ -121,3 +123,27 @@ class BatchProcessor:
                     result.publications.append(pub)
             else:
                 record_result(conn, it.device.device_id, ack, it.received_ms)
+
+
+_ALERT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+
+
+def serialise_alerts(conn: Connection, items: Sequence[Accepted]) -> None:
+    """Hold the alert decisions of each household with a person or panic event here until
+    this transaction ends (PostgreSQL), so that workers on one shared subscription see each
+    other's alerts: a visit's start and its update taken by two workers at once (a device
+    flushing its outbox) would otherwise both alert, each blind to the other's uncommitted
+    alert row, and the household's debounce as blind. Households in sorted order, so two
+    workers never wait on each other in a cycle. SQLite needs none: its one writer already
+    serialises the batches, from their first insert on."""
+    if conn.dialect.name != "postgresql":
+        return
+    households = sorted(
+        {
+            it.device.household_id
+            for it in items
+            if isinstance(it.message, Event) and it.message.kind in ("person", "panic")
+        }
+    )
+    for household in households:
+        conn.execute(_ALERT_LOCK, {"key": f"xl-alert:{household}"})
