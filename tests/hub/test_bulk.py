@@ -173,3 +173,29 @@ def test_a_config_template_from_a_devices_history_goes_to_the_selection(county: 
         assert ConfigPushes(engine, send).history(dev)[0]["template"] == "t"
     with engine.connect() as conn:
         assert service.progress(conn, job, now_ms())["sent"] == 3
+
+
+def test_set_maintenance_writes_one_window_per_selected_device(county: County) -> None:
+    from hub.maintenance.service import in_maintenance
+
+    engine = county.engine
+    start, end = now_ms() - 1000, now_ms() + 3_600_000
+    args = {"from_ms": start, "until_ms": end, "reason": "林带施工"}
+    with pytest.raises(service.BulkError, match="end after it starts"):
+        service.create_job(
+            engine, "maintenance", Selection(group="g0101-02"), "op1", expiry_s=60, args={**args, "until_ms": start}
+        )
+    job = service.create_job(engine, "maintenance", Selection(group="g0101-02"), "op1", expiry_s=60, args=args)
+    service.run_job(engine, job.id, None)  # no MQTT channel needed: nothing is sent to the devices
+    assert service.settle(engine, job.id)
+    final = service.get_job(engine, job.id)
+    assert final is not None and final.counts is not None and final.counts["ok"] == 3
+    with engine.connect() as conn:
+        for dev in county.devices["g0101-02"]:
+            window = in_maintenance(conn, dev, now_ms())
+            assert window is not None and (window.reason, window.created_by, window.until_ms) == (
+                "林带施工",
+                "op1",
+                end,
+            )
+        assert in_maintenance(conn, county.devices["g0101-01"][0], now_ms()) is None
