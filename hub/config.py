@@ -132,6 +132,26 @@ class HealthConfig:
     ] = 10.0
     broker_fraction: Annotated[Float, Field(gt=0, le=1)] = 0.5
     broker_min_devices: Annotated[Int, Field(gt=0)] = 10
+    # Issue 21, flapping (hub/health/flapping.py). On rural 4G a cell handover or
+    # an agent restart drops a device once or twice an hour; five drops in half
+    # an hour is a failing link or power supply.
+    flap_count: Annotated[
+        Int,
+        Field(
+            ge=2,
+            description="A device going offline this many times within "
+            "flap_window_s gets one flapping alarm instead of an offline alarm each time.",
+        ),
+    ] = 5
+    flap_window_s: Annotated[Float, Field(gt=0, description="The window flap_count is counted in.")] = 1800.0
+    flap_stable_s: Annotated[
+        Float,
+        Field(
+            gt=0,
+            description="A flapping alarm clears once the device's presence has "
+            "not changed for this long. At least flap_window_s.",
+        ),
+    ] = 3600.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +243,15 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
                 "health.broker_window_s",
                 f.health.broker_window_s,
                 f"shorter than health.offline_grace_s ({f.health.offline_grace_s:g})",
+            )
+        )
+    if f.health.flap_stable_s < f.health.flap_window_s:
+        # Otherwise the downs still in the window raise the alarm again at once.
+        problems.append(
+            problem(
+                "health.flap_stable_s",
+                f.health.flap_stable_s,
+                f"at least health.flap_window_s ({f.health.flap_window_s:g})",
             )
         )
     if problems:

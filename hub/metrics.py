@@ -46,6 +46,15 @@ class HubMetrics:
         self.broker_outage = Gauge(
             "xl_hub_broker_outage", "1 while a broker-wide disconnect alarm is open, else 0", registry=r
         )
+        # Issue 21: recovery notices (an alarm that was raised, its device or the broker back),
+        # open flapping alarms, and devices whose alarms a maintenance window keeps quiet.
+        self.recoveries = Counter(
+            "xl_hub_alarm_recoveries", "Recovery notices recorded, by the recovered alarm's kind", ["kind"], registry=r
+        )
+        self.flapping = Gauge("xl_hub_flapping_devices", "Devices with an open flapping alarm", registry=r)
+        self.maintenance = Gauge(
+            "xl_hub_maintenance_devices", "Devices in a maintenance window now (no alarms raised)", registry=r
+        )
         self.alerts_raised = Counter("xl_hub_alerts_raised", "Alerts raised by kind", ["kind"], registry=r)
         self.forward_depth = Gauge("xl_hub_forward_queue_depth", "Items waiting for the platform", registry=r)
         self.forward_age = Gauge("xl_hub_forward_oldest_age_seconds", "Age of the oldest waiting item", registry=r)

@@ -3,7 +3,7 @@
 Each room that owns tables keeps its revisions beside its code, as one Alembic
 branch: ``hub`` (registry and operational tables, hub/db/migrations/versions),
 ``forward`` (hub/forward/migrations) and ``console`` (hub/console/migrations), ``updates`` and
-``rollout`` (issue 17), ``clips`` (issue 18), ``configs`` (issue 20), ``bulk`` and ``maintenance`` (issue 21).
+``rollout`` (issue 17), ``clips`` (issue 18), ``configs`` (issue 20), ``bulk``, ``maintenance`` and ``health`` (issue 21).
 Branches rather than one line because the rooms are independent (no foreign
 key crosses them) and are written by different people: a new console revision
 never has to be ordered against a hub one, and the console can be left out
@@ -60,6 +60,7 @@ ROOMS: dict[str, Path] = {
     "configs": _HUB / "configs" / "migrations",
     "bulk": _HUB / "bulk" / "migrations",
     "maintenance": _HUB / "maintenance" / "migrations",
+    "health": _HUB / "health" / "migrations",
 }
 
 # Any constant: upgrades of one PostgreSQL database wait for each other on it.

@@ -17,6 +17,14 @@ return still counts). The watcher calls ``check``
 periodically: it ends a broker-wide outage once most devices are back, and
 raises ``offline_armed`` for every armed device whose grace is over — for a
 device caught in a broker-wide outage, counted from the broker's return.
+
+Issue 21: a device or the broker coming back after its alarm was raised gets
+a recovery notice (``alarm_notices``; none for a return inside the grace, as
+no alarm was raised). Flapping (``hub.health.flapping``) is checked with the
+graces, and a device with an open flapping alarm gets no offline alarm. A
+device in a maintenance window gets none either (``AlarmBook.raise_``); as
+its grace is derived from ``state_changed_ms``, the first check after the
+window ends raises the alarm of a device still away.
 """
 
 from __future__ import annotations
@@ -32,12 +40,14 @@ from hub.config import HealthConfig
 from hub.core.directory import Directory
 from hub.db.schema import devices
 from hub.db.schema_ops import alarms
-from hub.health.alarms import AlarmBook
+from hub.health.alarms import AlarmBook, away_for, record_notice
+from hub.health.flapping import FLAPPING, OFFLINE_ARMED, FlapRules
 from hub.health.presence import Sighting, Transition
 
 log = logging.getLogger("xl.hub.health")
 
-OFFLINE_ARMED = "offline_armed"
+__all__ = ["BROKER", "BROKER_DISCONNECT", "OFFLINE_ARMED", "OfflineRules", "Outage"]
+
 BROKER_DISCONNECT = "broker_disconnect"
 # The broker alarm's subject in alarms.device_id: never a 20-digit device ID,
 # so it cannot collide with a device's own alarms.
@@ -60,6 +70,7 @@ class OfflineRules:
         self.fraction = config.broker_fraction
         self.min_devices = config.broker_min_devices
         self._wills: dict[str, int] = {}  # device → receive time of its last will, for one window
+        self.flaps = FlapRules(config)
 
     # -- called by ingest (and by the watcher for missed heartbeats) ------------
 
@@ -85,7 +96,8 @@ class OfflineRules:
         """Presence changes just written in this transaction."""
         for t in transitions:
             if t.online:
-                book.clear(t.device_id, OFFLINE_ARMED, t.at_ms)
+                book.recover(t.device_id, OFFLINE_ARMED, t.at_ms, "back online")
+        self.flaps.log_downs(conn, book, transitions)
         gone = [t.at_ms for t in transitions if not t.online]
         if last_will_ms is not None:
             gone.append(last_will_ms)
@@ -128,7 +140,18 @@ class OfflineRules:
         """End a broker-wide outage when most devices are back; raise what is due.
         Returns the devices that got an ``offline_armed`` alarm."""
         self._end_outage(conn, now_ms)
+        self.flaps.check(conn, now_ms, self._outages_since(conn, now_ms - self.flaps.window_ms))
         return self._raise_due(conn, now_ms)
+
+    def _outages_since(self, conn: Connection, since_ms: int) -> list[tuple[int, int | None]]:
+        rows = conn.execute(
+            select(alarms.c.raised_ms, alarms.c.cleared_ms).where(
+                alarms.c.device_id == BROKER,
+                alarms.c.kind == BROKER_DISCONNECT,
+                alarms.c.cleared_ms.is_(None) | (alarms.c.cleared_ms >= since_ms),
+            )
+        )
+        return [(int(r.raised_ms), None if r.cleared_ms is None else int(r.cleared_ms)) for r in rows]
 
     def _open_outage(self, conn: Connection) -> Outage | None:
         row = conn.execute(
@@ -159,6 +182,8 @@ class OfflineRules:
         if back == 0 or (away >= self.min_devices and away >= self.fraction * (back + away)):
             return
         conn.execute(update(alarms).where(alarms.c.id == outage.alarm_id).values(cleared_ms=now_ms))
+        why = f"broker back: {back} device(s) back, {away} still away; alarmed for {away_for(now_ms - outage.began_ms)}"
+        record_notice(conn, outage.alarm_id, BROKER, BROKER_DISCONNECT, outage.began_ms, now_ms, why)
         log.warning(
             "broker-wide disconnect over: %d device(s) back, %d still away get their own alarm "
             "if they are not back within %.0f s",
@@ -179,8 +204,11 @@ class OfflineRules:
         return [Outage(int(r.id), int(r.raised_ms), None if r.cleared_ms is None else int(r.cleared_ms)) for r in rows]
 
     def _raise_due(self, conn: Connection, now_ms: int) -> list[str]:
+        # An open flapping alarm stands for the device's offline ones.
         has_open = exists().where(
-            alarms.c.device_id == devices.c.id, alarms.c.kind == OFFLINE_ARMED, alarms.c.cleared_ms.is_(None)
+            alarms.c.device_id == devices.c.id,
+            alarms.c.kind.in_((OFFLINE_ARMED, FLAPPING)),
+            alarms.c.cleared_ms.is_(None),
         )
         # Every device away longer than a grace without its alarm. A device
         # long offline outside armed hours is looked at again each check; with
@@ -207,13 +235,13 @@ class OfflineRules:
             armed = r.armed is True or (info is not None and self.alerts.armed_at(info.household_id, went))
             if not armed:
                 continue
-            book.raise_(
+            if book.raise_(
                 r.id,
                 OFFLINE_ARMED,
                 f"went offline during armed hours, not back after {(now_ms - went) // 1000} s",
                 now_ms,
-            )
-            raised.append(r.id)
+            ):
+                raised.append(r.id)
         if raised:
             more = f" and {len(raised) - 10} more" if len(raised) > 10 else ""
             log.warning(

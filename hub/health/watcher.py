@@ -1,6 +1,7 @@
 """Periodic checks no message triggers: silent devices, offline graces and
-broker-wide outages (``hub.health.offline``), unacknowledged alerts, and the
-gauges on /metrics."""
+broker-wide outages and flapping (``hub.health.offline``), unacknowledged
+alerts, and the gauges on /metrics (recovery notices counted as they are
+recorded, by whichever worker: each process reads the table)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from hub.core.forwarding import ForwardSink
 from hub.db.schema import devices
 from hub.db.schema_ops import alarms, alerts
 from hub.health.alarms import AlarmBook
+from hub.health.flapping import FLAPPING
 from hub.health.offline import BROKER, BROKER_DISCONNECT, OfflineRules
 from hub.health.presence import expire_silent
+from hub.health.tables import alarm_notices
+from hub.maintenance.service import quiet_devices
 from hub.metrics import HubMetrics
 from hub.periodic import Periodic
 
@@ -46,6 +50,7 @@ class Watcher:
         self.publish = publish
         self.take_confirmed = take_confirmed
         self.offline = OfflineRules(directory, alerts_engine, config)
+        self._notices_seen: int | None = None  # the last recovery notice counted on /metrics
         self._periodic = Periodic("xl-hub-watcher", self.config.check_interval_s, self._pass)
 
     def start(self) -> None:
@@ -59,6 +64,10 @@ class Watcher:
 
     def check(self, now_ms: int) -> list[Publication]:
         with self.db.begin() as conn:
+            if self._notices_seen is None:  # count from this process's start, not the table's history
+                self._notices_seen = int(
+                    conn.execute(select(func.coalesce(func.max(alarm_notices.c.id), 0))).scalar_one()
+                )
             transitions = expire_silent(conn, now_ms, self.config.missed_heartbeats)
             book = AlarmBook(conn, [t.device_id for t in transitions])
             # A hub cut off from the broker sees every heartbeat stop at once:
@@ -93,6 +102,15 @@ class Watcher:
                     alarms.c.device_id == BROKER, alarms.c.kind == BROKER_DISCONNECT, alarms.c.cleared_ms.is_(None)
                 )
             ).scalar_one()
+            flapping = conn.execute(
+                select(func.count()).where(alarms.c.kind == FLAPPING, alarms.c.cleared_ms.is_(None))
+            ).scalar_one()
+            quiet = len(quiet_devices(conn, now_ms))
+            recovered = conn.execute(
+                select(alarm_notices.c.kind, func.count(), func.max(alarm_notices.c.id))
+                .where(alarm_notices.c.id > self._notices_seen)
+                .group_by(alarm_notices.c.kind)
+            ).all()
         self.publish(pubs)
         m = self.metrics
         m.devices.labels("online").set(sum(n for k, n in online.items() if k))
@@ -100,6 +118,11 @@ class Watcher:
         m.open_alerts.set(open_alerts)
         m.open_alarms.set(open_alarms)
         m.broker_outage.set(1 if broker_down else 0)
+        m.flapping.set(flapping)
+        m.maintenance.set(quiet)
+        for kind, n, last in recovered:
+            m.recoveries.labels(kind).inc(n)
+            self._notices_seen = max(self._notices_seen or 0, int(last))
         stats = self.sink.queue_stats()
         if stats is not None:
             m.forward_depth.set(stats.depth)

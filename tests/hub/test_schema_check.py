@@ -65,6 +65,7 @@ def _behind_by_one(url: str) -> None:
             "configs@head",
             "maintenance@head",
             "bulk@head",
+            "health@head",
         ):
             command.upgrade(cfg, target)
     engine.dispose()
