@@ -122,3 +122,25 @@ def test_a_bad_zone_or_profile_names_its_key(path: str, value: Any, message: str
         parse_vision(doc, "agent.yaml")
     assert any(p.startswith(message) for p in err.value.problems), err.value.problems
     assert str(err.value).startswith("agent.yaml: ")
+
+
+@pytest.mark.parametrize("char", ['"', "\\", "\U00020000", "\u202e"])
+def test_the_longest_names_the_schema_allows_fit_an_event(char: str) -> None:
+    """8 zones of 24 characters, each as long on the wire as a character can be (4 bytes, or an
+    escaped quote), named in an event with every other key at its largest: within the 1 KB event
+    limit. A control character (6 bytes escaped) would not fit: an event that cannot be encoded
+    raised on the capture thread, which took the camera down on every visit into the zone."""
+    from protocol.codec import encode
+    from protocol.messages import Event
+
+    polygon = [[0, 0], [1, 0], [1, 1]]
+    names = [f"{i}" + char * 23 for i in range(8)]
+    cfg = parse_vision({"zones": [{"name": n, "polygon": polygon} for n in names]})
+    event = Event(
+        event_id=2**53 - 1, kind="person", phase="update", time_ms=4102444800000, score=100,
+        bbox=(1000, 1000, 1000, 1000), count=100, has_snapshot=True, duration_s=604800, clock_unsynced=True,
+        seq=2**53 - 1, zones=tuple(z.name for z in cfg.zones), loiter_s=604800, no_alert=True, profile="p" * 16,
+    )  # fmt: skip
+    assert len(encode(event)) <= 1024
+    with pytest.raises(ConfigError):
+        parse_vision({"zones": [{"name": f"{i}" + "\x01" * 23, "polygon": polygon} for i in range(8)]})
