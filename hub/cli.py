@@ -140,6 +140,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             hub.extensions.extend(ota_extensions(cfg, hub))  # the TUF repository server, rollouts
             hub.extensions.extend(retention_extensions(cfg, hub))  # pruning by age (issue 21)
             hub.extensions.extend(config_push_extensions(hub))  # queued by xl-hub config push (issue 20)
+            from hub.service import escalation_extensions
+
+            hub.extensions.extend(escalation_extensions(cfg, hub))  # escalation chains (issue 21)
             hub.run_forever()
         except SchemaNotReady as exc:
             print(f"xl-hub: {exc}", file=sys.stderr)

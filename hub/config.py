@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field
 
 from hub.config_clips import ClipsConfig, clips_problems
 from hub.config_console import ConsoleSection
+from hub.config_escalation import EscalationConfig, escalation_problems
 from hub.config_forward import ForwardConfig, forward_problems
 from hub.config_retention import RetentionConfig, retention_problems
 from hub.config_updates import RolloutConfig, UpdatesConfig, updates_problems
@@ -198,6 +199,7 @@ class HubFile:
     rollout: Annotated[RolloutConfig, SECTION] = field(default_factory=RolloutConfig)
     clips: Annotated[ClipsConfig, SECTION] = field(default_factory=ClipsConfig)
     retention: Annotated[RetentionConfig, SECTION] = field(default_factory=RetentionConfig)
+    escalation: Annotated[EscalationConfig, SECTION] = field(default_factory=EscalationConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     forward: Annotated[
         ForwardConfig | None, Field(description="Forwarding to the county 综治 platform; unset: none.")
@@ -217,6 +219,7 @@ class HubConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
     log_level: str = "INFO"
     # The validated sections of the parts that plug into the hub, by name:
     # "forward" (a ForwardConfig) and "console" (a ConsoleSection).
@@ -234,6 +237,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
     problems = forward_problems(f.forward, "forward")
     problems += updates_problems(f.updates, "updates", clips_enabled=f.clips.enabled)
     problems += clips_problems(f.clips, "clips")
+    problems += escalation_problems(f.escalation, "escalation")
     problems += retention_problems(f.retention, "retention", f.clips.keep_days_alert)
     if f.health.broker_window_s >= f.health.offline_grace_s:
         # Otherwise the first houses of a broker restart get their own alarm
@@ -268,6 +272,7 @@ def parse_config(raw: Any, source: str = "config") -> HubConfig:
         rollout=f.rollout,
         clips=f.clips,
         retention=f.retention,
+        escalation=f.escalation,
         log_level=f.log_level,
         plugins=plugins,
     )

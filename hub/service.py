@@ -124,6 +124,25 @@ def retention_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
     return [RetentionJob(hub.engine, config.retention, hub.metrics)]
 
 
+def escalation_extensions(config: HubConfig, hub: Hub) -> list[Extension]:
+    """Issue 21's escalation of unacknowledged alerts (docs/escalation.md): its own forwarder
+    (the role webhooks, the 治安户长 devices) and the periodic pass that takes due steps."""
+    if not config.escalation.enabled:
+        return []
+    from hub.escalation.service import build
+
+    _escalator, parts = build(
+        hub.engine,
+        config.escalation,
+        forward=config.plugins.get("forward"),
+        publisher=hub.worker.transport,
+        publish=hub.worker.publish,
+        platform=hub.sink,
+        alerts_engine=hub.alerts,
+    )
+    return list(parts)
+
+
 class Hub:
     def __init__(
         self,

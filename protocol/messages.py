@@ -39,6 +39,7 @@ ALERT_KINDS = frozenset({"panic", "person", "test"})
 ALERT_PHASES = frozenset({"raise", "clear"})
 COMMAND_OPS = frozenset(
     {"arm", "disarm", "schedule", "snapshot", "reload", "restart", "identify", "update", "clip", "clips", "config"}
+    | {"alert"}  # issue 21: an escalated alert for a 治安户长's own device (protocol/README.md)
 )
 # A profile name: "day", "night" or an installer's own (agent config ``vision.profiles``).
 PROFILE_NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
@@ -373,6 +374,7 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         "clip": {"id"},
         "clips": {"auto", "daily"},
         "config": {"rev", "vision"},
+        "alert": {"id", "k", "hh", "msg", "s"},
     }.get(op, set())
     extra = set(args) - allowed
     if extra:
@@ -393,6 +395,13 @@ def _check_command_args(op: str, args: dict[str, Any]) -> None:
         req_int(args, "id", 0, EVENT_ID_MAX)
     elif op == "clips":
         _check_clip_policy(args)
+    elif op == "alert":
+        # Issue 21: an escalated alert for a 治安户长's own device, outside the alert's group.
+        req_str(args, "id", limits.MAX_ID_LEN, pattern=_TOKEN)
+        req_enum(args, "k", ALERT_KINDS)
+        req_str(args, "hh", limits.MAX_TEXT_LEN)
+        opt_str(args, "msg", limits.MAX_TEXT_LEN)
+        opt_int(args, "s", 2, 4)
     elif op == "config":
         # The wire checks the envelope; the device validates the section itself against its
         # config schema (agent.config_vision), and refuses it with the reason in its ack.

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     from provisioning.release import commands as release_commands
 
     release_commands.add_parser(sub, common)
+    from provisioning import contacts_cli
+
+    contacts_cli.add_parser(sub, common)  # issue 21: escalation contacts
     return parser
 
 
@@ -244,6 +247,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return commands.run_verify(state, engine, args.device, args.broker, args.timeout)
         if args.command in ("sd-card", "labels"):
             return _cards(args, parser, state, engine)
+        if args.command == "contacts":
+            from provisioning import contacts_cli
+
+            return contacts_cli.run(engine, args)
     finally:
         engine.dispose()
     parser.print_help()

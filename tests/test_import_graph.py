@@ -26,6 +26,7 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
             "hub.config_updates",
             "hub.config_clips",
             "hub.config_retention",
+            "hub.config_escalation",
             "hub.periodic",
             "hub.cli_options",
             "hub.cli_output",
@@ -35,11 +36,15 @@ HUB_LAYERS: list[tuple[str, list[str], bool]] = [
     ),
     ("shared types and the registry cache", ["hub.core"], False),
     ("services several rooms use", ["hub.mqtt", "hub.metrics", "hub.commands", "hub.registry", "hub.reports"], True),
+    # Issue 21: the people escalations notify; only the registry below them.
+    ("contacts", ["hub.contacts"], False),
     ("alert rules", ["hub.alerts"], False),
     # Issue 21: maintenance windows and snoozes; the health rules ask it whether a device is quiet.
     ("maintenance windows", ["hub.maintenance"], False),
     ("health rules", ["hub.health"], False),
     ("pipelines", ["hub.ingest", "hub.forward"], True),
+    # Issue 21: escalation chains; their notices ride on the forwarder (its own sinks), the console acks them.
+    ("escalation", ["hub.escalation"], False),
     # Issue 17: serving the TUF repository, and rollouts (which read what ingest stored).
     ("updates and rollouts", ["hub.updates", "hub.rollout"], True),
     # Issue 18: clip uploads ride on the update server (a route mounted on it).

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,9 @@ class AlertEngine:
         self.directory = directory
         self.config = config
         self.sink = sink
+        # Issue 21: an ack from a device outside the alert's group, handed to the escalation
+        # (a 治安户长's own device it notified), in the ingest transaction. None: ignored.
+        self.foreign_ack: Callable[[Connection, str, str, bool, int], bool] | None = None
 
     # -- raising -----------------------------------------------------------
 
@@ -269,6 +273,10 @@ class AlertEngine:
             log.info("ack from %s for unknown alert %s ignored", item.device.device_id, ack.ref_id)
             return None
         if item.device.group_id != row.group_id:
+            if self.foreign_ack is not None and self.foreign_ack(
+                conn, row.id, item.device.device_id, ack.ok, item.received_ms
+            ):
+                return None
             log.warning("ack from %s for alert %s of another group ignored", item.device.device_id, row.id)
             return None
         ins = upsert_insert(conn, alert_acks)

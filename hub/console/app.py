@@ -94,6 +94,10 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.include_router(clips.router)
     app.include_router(zones.router)
     app.include_router(zones.api)
+    from hub.console import escalation  # issue 21: chains, take-over, the live sound, contacts
+
+    app.include_router(escalation.router)
+    app.include_router(escalation.api)
     app.include_router(bulk.router)  # issue 21: bulk operations, the audit log viewer, case export
     app.include_router(bulk.api)
     app.include_router(audit_log.router)

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from hub.config_console import Throttle
+from hub.config_escalation import EscalationConfig
 from hub.console import auth
 from hub.console.clip_source import ClipSource
 from hub.console.i18n import LANG_COOKIE, Translator
@@ -61,6 +62,8 @@ class ConsoleContext:
     clips: ClipSource | None = None  # None: this hub keeps no clips (clips.enabled is false)
     # The key of the webhook's signed clip links (forward.webhook.clip_link_secret_file); None: no links accepted.
     clip_link_key: bytes | None = field(default=None, repr=False)
+    # Issue 21: the chain the escalation page shows, and the secrets its signed ack callback checks.
+    escalation: EscalationConfig | None = field(default=None, repr=False)
 
 
 class NotLoggedIn(Exception):

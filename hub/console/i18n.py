@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from hub.console.i18n_bulk import BULK_STRINGS
+from hub.console.i18n_escalation import ESCALATION_STRINGS
 from hub.console.i18n_zones import ZONE_STRINGS
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -269,6 +270,7 @@ STRINGS.update(
 
 # Each room's strings live beside its own: the zones editor (issue 20) in i18n_zones.
 STRINGS.update(ZONE_STRINGS)
+STRINGS.update(ESCALATION_STRINGS)  # escalation and contacts (issue 21)
 STRINGS.update(BULK_STRINGS)  # bulk operations, the audit log viewer, the case export (issue 21)
 
 

@@ -87,7 +87,8 @@ def for_hub(config: HubConfig, engine: Engine, client: Publisher) -> ConsoleServ
     if settings is None:
         return None
     clips = clip_source(config, engine, client)
-    return ConsoleServer(ConsoleContext(engine, settings, MqttPublisher(engine, client), clips, link_key(config)))
+    ctx = ConsoleContext(engine, settings, MqttPublisher(engine, client), clips, link_key(config), config.escalation)
+    return ConsoleServer(ctx)
 
 
 def link_key(config: HubConfig) -> bytes | None:
@@ -132,6 +133,7 @@ def run_standalone(config: HubConfig) -> int:
             MqttPublisher(engine, publisher),
             clip_source(config, engine, publisher),
             link_key(config),
+            config.escalation,
         )
     )
     done = threading.Event()

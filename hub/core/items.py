@@ -186,7 +186,43 @@ class ClipItem:
         return f"clip-{self.device_id}-{self.event_id}"
 
 
-ForwardItem = EventItem | AlertItem | ClipItem
+@dataclass(frozen=True, slots=True)
+class EscalationItem:
+    """One notice of an escalation step to one contact on one channel (issue 21,
+    docs/escalation.md), queued by ``hub.escalation`` for its own sinks only.
+
+    It names the contact by id and carries no phone number: the sink reads the
+    number when it sends, so no outbox row (kept a week, shown as a dead letter)
+    holds personal information."""
+
+    alert_id: str
+    step: int  # 2..4 (step 1 is the alert's own publish to the group)
+    channel: str  # webhook | mqtt
+    role: str  # security_head | grid_worker | township_duty | county_desk
+    contact_id: str
+    kind: str  # panic | person | test
+    origin: str  # the device that raised the alert
+    household_id: str
+    group_id: str
+    raised_ms: int
+    text: str | None = None  # the household's name, as neighbours see it
+
+    def __post_init__(self) -> None:
+        if not self.alert_id or len(self.alert_id) > MAX_ALERT_ID_LEN:
+            raise ValueError("alert_id must be 1..64 characters")
+        if self.step not in (2, 3, 4) or self.channel not in ("webhook", "mqtt"):
+            raise ValueError(f"bad escalation step/channel {self.step!r}/{self.channel!r}")
+        if not self.contact_id or len(self.contact_id) > 32 or self.kind not in ALERT_KINDS:
+            raise ValueError("contact_id must be 1..32 characters and kind an alert kind")
+        if not is_device_id(self.origin) or self.raised_ms < 0:
+            raise ValueError(f"origin must be a 20-digit device ID, got {self.origin!r}")
+
+    @property
+    def key(self) -> str:
+        return f"esc-{self.alert_id}-{self.step}-{self.channel}-{self.contact_id}"
+
+
+ForwardItem = EventItem | AlertItem | ClipItem | EscalationItem
 
 
 def _snap_to_dict(snap: Snapshot | None) -> dict[str, Any] | None:
@@ -264,6 +300,21 @@ def item_to_dict(item: ForwardItem) -> dict[str, Any]:
             **({"loiter_s": item.loiter_s} if item.loiter_s is not None else {}),
             **({"profile": item.profile} if item.profile is not None else {}),
         }
+    if isinstance(item, EscalationItem):
+        return {
+            "type": "escalation",
+            "alert_id": item.alert_id,
+            "step": item.step,
+            "channel": item.channel,
+            "role": item.role,
+            "contact_id": item.contact_id,
+            "kind": item.kind,
+            "origin": item.origin,
+            "household_id": item.household_id,
+            "group_id": item.group_id,
+            "raised_ms": item.raised_ms,
+            "text": item.text,
+        }
     return {
         "type": "alert",
         "alert_id": item.alert_id,
@@ -314,6 +365,20 @@ def item_from_dict(obj: dict[str, Any]) -> ForwardItem:
         )
     if obj["type"] == "clip":
         return clip_from_dict(obj)
+    if obj["type"] == "escalation":
+        return EscalationItem(
+            alert_id=obj["alert_id"],
+            step=int(obj["step"]),
+            channel=obj["channel"],
+            role=obj["role"],
+            contact_id=obj["contact_id"],
+            kind=obj["kind"],
+            origin=obj["origin"],
+            household_id=obj["household_id"],
+            group_id=obj["group_id"],
+            raised_ms=int(obj["raised_ms"]),
+            text=obj.get("text"),
+        )
     raise ValueError(f"unknown item type {obj.get('type')!r}")
 
 

@@ -58,6 +58,8 @@ ROOMS: dict[str, Path] = {
     "rollout": _HUB / "rollout" / "migrations",
     "clips": _HUB / "clips" / "migrations",
     "configs": _HUB / "configs" / "migrations",
+    "contacts": _HUB / "contacts" / "migrations",
+    "escalation": _HUB / "escalation" / "migrations",
     "bulk": _HUB / "bulk" / "migrations",
     "maintenance": _HUB / "maintenance" / "migrations",
     "health": _HUB / "health" / "migrations",

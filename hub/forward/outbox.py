@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.core.items import ClipItem, EventItem, ForwardItem, item_to_json
+from hub.core.items import ClipItem, EscalationItem, EventItem, ForwardItem, item_to_json
 from hub.db.bulk import insert_new
 from hub.forward.tables import (
     STATE_DEAD,
@@ -130,6 +130,8 @@ def enqueue_many(conn: Connection, sink: str, items: Sequence[ForwardItem], now_
 
 
 def _item_type(item: ForwardItem) -> str:
+    if isinstance(item, EscalationItem):
+        return "escal"  # the column is 8 wide
     return "event" if isinstance(item, EventItem) else "clip" if isinstance(item, ClipItem) else "alert"
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from hub.config_forward import WebhookSection
-from hub.core.items import ClipItem, EventItem, ForwardItem, item_to_dict
+from hub.core.items import ClipItem, EscalationItem, EventItem, ForwardItem, item_to_dict
 from hub.forward.clip_links import MIN_SECRET_BYTES, signed_clip_link
 from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.sink import SinkError
@@ -177,6 +177,8 @@ class WebhookSink:
     def accepts(self, item: ForwardItem) -> bool:
         if isinstance(item, ClipItem):
             return self.config.clips != "off"
+        if isinstance(item, EscalationItem):
+            return False  # escalation notices go only to their own role's sinks (hub/escalation/sinks.py)
         return not isinstance(item, EventItem) or item.kind in self.config.event_kinds
 
     def send(self, item: ForwardItem) -> None:

@@ -71,7 +71,7 @@ def test_an_old_database_upgrades_to_the_fresh_schema(new_db: Callable[[], str],
     already = {"v1": 1, "v2": 4, "v3": 5, "v4": 6, "v5": 7, "chain": 7}[state]
     # The old runner knew nothing of the updates and rollout rooms (issue 17) nor clips
     # (issue 18) nor configs (issue 20), nor hub_0006 (issue 20) and hub_0007 (issue 21): they always run.
-    assert len(applied) == 17 - already  # + maintenance_0001, bulk_0001 and health_0001 (issue 21)
+    assert len(applied) == 17 - already + 2  # + maintenance_0001, bulk_0001, health_0001; contacts, escalation (issue 21)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM townships")).scalar_one() == "泉山镇"
     assert upgrade(engine) == []
@@ -102,6 +102,8 @@ def test_a_database_missing_migration_3_is_not_ready_and_gets_3(new_db: Callable
         "clips_0001",
         "clips_0002",
         "configs_0001",
+        "contacts_0001",
+        "escalation_0001",
         "health_0001",
         "hub_0003",
         "hub_0006",
@@ -143,7 +145,9 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
     from hub.clips.tables import metadata as clips_meta
     from hub.configs.tables import metadata as configs_meta
     from hub.console.tables import metadata as console_meta
+    from hub.contacts.tables import metadata as contacts_meta
     from hub.db.schema import metadata as hub_meta
+    from hub.escalation.tables import metadata as escalation_meta
     from hub.forward.tables import metadata as forward_meta
     from hub.health.tables import metadata as health_meta
     from hub.maintenance.tables import metadata as maintenance_meta
@@ -162,6 +166,7 @@ def test_the_live_tables_are_what_the_migrations_make(new_db: Callable[[], str])
 
     rooms = (forward_meta, console_meta, updates_meta, rollout_meta, clips_meta, configs_meta, maintenance_meta)
     rooms += (bulk_meta,)
+    rooms += (contacts_meta, escalation_meta)
     rooms += (health_meta,)
     assert diff(hub_meta, *rooms) == []
     drifted = MetaData()
@@ -186,6 +191,8 @@ def test_status_names_each_branch_and_an_empty_database(new_db: Callable[[], str
         ("rollout", None, "rollout_0001"),
         ("clips", None, "clips_0002"),
         ("configs", None, "configs_0001"),
+        ("contacts", None, "contacts_0001"),
+        ("escalation", None, "escalation_0001"),
         ("bulk", None, "bulk_0001"),
         ("maintenance", None, "maintenance_0001"),
         ("health", None, "health_0001"),
@@ -229,4 +236,4 @@ def test_two_upgrades_at_once_take_turns(new_db: Callable[[], str]) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 17]  # + health_0001 (issue 21)
+    assert sorted(len(r) for r in results) == [0, 17 + 2]  # + contacts_0001, escalation_0001 (issue 21)

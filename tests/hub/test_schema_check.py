@@ -63,6 +63,8 @@ def _behind_by_one(url: str) -> None:
             "rollout@head",
             "clips@head",
             "configs@head",
+            "contacts@head",
+            "escalation@head",
             "maintenance@head",
             "bulk@head",
             "health@head",
