@@ -142,8 +142,10 @@ def bulk_page(request: Request, user: Viewer) -> Response:
     ctx = ctx_of(request)
     sel = _selection(request.query_params)
     with ctx.engine.connect() as conn:
-        for job_id in service.unfinished(conn):
-            settle(ctx.engine, job_id)
+        waiting = service.unfinished(conn)
+    for job_id in waiting:  # each in its own transaction, outside this read (SQLite: one writer at a time)
+        settle(ctx.engine, job_id)
+    with ctx.engine.connect() as conn:
         picked = [] if sel.empty() else select_devices(conn, sel)
         data = {"choices": choices(conn), "jobs": service.list_jobs(conn)}
     return _render(
@@ -186,8 +188,22 @@ def job_page(request: Request, job_id: int, _u: Viewer) -> Response:
         return _render(request, "error.html", {"message": translator(request)("err.not_found")}, 404)
     status = request.query_params.get("status", "")
     status = status if status in STATUSES else ""
-    data = _job_json(ctx_of(request).engine, job, status, 0)
-    return _render(request, "bulk_job.html", {"nav": "bulk", "job": data, "status": status, "statuses": STATUSES})
+    offset = max(0, views.as_int(request.query_params.get("offset")) or 0)
+    data = _job_json(ctx_of(request).engine, job, status, offset)
+    shown = data["counts"][status] if status else data["total"]
+    return _render(
+        request,
+        "bulk_job.html",
+        {
+            "nav": "bulk",
+            "job": data,
+            "status": status,
+            "statuses": STATUSES,
+            "offset": offset,
+            "page_size": views.PAGE_SIZE,
+            "shown": shown,
+        },
+    )
 
 
 # -- JSON ------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ BULK_STRINGS: dict[str, tuple[str, str]] = {
     "audit.detail": ("详情", "Detail"),
     "audit.csv": ("导出 CSV", "Export CSV"),
     "audit.shown": ("共 {total} 条，第 {page}/{pages} 页", "{total} rows, page {page} of {pages}"),
-    "audit.newer": ("较新", "Newer"),
-    "audit.older": ("较早", "Older"),
+    "audit.newer": ("上一页", "Previous"),
+    "audit.older": ("下一页", "Next"),
     "case.export": ("导出案件材料（zip）", "Export for a case (zip)"),
 }

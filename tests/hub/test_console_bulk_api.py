@@ -138,6 +138,8 @@ def test_a_bulk_arm_is_audited_at_its_start_and_its_end(county: County) -> None:
     assert [r["device_id"] for r in cl.get(f"/api/bulk/jobs/{job_id}?status=expired").json()["results"]] == [offline]
     [done] = audit_rows(county.engine, "bulk_done")
     assert (done.user_name, done.target, done.detail) == ("op1", f"job {job_id}", "arm ok=2 failed=0 expired=1 of 3")
+    everyone = sorted(county.devices["g0201-01"])
+    assert [r["device_id"] for r in cl.get(f"/api/bulk/jobs/{job_id}?offset=2").json()["results"]] == everyone[2:]
     page = cl.get(f"/bulk/jobs/{job_id}?status=expired")
     assert page.status_code == 200 and offline in page.text and county.devices["g0201-01"][0] not in page.text
 

@@ -54,7 +54,9 @@
   }
 
   function poll() {
-    var url = "/api/bulk/jobs/" + encodeURIComponent(id) + (status ? "?status=" + encodeURIComponent(status) : "");
+    var offset = root.getAttribute("data-offset") || "0";
+    var url = "/api/bulk/jobs/" + encodeURIComponent(id) + "?offset=" + encodeURIComponent(offset) +
+      (status ? "&status=" + encodeURIComponent(status) : "");
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (resp) { if (!resp.ok) throw new Error("job " + resp.status); return resp.json(); })
       .then(function (job) { render(job); if (!job.done) window.setTimeout(poll, 1000); })
