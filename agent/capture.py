@@ -195,6 +195,10 @@ class Capture:
                 self.clips.offer(frame)  # a strided copy at clips.fps; drops rather than waits
             if self._snapshot_wanted.is_set():
                 self._snapshot_wanted.clear()
+                if self._vision is not None:
+                    # A push that came during this frame's processing (commands queued for an
+                    # offline device arrive back to back): its masks before the picture leaves.
+                    self._take_vision()
                 self._snapshot(frame)
             if self.pace:
                 ahead = started + (frame.index + 1) / fps - time.monotonic()

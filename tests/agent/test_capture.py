@@ -112,3 +112,76 @@ def test_events_and_snapshots_go_to_the_outbox_with_unsynced_flag(tmp_path: Path
     assert ev.clock_unsynced and ev.has_snapshot and ev.event_id >> 32 == 4
     assert decode_snapshot(snap.payload).event_id == ev.event_id  # the picture follows its event
     assert decode_snapshot(asked.payload).width <= 320
+
+
+class Bright:
+    """A source of bright random frames (a masked area must come out black)."""
+
+    fps = 50.0
+    size = (160, 96)
+
+    def __init__(self) -> None:
+        self.index = -1
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Any:
+        import numpy as np
+
+        from agent.vision.frame import Frame
+
+        self.index += 1
+        rgb = np.random.default_rng(self.index).integers(150, 255, (96, 160, 3), dtype=np.uint8)
+        return Frame(self.index / self.fps, self.index, rgb[:, :, 1].copy(), (160, 96), rgb=rgb)
+
+    def close(self) -> None:
+        pass
+
+
+class PushedDuringProcess:
+    """A pipeline with masks whose frame 3 takes long enough for the command thread to act:
+    a config push bringing a mask over the left half, then a snapshot command, both handled
+    while the capture thread is inside ``process`` (commands queued for an offline device
+    arrive back to back; detection on a Pi takes a few hundred ms)."""
+
+    def __init__(self, cap: list[Capture]) -> None:
+        from agent.vision.masks import MaskCache
+
+        self.cap = cap
+        self.masks = MaskCache([])
+        self.stats = None
+
+    def process(self, frame: Any, pir: bool = False) -> list[Any]:
+        if frame.index == 3:
+            self.cap[0].reconfigure([[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]])
+            assert self.cap[0].request_snapshot(None) is None
+        return []
+
+    def reconfigure(self, masks: Any) -> None:
+        from agent.vision.masks import MaskCache
+
+        self.masks = MaskCache(masks)
+
+    def finish(self) -> list[Any]:
+        return []
+
+
+def test_a_snapshot_asked_after_a_push_is_masked_even_mid_frame(tmp_path: Path) -> None:
+    import simplejpeg
+
+    box = Outbox(tmp_path / "o.sqlite3")
+    clock = DeviceClock(probe=lambda: "synced")
+    writer = OutboxWriter(DEVICE, box, 4, clock)
+    holder: list[Capture] = []
+    cap = Capture(Bright, lambda: PushedDuringProcess(holder), writer, clock, pace=True)
+    holder.append(cap)
+    cap.start()
+    try:
+        wait_for(lambda: box.depth >= 1)
+    finally:
+        cap.stop()
+    img = simplejpeg.decode_jpeg(decode_snapshot(box.pending(1)[0].payload).jpeg)
+    w = img.shape[1]
+    assert img[:, w // 2 + 8 :].mean() > 150
+    assert img[:, : w // 2 - 8].max() < 40  # the pushed mask, in force before the picture was taken
