@@ -186,8 +186,10 @@ async def _body(request: Request) -> tuple[dict[str, Any], str | None] | JSONRes
     if not isinstance(body, dict) or not isinstance(body.get("vision"), dict):
         return _bad("vision: an object is required")
     template = body.get("template")
-    if template is not None and (not isinstance(template, str) or not 0 < len(template.strip()) <= MAX_TEMPLATE):
-        return _bad(f"template: 1-{MAX_TEMPLATE} characters")
+    if template is not None and (
+        not isinstance(template, str) or not 0 < len(template.strip()) <= MAX_TEMPLATE or not template.isprintable()
+    ):  # isprintable: no NUL nor lone surrogate, which the database's insert would fail on (a 500)
+        return _bad(f"template: 1-{MAX_TEMPLATE} printable characters")
     try:
         check_vision_doc(body["vision"])
     except ValueError as exc:

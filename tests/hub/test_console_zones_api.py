@@ -170,6 +170,9 @@ def test_bad_bodies_are_refused_naming_the_key(county: County) -> None:
     missing = {**DOC, "required_zones": ["路"]}
     assert refused({"vision": missing}).startswith("vision.required_zones[0]:")
     assert refused({"vision": DOC, "template": "x" * 65}).startswith("template:")
+    # PostgreSQL's text takes no NUL and no database a lone surrogate: a 500 there, once.
+    assert refused({"vision": DOC, "template": "a\x00"}).startswith("template:")
+    assert refused(None, content=b'{"vision": {"masks": []}, "template": "\\ud800"}').startswith("template:")
     assert op.post("/api/devices/123/config", headers=h, json={"vision": DOC}).status_code == 400
     assert op.post("/api/devices/00000000000000000000/config", headers=h, json={"vision": DOC}).status_code == 404
     assert broker.sent == [] and audits(county) == []
