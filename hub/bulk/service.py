@@ -68,16 +68,6 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def maintenance_available() -> bool:
-    """Whether this hub has the maintenance windows room (written alongside, issue 21)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("hub.maintenance.service") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def _check_args(action: str, args: dict[str, Any] | None) -> dict[str, Any] | None:
     if action in COMMAND_ARGS:
         return None
@@ -93,12 +83,14 @@ def _check_args(action: str, args: dict[str, Any] | None) -> dict[str, Any] | No
         template = (args or {}).get("template")
         return {"vision": vision, "template": str(template)[:64] if template else None}
     if action == "maintenance":
-        if not maintenance_available():
-            raise BulkError("maintenance windows are not available in this hub")
         a = args or {}
         from_ms, until_ms = a.get("from_ms"), a.get("until_ms")
         if not isinstance(from_ms, int) or not isinstance(until_ms, int) or until_ms <= from_ms:
             raise BulkError("maintenance: the window must end after it starts")
+        from hub.maintenance.service import MAX_WINDOW_MS
+
+        if until_ms - from_ms > MAX_WINDOW_MS:  # refused here, not 3,000 times by add_window
+            raise BulkError(f"maintenance: a window lasts at most {MAX_WINDOW_MS // 86_400_000} days")
         return {"from_ms": from_ms, "until_ms": until_ms, "reason": str(a.get("reason") or "")[:200]}
     raise BulkError(f"unknown bulk action {action!r}")
 
@@ -195,7 +187,7 @@ def run_job(engine: Engine, job_id: int, send: Send | None) -> None:
 def _one(engine: Engine, job: Job, device_id: str, send: Send | None) -> None:
     now = _now()
     if job.action == "maintenance":
-        from hub.maintenance.service import add_window  # type: ignore[import-not-found,unused-ignore]
+        from hub.maintenance.service import add_window
 
         a = job.args or {}
         reason = a.get("reason") or f"bulk job {job.id}"

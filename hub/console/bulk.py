@@ -158,7 +158,7 @@ def bulk_page(request: Request, user: Viewer) -> Response:
             "health_states": HEALTH,
             "picked": picked[:PREVIEW_ROWS],
             "n_picked": len(picked),
-            "actions": [a for a in ACTIONS if a != "maintenance" or service.maintenance_available()],
+            "actions": ACTIONS,
             "admin_actions": ADMIN_ACTIONS,
             "expiries": EXPIRY_CHOICES,
             "default_expiry": DEFAULT_EXPIRY_S,

@@ -185,6 +185,9 @@ def test_set_maintenance_writes_one_window_per_selected_device(county: County) -
         service.create_job(
             engine, "maintenance", Selection(group="g0101-02"), "op1", expiry_s=60, args={**args, "until_ms": start}
         )
+    with pytest.raises(service.BulkError, match="at most"):
+        too_long = {**args, "until_ms": start + 400 * 86_400_000}
+        service.create_job(engine, "maintenance", Selection(group="g0101-02"), "op1", expiry_s=60, args=too_long)
     job = service.create_job(engine, "maintenance", Selection(group="g0101-02"), "op1", expiry_s=60, args=args)
     service.run_job(engine, job.id, None)  # no MQTT channel needed: nothing is sent to the devices
     assert service.settle(engine, job.id)
