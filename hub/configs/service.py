@@ -214,7 +214,11 @@ def send_queued(engine: Engine, send: Send, limit: int = 100) -> list[PushResult
             # A push replaces the device's pushed keys whole, so a newer revision (queued, or
             # sent by the console meanwhile) makes this one moot; sent after it, it would leave
             # the device on the older config while the history says the newer was applied.
-            newer = conn.execute(select(func.max(c.rev)).where(c.device_id == row.device_id, c.rev > row.rev)).scalar()
+            # (One that never left the hub, `unsent` with its reason, does not count.)
+            live = c.command_id.is_not(None) | c.error.is_(None) | (c.error == _SENDING)
+            newer = conn.execute(
+                select(func.max(c.rev)).where(c.device_id == row.device_id, c.rev > row.rev, live)
+            ).scalar()
             if newer is not None:
                 conn.execute(update(config_pushes).where(*waiting).values(error=f"superseded by rev {newer}: not sent"))
                 continue

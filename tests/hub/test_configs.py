@@ -262,3 +262,18 @@ def test_another_devices_ack_cannot_settle_a_push(fleet) -> None:  # type: ignor
     ack(engine, dev, result.command_id, False, "vision.zones[0].polygon: no")
     (row,) = pushes(engine, broker).history(dev)
     assert (row["status"], row["reason"]) == ("refused", "vision.zones[0].polygon: no")
+
+
+def test_a_queued_push_is_still_sent_when_the_newer_one_never_left_the_hub(fleet) -> None:  # type: ignore[no-untyped-def]
+    from hub.configs.service import send_queued
+
+    engine, (dev, _, _), broker = fleet
+    assert ConfigPushes(engine, None, queue=True).push(dev, {"masks": []}, "cli").rev == 1
+
+    def down(d: str, op: str, a: dict[str, Any]) -> str:
+        raise ConnectionError("broker unreachable")
+
+    assert ConfigPushes(engine, down).push(dev, VISION, "console").error == "broker unreachable"
+    sent = send_queued(engine, lambda d, op, a: send_command(engine, broker, d, op, a))
+    assert [(r.rev, r.error) for r in sent] == [(1, None)]
+    assert [(h["rev"], h["status"]) for h in pushes(engine, broker).history(dev)] == [(2, "unsent"), (1, "sent")]
