@@ -73,7 +73,7 @@ def query_string(filters: dict[str, Any], **override: Any) -> str:
 
 
 def create_app(ctx: ConsoleContext) -> FastAPI:
-    from hub.console import actions, api, audit_log, bulk, case_export, clips, pages, rollouts, zones
+    from hub.console import actions, api, audit_log, bulk, case_export, clips, maintenance, pages, rollouts, zones
 
     app = FastAPI(
         title="Xueliang console API",
@@ -102,6 +102,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.include_router(bulk.api)
     app.include_router(audit_log.router)
     app.include_router(case_export.router)
+    app.include_router(maintenance.router)  # issue 21: maintenance windows, alarm snoozes
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Any]) -> Response:

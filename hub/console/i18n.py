@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from hub.console.i18n_alarms import ALARM_STRINGS
 from hub.console.i18n_bulk import BULK_STRINGS
 from hub.console.i18n_escalation import ESCALATION_STRINGS
 from hub.console.i18n_zones import ZONE_STRINGS
@@ -272,6 +273,7 @@ STRINGS.update(
 STRINGS.update(ZONE_STRINGS)
 STRINGS.update(ESCALATION_STRINGS)  # escalation and contacts (issue 21)
 STRINGS.update(BULK_STRINGS)  # bulk operations, the audit log viewer, the case export (issue 21)
+STRINGS.update(ALARM_STRINGS)  # recovery notices, flapping, maintenance windows, snooze (issue 21)
 
 
 class Translator:

@@ -125,8 +125,14 @@ def devices_page(request: Request, _u: Viewer) -> Response:
 
 @router.get("/devices/{device_id}")
 def device_page(request: Request, device_id: str, _u: Viewer) -> Response:
+    from hub.console.maintenance import decorate_alarms
+    from hub.maintenance.service import in_maintenance
+
     with ctx_of(request).engine.connect() as conn:
         data = views.device(conn, device_id, _now())
+        if data is not None:  # issue 21: the window keeping it quiet, its alarms' snoozes
+            data["maint"] = in_maintenance(conn, device_id, _now())
+            data["alarms"] = decorate_alarms(conn, data["alarms"], _now())
     if data is None:
         return _not_found(request)
     charts = _charts(data["history"], translator(request))
@@ -182,6 +188,7 @@ def _notice(request: Request) -> str:
         "no_channel": "cmd.no_channel",
         "revoked": "dev.revoked_ok",
         "acked": "al.acked_ok",
+        "snoozed": "mt.snoozed_ok",
         "user_saved": "users.added",
         "clip_requested": "clip.requested_ok",
     }

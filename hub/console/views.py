@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from hub.console import fleet, forwarding, ops
+from hub.console import fleet, forwarding, maintenance, ops
 from hub.console.i18n import parse_local
 
 DEVICE_RE = re.compile(r"^\d{20}$")
@@ -103,7 +103,11 @@ def alerts(conn: Connection, params: dict[str, str], now_ms: int) -> dict[str, A
     return {
         "filters": {"status": status, "group": group},
         "alerts": ops.list_alerts(conn, status=status, group=group),
-        "alarms": ops.list_alarms(conn, include_cleared_since_ms=now_ms - 86_400_000),
+        # Issue 21: each alarm's maintenance window and snooze; the recovery notices of the day.
+        "alarms": maintenance.decorate_alarms(
+            conn, ops.list_alarms(conn, include_cleared_since_ms=now_ms - 86_400_000), now_ms
+        ),
+        "notices": maintenance.recent_notices(conn, now_ms - 86_400_000),
     }
 
 

@@ -1,0 +1,47 @@
+"""Operator alarms' strings (issue 21: recovery notices, flapping, maintenance, snooze), key: (中文, English)."""
+
+from __future__ import annotations
+
+ALARM_STRINGS: dict[str, tuple[str, str]] = {
+    "nav.maintenance": ("维护", "Maintenance"),
+    "alarm.flapping": ("频繁掉线", "flapping (offline again and again)"),
+    "mt.title": ("维护时段", "Maintenance windows"),
+    "mt.help": (
+        "维护时段内，所涉设备不产生离线、频繁掉线、遮挡和健康告警；时段结束时仍离线的设备随即告警。",
+        "While a window is on, its devices raise no offline, flapping, tamper or health alarms; "
+        "a device still offline when it ends raises its alarm then.",
+    ),
+    "mt.scope": ("范围", "Scope"),
+    "mt.scope.device": ("设备", "device"),
+    "mt.scope.village": ("村", "village"),
+    "mt.scope.group": ("联防组", "group"),
+    "mt.target": ("对象", "Target"),
+    "mt.target_hint": ("设备编号、村编号或联防组编号", "device id, village id or group id"),
+    "mt.from": ("开始", "From"),
+    "mt.until": ("结束", "Until"),
+    "mt.reason": ("原因", "Reason"),
+    "mt.reason_hint": ("例如：村电网检修", "e.g. the village's power works"),
+    "mt.by": ("设置人", "Set by"),
+    "mt.on": ("进行中（{n} 台设备）", "on ({n} devices)"),
+    "mt.later": ("未开始", "to come"),
+    "mt.over": ("已结束", "over"),
+    "mt.ended_at": ("提前结束于 {time}", "ended early {time}"),
+    "mt.end": ("提前结束", "End now"),
+    "mt.none": ("没有维护时段", "No maintenance windows"),
+    "mt.add": ("新增维护时段", "Add a window"),
+    "mt.added": ("已新增维护时段", "Window added"),
+    "mt.ended_ok": ("维护时段已结束", "Window ended"),
+    "mt.not_ended": ("该时段已结束或不存在", "That window is over or does not exist"),
+    "mt.badge": ("维护中", "in maintenance"),
+    "mt.badge_until": ("维护中，至 {time}", "maintenance until {time}"),
+    "mt.snooze": ("暂缓提醒", "Snooze"),
+    "mt.snooze_for": ("暂缓时长", "Snooze for"),
+    "mt.hours": ("{n} 小时", "{n} h"),
+    "mt.snoozed": ("{user} 暂缓至 {time}", "snoozed by {user} until {time}"),
+    "mt.snoozed_ok": ("已暂缓；到期仍未恢复将重新提醒", "Snoozed; it comes back if still open then"),
+    "mt.notices": ("恢复通知（24 小时内）", "Recovery notices (last 24 h)"),
+    "mt.no_notices": ("没有恢复通知", "No recovery notices"),
+    "mt.recovered": ("恢复时间", "Recovered"),
+    "mt.alarm_raised": ("告警时间", "Alarm raised"),
+    "mt.set_for_device": ("为此设备设置维护", "Set maintenance for this device"),
+}
