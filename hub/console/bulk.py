@@ -57,6 +57,13 @@ def settle(engine: Engine, job_id: int) -> None:
     service.settle(engine, job_id, _now(), on_done=audit_done)
 
 
+def settle_waiting(engine: Engine) -> int:
+    """End every job that can end now (the console's periodic pass); how many ended."""
+    with engine.connect() as conn:
+        waiting = service.unfinished(conn)
+    return sum(service.settle(engine, job_id, _now(), on_done=audit_done) for job_id in waiting)
+
+
 def start(request: Request, user: auth.User, form: dict[str, Any]) -> tuple[service.Job | None, str]:
     """Create, audit and start a job from the form or JSON body; (job, error)."""
     ctx = ctx_of(request)
@@ -141,10 +148,7 @@ def _loaded(request: Request, job_id: int) -> service.Job | None:
 def bulk_page(request: Request, user: Viewer) -> Response:
     ctx = ctx_of(request)
     sel = _selection(request.query_params)
-    with ctx.engine.connect() as conn:
-        waiting = service.unfinished(conn)
-    for job_id in waiting:  # each in its own transaction, outside this read (SQLite: one writer at a time)
-        settle(ctx.engine, job_id)
+    settle_waiting(ctx.engine)  # each in its own transaction, before this page's read
     with ctx.engine.connect() as conn:
         picked = [] if sel.empty() else select_devices(conn, sel)
         data = {"choices": choices(conn), "jobs": service.list_jobs(conn)}

@@ -66,9 +66,12 @@ class ConsoleServer:
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="xl-console", daemon=True)
+        # Bulk jobs nobody is watching still end at their expiry, with their "done" audit row (issue 21).
+        self._bulk = bulk_settler(ctx.engine)
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
+        self._bulk.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
@@ -77,8 +80,16 @@ class ConsoleServer:
         log.info("console on http://%s:%d/", self.ctx.settings.host, self.ctx.settings.port)
 
     def stop(self) -> None:
+        self._bulk.stop()
         self.server.should_exit = True
         self._thread.join(10)
+
+
+def bulk_settler(engine: Engine, interval_s: float = 10.0) -> Any:
+    from hub.console.bulk import settle_waiting
+    from hub.periodic import Periodic
+
+    return Periodic("xl-bulk-settle", interval_s, lambda: settle_waiting(engine))
 
 
 def for_hub(config: HubConfig, engine: Engine, client: Publisher) -> ConsoleServer | None:

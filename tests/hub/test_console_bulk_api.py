@@ -219,3 +219,18 @@ def test_a_case_export_is_a_zip_whose_hashes_check_out(county: County, tmp_path:
     manifest_sha = hashlib.sha256(z.read("manifest.json")).hexdigest()
     assert (row.user_name, row.target) == ("op1", dev)
     assert row.detail.endswith(f"manifest sha256={manifest_sha}") and str(event_id) in row.detail
+
+
+def test_a_job_nobody_watches_still_ends_with_its_audit_row(county: County) -> None:
+    """The console's periodic pass (ConsoleServer runs it) ends jobs whose page is never opened."""
+    from hub.bulk import service
+    from hub.bulk.select import Selection
+    from hub.console.bulk import settle_waiting
+
+    job = service.create_job(county.engine, "snapshot", Selection(group="g0101-02"), "op1", expiry_s=1)
+    assert settle_waiting(county.engine) == 0  # nothing sent yet, before the expiry
+    wait_for(lambda: settle_waiting(county.engine) == 1, 5, "the job ended by the periodic pass")
+    [done] = audit_rows(county.engine, "bulk_done")
+    assert (done.user_name, done.target) == ("op1", f"job {job.id}")
+    assert done.detail == "snapshot ok=0 failed=3 expired=0 of 3"  # never sent: failed, not expired
+    assert settle_waiting(county.engine) == 0
