@@ -31,7 +31,6 @@ from hub.maintenance.snooze import MAX_SNOOZE_HOURS, snooze_alarm, snoozed
 
 router = APIRouter(include_in_schema=False)
 
-SNOOZE_HOURS = (1, 4, 8, 24)  # the choices offered beside "acknowledge"
 SHOWN_PAST_MS = 7 * 86_400_000  # windows over for less than a week stay listed
 
 

@@ -392,3 +392,34 @@ def test_a_snoozed_alarm_comes_back_if_still_open(county) -> None:  # type: igno
     with engine.connect() as conn:
         assert snoozed(conn, [alarm_id], t + 3 * MIN) == {alarm_id: (until, "op")}
         assert snoozed(conn, [alarm_id], until) == {}  # back on the to-do list
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("health", "message"),
+    [
+        ({"flap_count": 1}, "health.flap_count: found 1, expected an integer, at least 2"),
+        ({"flap_window_s": 0}, "health.flap_window_s: found 0"),
+        (
+            {"flap_stable_s": 600, "flap_window_s": 1800},
+            "health.flap_stable_s: found 600.0, expected at least health.flap_window_s (1800)",
+        ),
+    ],
+)
+def test_flapping_settings_are_checked_by_name(health: dict[str, object], message: str) -> None:
+    import re
+
+    from hub.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"database": {"url": "sqlite://"}, "health": health})
+
+
+def test_flapping_defaults_suit_rural_4g() -> None:
+    from hub.config import parse_config
+
+    h = parse_config({"database": {"url": "sqlite://"}}).health
+    # Five drops in half an hour; cleared after an hour without a change (longer than the window).
+    assert (h.flap_count, h.flap_window_s, h.flap_stable_s) == (5, 1800.0, 3600.0)
