@@ -33,6 +33,7 @@ the console audits its requests itself.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,19 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, str, dict[str, Any]], str]
 
 _REV_ATTEMPTS = 5
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _device_lock(device_id: str) -> threading.Lock:
+    """One lock per device, held from a push's revision to its publish (and around a queued
+    push's check, claim and publish): the running hub's console requests and its sender are
+    threads of one process, and two pushes to one device published out of revision order
+    (an admin's village push and an operator's, at once) left the device on the older."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(device_id, threading.Lock())
+
+
 _SENDING = "sending"  # a queued push one hub process has claimed and is sending
 
 
@@ -129,10 +143,11 @@ class ConfigPushes:
             return PushResult(device_id, 0, None, f"device {device_id} is not registered")
         if status != "active":  # a revoked device can receive nothing: no revision is spent on it
             return PushResult(device_id, 0, None, f"device {device_id} is {status}")
-        row_id, rev = self._allocate(device_id, vision, user, template)
-        if self.send is None:
-            return PushResult(device_id, rev, None, None)  # queued: hub.configs.sender sends it
-        return send_row(self.engine, self.send, row_id, device_id, rev, vision)
+        with _device_lock(device_id):  # allocated and published in revision order (see _device_lock)
+            row_id, rev = self._allocate(device_id, vision, user, template)
+            if self.send is None:
+                return PushResult(device_id, rev, None, None)  # queued: hub.configs.sender sends it
+            return send_row(self.engine, self.send, row_id, device_id, rev, vision)
 
     def _allocate(self, device_id: str, vision: dict[str, Any], user: str, template: str | None) -> tuple[int, int]:
         """Write the push's row with the next revision; (row id, rev)."""
@@ -209,23 +224,33 @@ def send_queued(engine: Engine, send: Send, limit: int = 100) -> list[PushResult
         ).all()
     out = []
     for row in rows:
-        waiting = (c.id == row.id, c.command_id.is_(None), c.error.is_(None))
-        with engine.begin() as conn:
-            # A push replaces the device's pushed keys whole, so a newer revision (queued, or
-            # sent by the console meanwhile) makes this one moot; sent after it, it would leave
-            # the device on the older config while the history says the newer was applied.
-            # (One that never left the hub, `unsent` with its reason, does not count.)
-            live = c.command_id.is_not(None) | c.error.is_(None) | (c.error == _SENDING)
-            newer = conn.execute(
-                select(func.max(c.rev)).where(c.device_id == row.device_id, c.rev > row.rev, live)
-            ).scalar()
-            if newer is not None:
-                conn.execute(update(config_pushes).where(*waiting).values(error=f"superseded by rev {newer}: not sent"))
-                continue
-            claimed = conn.execute(update(config_pushes).where(*waiting).values(error=_SENDING)).rowcount
-        if claimed == 1:
-            out.append(send_row(engine, send, int(row.id), row.device_id, int(row.rev), dict(row.doc)))
+        with _device_lock(row.device_id):
+            result = _send_queued_row(engine, send, row)
+        if result is not None:
+            out.append(result)
     return out
+
+
+def _send_queued_row(engine: Engine, send: Send, row: Any) -> PushResult | None:
+    """One queued push: superseded, or claimed and sent (None: not sent by this pass)."""
+    c = config_pushes.c
+    waiting = (c.id == row.id, c.command_id.is_(None), c.error.is_(None))
+    with engine.begin() as conn:
+        # A push replaces the device's pushed keys whole, so a newer revision (queued, or
+        # sent by the console meanwhile) makes this one moot; sent after it, it would leave
+        # the device on the older config while the history says the newer was applied.
+        # (One that never left the hub, `unsent` with its reason, does not count.)
+        live = c.command_id.is_not(None) | c.error.is_(None) | (c.error == _SENDING)
+        newer = conn.execute(
+            select(func.max(c.rev)).where(c.device_id == row.device_id, c.rev > row.rev, live)
+        ).scalar()
+        if newer is not None:
+            conn.execute(update(config_pushes).where(*waiting).values(error=f"superseded by rev {newer}: not sent"))
+            return None
+        claimed = conn.execute(update(config_pushes).where(*waiting).values(error=_SENDING)).rowcount
+    if claimed == 1:
+        return send_row(engine, send, int(row.id), row.device_id, int(row.rev), dict(row.doc))
+    return None
 
 
 def _finish(engine: Engine, row_id: int, command_id: str | None, error: str | None) -> None:

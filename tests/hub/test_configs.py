@@ -277,3 +277,27 @@ def test_a_queued_push_is_still_sent_when_the_newer_one_never_left_the_hub(fleet
     sent = send_queued(engine, lambda d, op, a: send_command(engine, broker, d, op, a))
     assert [(r.rev, r.error) for r in sent] == [(1, None)]
     assert [(h["rev"], h["status"]) for h in pushes(engine, broker).history(dev)] == [(2, "unsent"), (1, "sent")]
+
+
+def test_two_pushes_racing_reach_the_device_in_revision_order(fleet) -> None:  # type: ignore[no-untyped-def]
+    """An admin's village push and an operator's push to one of its devices at the same moment:
+    whichever got the lower revision must be published first, or the device ends on the older
+    config while the history's newest applied revision says otherwise."""
+    engine, (dev, _, _), broker = fleet
+    first_allocated = threading.Event()
+    second_done = threading.Event()
+
+    def send(d: str, op: str, a: dict[str, Any]) -> str:
+        if a["rev"] == 1:  # the first push is slow to publish (a busy broker, the GIL)
+            first_allocated.set()
+            second_done.wait(1.0)
+        return send_command(engine, broker, d, op, a)
+
+    slow = threading.Thread(target=lambda: ConfigPushes(engine, send).push(dev, {"masks": []}, "admin"))
+    slow.start()
+    assert first_allocated.wait(5)
+    fast = threading.Thread(target=lambda: (ConfigPushes(engine, send).push(dev, VISION, "op"), second_done.set()))
+    fast.start()
+    slow.join(10)
+    fast.join(10)
+    assert [decode("cmd", p).args["rev"] for _, p in broker.sent] == [1, 2]  # type: ignore[union-attr]
