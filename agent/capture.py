@@ -87,6 +87,7 @@ class Capture:
         self._snapshot_width: int | None = None
         self._snapshot_wanted = threading.Event()
         self._vision: Any = None  # a pushed VisionConfig for the pipeline, taken up between two frames
+        self._vision_lock = threading.Lock()  # a push landing while the previous is taken up is not lost
         self._thread: threading.Thread | None = None
 
     # -- control from other threads ----------------------------------------
@@ -116,7 +117,8 @@ class Capture:
 
         On the capture thread, since the pipeline is not thread-safe; a pipeline built later
         (a restart, a replayed file) is built from the agent's current config anyway."""
-        self._vision = vision
+        with self._vision_lock:
+            self._vision = vision
 
     def request_snapshot(self, width: int | None) -> str | None:
         if self.state != "ok":
@@ -207,7 +209,8 @@ class Capture:
         return False
 
     def _take_vision(self) -> None:
-        vision, self._vision = self._vision, None
+        with self._vision_lock:
+            vision, self._vision = self._vision, None
         if self.pipeline is None:
             return
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -185,3 +187,56 @@ def test_a_snapshot_asked_after_a_push_is_masked_even_mid_frame(tmp_path: Path) 
     w = img.shape[1]
     assert img[:, w // 2 + 8 :].mean() > 150
     assert img[:, : w // 2 - 8].max() < 40  # the pushed mask, in force before the picture was taken
+
+
+class RecordingPipeline:
+    """Keeps every config it is reconfigured with."""
+
+    def __init__(self) -> None:
+        self.configs: list[Any] = []
+        self.stats = None
+
+    def process(self, frame: Any, pir: bool = False) -> list[Any]:
+        return []
+
+    def reconfigure(self, vision: Any) -> None:
+        self.configs.append(vision)
+
+    def finish(self) -> list[Any]:
+        return []
+
+
+class RacingCapture(Capture):
+    """The command thread's second push lands just as the capture thread takes up the first:
+    between ``_take_vision`` reading the pending config and clearing it."""
+
+    second: threading.Thread | None = None
+
+    @property
+    def _vision(self) -> Any:
+        value = self.__dict__.get("_pending")
+        if value == "push-1" and self.second is None and sys._getframe(1).f_code.co_name == "_take_vision":
+            self.second = threading.Thread(target=self.reconfigure, args=("push-2",))
+            self.second.start()
+            self.second.join(0.3)  # it gets in now, unless the take is atomic against it
+        return value
+
+    @_vision.setter
+    def _vision(self, value: Any) -> None:
+        self.__dict__["_pending"] = value
+
+
+def test_a_push_landing_while_the_previous_is_taken_up_is_not_lost(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    clock = DeviceClock(probe=lambda: "synced")
+    writer = OutboxWriter(DEVICE, box, 4, clock)
+    pipeline = RecordingPipeline()
+    cap = RacingCapture(Bright, lambda: pipeline, writer, clock, pace=True)
+    cap.start()
+    try:
+        wait_for(lambda: cap.frames >= 2)
+        cap.reconfigure("push-1")
+        wait_for(lambda: pipeline.configs[-1:] == ["push-2"], timeout=5)
+    finally:
+        cap.stop()
+    assert pipeline.configs == ["push-1", "push-2"]
