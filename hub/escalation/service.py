@@ -48,7 +48,11 @@ def build(
         )
     )
     sinks = build_sinks(engine, cfg, publisher)
-    forwarder = Forwarder(engine, sinks, policy=policy, poll_s=poll_s) if sinks else None
+    # A killed hub's sink leases hold its successor back until they lapse: the platform's
+    # forwarder can wait a minute, an unanswered panic should not. Twice the slowest
+    # request still keeps one sender per sink while a request is in flight.
+    lease_s = 2 * max([5.0, *(h.timeout_s for h in cfg.webhooks.values())])
+    forwarder = Forwarder(engine, sinks, policy=policy, poll_s=poll_s, lease_ttl_s=lease_s) if sinks else None
 
     def enqueue(conn: Connection, items: Sequence[EscalationItem]) -> dict[str, list[Any]]:
         return {} if forwarder is None else dict(forwarder.enqueue_many(conn, items))
