@@ -114,6 +114,16 @@ def test_roles_and_csrf_guard_every_bulk_route(county: County) -> None:
     admin = client(county, pub)
     admin_token = login(admin, "admin1")
     assert admin.post("/api/bulk/jobs", json=cfg, headers={"x-csrf-token": admin_token}).status_code == 201
+    wait_for(lambda: not _pending(county.engine), 10, "both jobs' sending threads done")  # before the schema goes
+
+
+def _pending(engine: Engine) -> int:
+    from sqlalchemy import func
+
+    from hub.bulk.tables import bulk_results
+
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(bulk_results.c.status == "pending")).scalar_one())
 
 
 def test_a_bulk_arm_is_audited_at_its_start_and_its_end(county: County) -> None:
