@@ -49,11 +49,19 @@ def file_vision_doc(path: Path | None) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], pushed: dict[str, Any]) -> VisionConfig:
-    """The file's section with the pushed keys replacing its own; ConfigError naming the key."""
+    """The file's section with the pushed keys replacing its own, except masks; ConfigError naming the key.
+
+    The file's masks are a floor: pushed masks are added to them, never put in their place. The
+    installer draws those at the house, with the household, over what must never be seen (a
+    neighbour's window, the road a family walks to school), and the console cannot see them: a
+    push that replaced them would uncover all of it without anyone having chosen to."""
     unknown = sorted(set(pushed) - set(PUSHABLE))
     if unknown:
         raise ConfigError(f"vision.{unknown[0]}: cannot be set by a config push (only {', '.join(PUSHABLE)})", SOURCE)
-    return parse_vision({**base, **pushed}, SOURCE)
+    doc = {**base, **pushed}
+    if "masks" in pushed and isinstance(pushed["masks"], list) and isinstance(base.get("masks"), list):
+        doc["masks"] = [*base["masks"], *pushed["masks"]]
+    return parse_vision(doc, SOURCE)
 
 
 class ConfigPusher:

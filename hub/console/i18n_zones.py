@@ -21,6 +21,11 @@ ZONE_STRINGS: dict[str, tuple[str, str]] = {
         "Drag a point or a polygon to move it; Delete removes the selected one.",
     ),
     "zn.view_only": ("只读：操作员可编辑", "Read only: operators can edit"),
+    "zn.masks_floor": (
+        "安装时在设备上设的遮挡始终保留（画面中的黑色区域），这里画的遮挡是在其之上追加的。",
+        "The masks set on the device at installation always stay (the black areas in the picture); "
+        "masks drawn here are added to them.",
+    ),
     "zn.no_picture": ("尚无整幅画面，请点“实时抓拍”", "No whole-frame picture yet: take a live one"),
     "zn.picture_of": ("画面时间 {time}", "Picture of {time}"),
     "zn.asking": ("已请求抓拍，等待设备上传……", "Picture requested; waiting for the device…"),

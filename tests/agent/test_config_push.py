@@ -54,7 +54,8 @@ def test_a_push_replaces_only_its_keys_is_applied_and_kept(tmp_path: Path) -> No
     ack = push(cmds, 3, {"masks": [MASK]})
     assert ack.ok and ack.error is None
     (config,) = applied.configs
-    assert [list(map(list, m)) for m in config.motion.masks] == [MASK]  # the pushed masks, not the file's
+    # The pushed masks are added to the installer's, never put in their place.
+    assert [list(map(list, m)) for m in config.motion.masks] == [*FILE_VISION["masks"], MASK]
     assert config.sensitivity == "high" and config.detect.detect_fps == 2  # the file's other keys stay
     assert p.rev == 3
     kept = json.loads((tmp_path / STATE_FILE).read_text())
@@ -63,7 +64,7 @@ def test_a_push_replaces_only_its_keys_is_applied_and_kept(tmp_path: Path) -> No
     again = pusher(tmp_path)
     restored = again.restore()
     assert restored is not None and again.rev == 3
-    assert [list(map(list, m)) for m in restored.motion.masks] == [MASK]
+    assert [list(map(list, m)) for m in restored.motion.masks] == [*FILE_VISION["masks"], MASK]
 
 
 @pytest.mark.parametrize(
@@ -87,6 +88,17 @@ def test_a_bad_push_is_refused_naming_the_key_and_the_old_config_stays(
     assert not ack.ok and ack.error is not None and fragment in ack.error, ack.error
     assert len(applied.configs) == 1 and p.rev == 1 and p.refused == 1
     assert (tmp_path / STATE_FILE).read_bytes() == before
+
+
+def test_no_push_takes_away_the_installers_masks(tmp_path: Path) -> None:
+    """The console cannot see the masks drawn at the house: an empty mask list pushed from a
+    fresh editor must not uncover what they hide."""
+    applied = Applied()
+    p = pusher(tmp_path, applied)
+    cmds, _ = commands(tmp_path, p)
+    assert push(cmds, 1, {"masks": [], "zones": [{"name": "gate", "polygon": MASK}]}).ok
+    assert [list(map(list, m)) for m in applied.configs[-1].motion.masks] == FILE_VISION["masks"]
+    assert [z.name for z in applied.configs[-1].zones] == ["gate"]
 
 
 def test_an_empty_push_restores_the_files_own_section(tmp_path: Path) -> None:
