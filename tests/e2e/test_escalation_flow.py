@@ -48,6 +48,7 @@ pytestmark = [
 SECRET = "gateway-secret-0123456789"
 PANIC_S, PERSON_S = 3.0, 6.0
 ROLES = ("security_head", "grid_worker", "township_duty", "county_desk")
+PHONES = ("13812345678", "13900001111", "13722223333", "13655554444")
 
 
 @dataclass
@@ -182,6 +183,9 @@ def test_a_panic_nobody_answers_climbs_every_step_once_through_a_kill(flow: Flow
     assert flow.hook.bad_signatures == 0
     commands = [c for c in commands_to(flow.head) if c.op == "alert" and c.args["id"] == alert_id]
     assert commands and commands[0].args["s"] == 2
+    log = flow.hub_log.read_text(errors="replace")
+    for phone in PHONES:  # the hub's whole log, both runs: import, chain, deliveries
+        assert phone not in log
     household.close()
 
 
