@@ -107,3 +107,23 @@ def test_the_gateways_signed_callback_acknowledges_once(engine: Engine) -> None:
         chain = conn.execute(select(escalations)).one()
         alert = conn.execute(select(alerts)).one()
     assert (chain.acked_by, chain.ack_channel, alert.close_reason) == ("sh1", "webhook", "webhook")
+
+
+def test_admins_add_and_disable_contacts_viewers_cannot(engine: Engine) -> None:
+    admin = client(engine, "admin1")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', admin.get("/contacts").text).group(1)  # type: ignore[union-attr]
+    form = {"csrf": csrf, "contact_id": "td9", "name": "值班", "role": "township_duty", "phone": "137 0000 9999"}
+    resp = admin.post("/contacts", data={**form, "township": "泉山镇"}, follow_redirects=False)
+    assert resp.headers["location"] == "/contacts?notice=saved"
+    bad = admin.post("/contacts", data=form, follow_redirects=False)  # no township: refused, naming the column
+    assert "township" in bad.headers["location"] and "9999" not in bad.headers["location"]
+    admin.post("/contacts/td9/active", data={"csrf": csrf, "active": "0"})
+    viewer = client(engine, "viewer1")
+    assert viewer.post("/contacts", data={**form, "csrf": "x"}).status_code == 403
+    page = viewer.get("/contacts").text
+    assert "137****9999" in page and "13700009999" not in page
+    with engine.connect() as conn:
+        from hub.contacts.tables import contacts
+
+        row = conn.execute(select(contacts).where(contacts.c.id == "td9")).one()
+    assert (row.phone, row.active, row.township_code) == ("13700009999", False, "01")
