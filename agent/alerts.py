@@ -56,6 +56,19 @@ class AlertDesk:
                 self._answered.append(alert.alert_id)
             self._show()
 
+    def escalated(self, alert_id: str, kind: str, household: str) -> str | None:
+        """The ``alert`` command (issue 21): another group's alert escalated to this household's
+        owner, a 治安户长. It sounds as a group alert does, and the press that answers it sends the
+        same alert ack, which stops the escalation at the hub. Not cleared by the other group's
+        ``clear`` (this device does not hear that topic): the buzzer stops after ``buzzer_max_s``,
+        the LED at the press."""
+        with self._lock:
+            if alert_id not in self._answered and alert_id not in self.active:
+                self.active[alert_id] = kind
+                log.warning("escalated alert %s (%s) from household %s", alert_id, kind, household)
+                self._show()
+        return None
+
     def on_press(self) -> None:
         """A short press: the household acknowledges what is sounding."""
         with self._lock:

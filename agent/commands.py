@@ -43,6 +43,7 @@ class CommandPorts:
     clip: Port = _not_available  # (event id) -> error | None (agent.clips.upload)
     clips: Port = _not_available  # (auto kinds, daily bytes) -> error | None
     config: Port = _not_available  # (rev, vision keys) -> error | None (agent.config_push)
+    alert: Port = _not_available  # (alert id, kind, household) -> error | None (agent.alerts, escalation)
 
 
 class Commands:
@@ -95,6 +96,8 @@ class Commands:
             return self.ports.clip(int(args["id"]))
         if op == "clips":
             return self.ports.clips(list(args["auto"]), int(args["daily"]))
+        if op == "alert":  # an escalated alert of another group: sounds until the owner presses
+            return self.ports.alert(str(args["id"]), str(args["k"]), str(args["hh"]))
         if op == "config":  # validated against the device's own schema; refused with the key at fault
             return self.ports.config(int(args["rev"]), dict(args["vision"]))
         return f"unknown op {op!r}"  # decode_command already refuses these; kept for safety

@@ -128,6 +128,9 @@ class Agent:
                 identify=self._identify,
                 update=self.updates.handle,
                 config=self.pusher.handle,
+                alert=lambda alert_id, kind, household: (
+                    self.desk.escalated(alert_id, kind, household) if self.desk else "no alert desk"
+                ),
                 **self._clip_ports(),
             ),
         )

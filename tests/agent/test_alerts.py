@@ -136,3 +136,27 @@ def test_pir_counts_and_no_gpio_still_works(tmp_path: Path, mock_pins: MockFacto
     bare.identify(0.2)
     bare.set_link_state("connected")
     bare.close()
+
+
+def test_an_escalated_alert_command_sounds_and_the_press_acks_it(tmp_path: Path, mock_pins: MockFactory) -> None:
+    """Issue 21: another group's alert, escalated to this 治安户长's device as an ``alert`` command."""
+    from agent.commands import CommandPorts, Commands
+    from agent.schedule import Arming
+    from protocol.messages import Command
+
+    panel, desk, box = rig(tmp_path)
+    writer = OutboxWriter(DEVICE, box, boot=3, clock=DeviceClock(probe=lambda: "synced"))
+    cmds = Commands(writer, Arming(tmp_path / "arming.json", "21:00", "06:00"), CommandPorts(alert=desk.escalated))
+    args = {"id": "a-9", "k": "panic", "hh": "HH0789", "s": 2}
+    ack = cmds.handle(encode(Command(command_id="c-9", op="alert", args=args)))
+    assert ack.ok and desk.sounding and desk.active == {"a-9": "panic"}
+    wait_for(lambda: buzzer_toggles(mock_pins, 0.3) > 0, 3, "the buzzer sounding")
+    cmds.handle(encode(Command(command_id="c-10", op="alert", args=args)))  # re-delivered: sounds once
+    assert list(desk.active) == ["a-9"]
+    press(mock_pins, 0.1)
+    wait_for(lambda: not desk.sounding, 3, "the press answering it")
+    acks = [decode_ack(m.payload) for m in box.pending(10) if m.topic == ack_topic(DEVICE)]
+    assert [(a.of, a.ref_id, a.ok) for a in acks if a.of == "alert"] == [("alert", "a-9", True)]
+    cmds.handle(encode(Command(command_id="c-11", op="alert", args=args)))  # answered: not again
+    assert not desk.sounding
+    panel.close()
