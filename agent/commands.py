@@ -63,6 +63,11 @@ class Commands:
             ref = recovered if recovered and _TOKEN.fullmatch(recovered) else UNKNOWN_ID
             log.warning("bad command %s: %s", ref, exc)
             return self.writer.ack("cmd", ref, False, _reason(exc))
+        expired = self._expired(cmd)
+        if expired is not None:
+            self.rejected += 1
+            log.warning("command %s (%s) not carried out: %s", cmd.command_id, cmd.op, expired)
+            return self.writer.ack("cmd", cmd.command_id, False, expired)
         try:
             error = self._run(cmd)
         except Exception as exc:  # a port bug answers as an error, never a crash
@@ -70,6 +75,18 @@ class Commands:
             error = f"{cmd.op} failed: {type(exc).__name__}: {exc}"
         self.handled += 1
         return self.writer.ack("cmd", cmd.command_id, error is None, error)
+
+    def _expired(self, cmd: Command) -> str | None:
+        """Why a command past its expiry (``x``) is refused, or None. A bulk arm queued for a device
+        away a day must not change its household's arming when it comes back. Only a synced clock
+        can tell; an unsynced one (no RTC, no NTP yet) carries the command out, as before ``x``."""
+        if cmd.expires_ms is None:
+            return None
+        clock = self.writer.clock
+        now = clock.now_ms()
+        if clock.unsynced or now <= cmd.expires_ms:
+            return None
+        return f"expired {(now - cmd.expires_ms) // 1000} s ago"
 
     def _run(self, cmd: Command) -> str | None:
         op, args = cmd.op, cmd.args

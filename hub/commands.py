@@ -48,14 +48,28 @@ class PahoPublisher:
         return self.client.is_connected()
 
 
-def send_command(engine: Engine, client: Publisher, device_id: str, op: str, args: dict[str, Any] | None = None) -> str:
+def send_command(
+    engine: Engine,
+    client: Publisher,
+    device_id: str,
+    op: str,
+    args: dict[str, Any] | None = None,
+    expires_ms: int | None = None,
+) -> str:
     """Validate, record and publish a command; returns its id.
+
+    ``expires_ms``: a device back after that (hub time, its clock synced) answers ``expired``
+    instead of acting: a stale arm from a bulk job must not change a household's arming hours later.
 
     Recorded before publishing, so an ack can never arrive for a command the
     database does not know yet.
     """
     command = Command(
-        command_id=uuid.uuid4().hex, op=op, args=dict(args or {}), time_ms=int(time.time() * 1000)
+        command_id=uuid.uuid4().hex,
+        op=op,
+        args=dict(args or {}),
+        time_ms=int(time.time() * 1000),
+        expires_ms=expires_ms,
     )  # raises ProtocolError on a bad op/args
     payload = encode(command)
     with engine.begin() as conn:

@@ -336,6 +336,7 @@ class Command:
     op: str
     args: dict[str, Any] = field(default_factory=dict)
     time_ms: int | None = None
+    expires_ms: int | None = None  # "x": hub time after which a device whose clock is synced must not act
     version: int = limits.SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -349,6 +350,7 @@ class Command:
                 "op": self.op,
                 "a": self.args or None,
                 "t": self.time_ms,
+                "x": self.expires_ms,
             }
         )
 
@@ -360,6 +362,7 @@ class Command:
             op=req_enum(obj, "op", COMMAND_OPS),
             args=opt_object(obj, "a") or {},
             time_ms=opt_int(obj, "t", *T_RANGE),
+            expires_ms=opt_int(obj, "x", *T_RANGE),
         )
 
 

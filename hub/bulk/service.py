@@ -17,9 +17,10 @@
 
 Offline devices: a command is published at QoS 1 and the broker keeps it in the
 device's persistent session until it reconnects (``docs``: hub/README.md,
-"Bulk operations"). The agent does not check a command's ``t``, so a device back
-after the expiry still acts on it; the job has already called it ``expired`` and
-keeps it so (the late ack shows on the device's page).
+"Bulk operations"). Each command carries the job's expiry (``x``): a device back
+after it, its clock synced, answers ``expired`` and does not act; the job has
+already called it ``expired`` and keeps it so. A device whose clock is not
+synced cannot tell, and acts (the late ack shows on the device's page).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, case, func, literal, select, update
 
@@ -38,7 +39,15 @@ from hub.db.schema_ops import commands
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, str, dict[str, Any] | None], str]
+Send = Callable[[str, str, dict[str, Any] | None], str]  # what ConfigPushes takes
+
+
+class ExpiringSend(Protocol):
+    """``MqttPublisher.send``: a command with the job's expiry (``x``), so a device back late refuses it."""
+
+    def __call__(self, device_id: str, op: str, args: dict[str, Any] | None, expires_ms: int | None = None) -> str: ...
+
+
 OnDone = Callable[[Connection, "Job", dict[str, int]], None]
 
 COMMAND_ARGS: dict[str, dict[str, Any] | None] = {"arm": None, "disarm": None, "snapshot": None}
@@ -163,7 +172,7 @@ def _mark(engine: Engine, job_id: int, device_id: str, **values: Any) -> None:
         )
 
 
-def run_job(engine: Engine, job_id: int, send: Send | None) -> None:
+def run_job(engine: Engine, job_id: int, send: ExpiringSend | None) -> None:
     """Send the job to every device still ``pending`` (all of them, unless a run was cut short)."""
     job = get_job(engine, job_id)
     if job is None or job.finished_ms is not None:
@@ -184,7 +193,7 @@ def run_job(engine: Engine, job_id: int, send: Send | None) -> None:
             _mark(engine, job_id, device_id, status="failed", reason=(str(exc) or type(exc).__name__)[:200])
 
 
-def _one(engine: Engine, job: Job, device_id: str, send: Send | None) -> None:
+def _one(engine: Engine, job: Job, device_id: str, send: ExpiringSend | None) -> None:
     now = _now()
     if job.action == "maintenance":
         from hub.maintenance.service import add_window
@@ -207,7 +216,7 @@ def _one(engine: Engine, job: Job, device_id: str, send: Send | None) -> None:
         else:
             _mark(engine, job.id, device_id, status="sent", command_id=res.command_id, sent_ms=now)
         return
-    command_id = send(device_id, job.action, COMMAND_ARGS[job.action])
+    command_id = send(device_id, job.action, COMMAND_ARGS[job.action], expires_ms=job.expires_ms)
     _mark(engine, job.id, device_id, status="sent", command_id=command_id, sent_ms=now)
 
 

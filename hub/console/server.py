@@ -42,12 +42,12 @@ class MqttPublisher:
         self.engine = engine
         self.client = client
 
-    def send(self, device_id: str, op: str, args: dict[str, Any] | None) -> str:
+    def send(self, device_id: str, op: str, args: dict[str, Any] | None, expires_ms: int | None = None) -> str:
         from hub.commands import CommandError, send_command
 
         if not self.client.is_connected():
             raise CommandError("not connected to the MQTT broker")
-        return send_command(self.engine, self.client, device_id, op, args)
+        return send_command(self.engine, self.client, device_id, op, args, expires_ms)
 
 
 class ConsoleServer:

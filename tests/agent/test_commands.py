@@ -110,3 +110,21 @@ def test_clip_and_clips_reach_their_ports(tmp_path: Path) -> None:
     bare, _, _ = rig(tmp_path / "bare")  # a device without the recorder says so
     ack = bare.handle(encode(Command(command_id="c-4", op="clip", args={"id": 1})))
     assert not ack.ok and ack.error == "not available on this device"
+
+
+def test_a_command_past_its_expiry_is_refused_only_by_a_synced_clock(tmp_path: Path) -> None:
+    """Bulk jobs (issue 21) set ``x``: a device back after it must not carry out a stale arm."""
+    now = 1_764_138_000_000
+    box = Outbox(tmp_path / "o.sqlite3")
+    arming = Arming(tmp_path / "arming.json", "21:00", "06:00", now=lambda: NOON)
+    synced = DeviceClock(probe=lambda: "synced", wall_ms=lambda: now)
+    cmds = Commands(OutboxWriter(DEVICE, box, 1, synced), arming, CommandPorts())
+    late = cmds.handle(encode(Command(command_id="c-1", op="arm", expires_ms=now - 90_000)))
+    assert not late.ok and late.error == "expired 90 s ago" and not arming.armed
+    in_time = cmds.handle(encode(Command(command_id="c-2", op="arm", expires_ms=now + 1000)))
+    assert in_time.ok and arming.armed
+    # Without NTP the device cannot tell how late it is: it acts, as a device from before x does.
+    unsynced = DeviceClock(probe=lambda: "unsynced", wall_ms=lambda: now)
+    cmds = Commands(OutboxWriter(DEVICE, box, 1, unsynced), arming, CommandPorts())
+    assert cmds.handle(encode(Command(command_id="c-3", op="disarm", expires_ms=now - 90_000))).ok
+    assert not arming.armed

@@ -32,14 +32,16 @@ class FakeSend:
 
     def __init__(self, engine: Engine, refuse: set[str] | None = None) -> None:
         self.engine, self.refuse, self.sent = engine, refuse or set(), []  # type: ignore[var-annotated]
+        self.expiries: list[int | None] = []
 
-    def __call__(self, device_id: str, op: str, args: dict[str, Any] | None) -> str:
+    def __call__(self, device_id: str, op: str, args: dict[str, Any] | None, expires_ms: int | None = None) -> str:
         if device_id in self.refuse:
             raise RuntimeError("publish failed (rc=4)")
         cid = uuid.uuid4().hex
         with self.engine.begin() as conn:
             conn.execute(commands.insert().values(id=cid, device_id=device_id, op=op, args=args, sent_ms=now_ms()))
         self.sent.append((device_id, op, cid))
+        self.expiries.append(expires_ms)
         return cid
 
 
@@ -104,6 +106,8 @@ def test_progress_acks_failures_expiry_and_one_settle(county: County) -> None:
     service.run_job(engine, job.id, send)
     service.run_job(engine, job2.id, send)
     by_dev = {dev: cid for dev, _op, cid in send.sent}
+    # Each command carries its job's expiry, so a device back late refuses a stale arm.
+    assert set(send.expiries) == {job.expires_ms, job2.expires_ms}
     g1 = sorted(county.devices["g0101-01"])
     ack(engine, g1[0], by_dev[g1[0]])
     ack(engine, g1[1], by_dev[g1[1]], ok=False, error="camera busy")

@@ -42,10 +42,10 @@ class AckingPublisher:
     def __init__(self, county: County, silent: set[str]) -> None:
         self.county, self.silent = county, silent
 
-    def send(self, device_id: str, op: str, args: dict[str, Any] | None) -> str:
+    def send(self, device_id: str, op: str, args: dict[str, Any] | None, expires_ms: int | None = None) -> str:
         from hub.commands import send_command
 
-        cid = send_command(self.county.engine, self, device_id, op, args)
+        cid = send_command(self.county.engine, self, device_id, op, args, expires_ms)
         if device_id not in self.silent:
             from hub.commands import record_result
             from protocol.messages import Ack

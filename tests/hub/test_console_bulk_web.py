@@ -31,8 +31,8 @@ class SlowDevices:
     def __init__(self, county: County) -> None:
         self.county = county
 
-    def send(self, device_id: str, op: str, args: dict[str, Any] | None) -> str:
-        cid = send_command(self.county.engine, self, device_id, op, args)
+    def send(self, device_id: str, op: str, args: dict[str, Any] | None, expires_ms: int | None = None) -> str:
+        cid = send_command(self.county.engine, self, device_id, op, args, expires_ms)
         threading.Timer(1.5, self._ack, (device_id, cid)).start()
         return cid
 
