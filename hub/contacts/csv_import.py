@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from hub.contacts.store import ContactError, ContactIn, resolve, upsert
+from hub.contacts.store import ContactError, ContactIn, echo, resolve, upsert
 
 REQUIRED = ("id", "name", "role", "phone")
 KNOWN = (*REQUIRED, "township", "village", "device_id", "active")
@@ -63,7 +63,7 @@ def parse(text: str) -> tuple[list[tuple[int, ContactIn]], list[str]]:
             errors.append(f"row {n}, column {exc.column}: {str(exc).split(': ', 1)[1]}")
             continue
         if c.id in seen:
-            errors.append(f"row {n}, column id: {c.id!r} already on row {seen[c.id]}")
+            errors.append(f"row {n}, column id: {echo(c.id)} already on row {seen[c.id]}")
             continue
         seen[c.id] = n
         rows.append((n, c))

@@ -55,6 +55,13 @@ def normalise_phone(raw: str | None) -> str | None:
     return phone
 
 
+def echo(text: str) -> str:
+    """``text`` for an error message, its digit runs of 5 or more put out: a value refused
+    for the wrong column is often the phone that belonged in the next one, and the message
+    travels in the console's redirect URL (the access log) and the import's output."""
+    return repr(re.sub(r"[0-9]{5,}", "#", text))
+
+
 def mask(phone: str | None) -> str:
     """138****5678: enough to tell two contacts apart, not enough to call them."""
     if not phone:
@@ -67,7 +74,7 @@ def mask(phone: str | None) -> str:
 def _township_code(conn: Connection, text: str) -> str:
     row = conn.execute(select(townships.c.code).where(or_(townships.c.code == text, townships.c.name == text))).first()
     if row is None:
-        raise ContactError("township", f"no township {text!r} in the registry")
+        raise ContactError("township", f"no township {echo(text)} in the registry")
     return str(row.code)
 
 
@@ -81,9 +88,9 @@ def _village(conn: Connection, township: str | None, text: str) -> tuple[int, st
             q = q.where(villages.c.township_code == _township_code(conn, township))
     rows = conn.execute(q).all()
     if not rows:
-        raise ContactError("village", f"no village {text!r} in the registry")
+        raise ContactError("village", f"no village {echo(text)} in the registry")
     if len(rows) > 1:
-        raise ContactError("village", f"{text!r} is in several townships: give the township")
+        raise ContactError("village", f"{echo(text)} is in several townships: give the township")
     return int(rows[0].id), str(rows[0].township_code)
 
 
