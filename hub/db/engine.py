@@ -30,7 +30,9 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    # hide_parameters: an error's message (logged with its traceback) would otherwise carry
+    # the statement's values: a contact's phone, a household's name.
+    kwargs: dict[str, Any] = {"echo": echo, "future": True, "hide_parameters": True}
     if url.startswith("postgresql"):
         kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True)
     engine = create_engine(url, **kwargs)
