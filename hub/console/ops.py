@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from hub.console.tables import console_alarm_acks
+from hub.contacts.store import mask
 from hub.db.schema import devices, groups, households, villages
 from hub.db.schema_ops import alarms, alerts, events, snapshots
 
@@ -283,4 +284,5 @@ def group_members(conn: Connection, group_id: str) -> list[dict[str, Any]]:
         .where(households.c.group_id == group_id)
         .order_by(households.c.id, devices.c.id)
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    # The household's phone, masked (138****5678): the group API is open to viewers.
+    return [{**r, "phone": mask(r["phone"])} for r in conn.execute(query).mappings()]
