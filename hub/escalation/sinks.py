@@ -17,12 +17,13 @@ import re
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 from hub.commands import CommandError, Publisher, send_command
 from hub.config_escalation import RoleWebhook
 from hub.contacts import store as contacts
 from hub.core.items import EscalationItem, ForwardItem
+from hub.escalation.tables import ACKED, escalations
 from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.sink import SinkError
 from hub.forward.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -35,6 +36,22 @@ _DIGITS = re.compile(r"\d{5,}")
 def redact(text: str) -> str:
     """An error text safe to log: a gateway may echo the number it could not dial."""
     return _DIGITS.sub("#", text)
+
+
+def check_unanswered(conn: Connection, item: EscalationItem) -> None:
+    """Refuse (for good) a notice whose chain was acknowledged while it waited in the outbox:
+    a gateway back after an hour would otherwise call the township and the county desk out
+    to an alert a neighbour answered in its first minute."""
+    row = conn.execute(
+        select(escalations.c.ack_channel, escalations.c.ack_step).where(
+            escalations.c.alert_id == item.alert_id, escalations.c.status == ACKED
+        )
+    ).first()
+    if row is not None:
+        raise SinkError(
+            f"not sent: alert {item.alert_id} was acknowledged ({row.ack_channel}, step {row.ack_step})",
+            permanent=True,
+        )
 
 
 def notice_body(item: EscalationItem, contact: Any) -> dict[str, Any]:
@@ -83,6 +100,7 @@ class RoleWebhookSink:
     def send(self, item: ForwardItem) -> None:
         assert isinstance(item, EscalationItem)
         with self.engine.connect() as conn:
+            check_unanswered(conn, item)
             contact = contacts.by_id(conn, item.contact_id)
         if contact is None or not contact.active or not contact.phone:
             # Disabled or changed since the step: nobody to dial, and retrying cannot change that.
@@ -132,6 +150,7 @@ class DeviceAlertSink:
     def send(self, item: ForwardItem) -> None:
         assert isinstance(item, EscalationItem)
         with self.engine.connect() as conn:
+            check_unanswered(conn, item)
             contact = contacts.by_id(conn, item.contact_id)
         if contact is None or not contact.active or not contact.device_id:
             raise SinkError(f"contact {item.contact_id} is disabled or has no device", permanent=True)
