@@ -3,7 +3,8 @@
 Each room that owns tables keeps its revisions beside its code, as one Alembic
 branch: ``hub`` (registry and operational tables, hub/db/migrations/versions),
 ``forward`` (hub/forward/migrations) and ``console`` (hub/console/migrations), ``updates`` and
-``rollout`` (issue 17), ``clips`` (issue 18), ``configs`` (issue 20), ``bulk``, ``maintenance`` and ``health`` (issue 21).
+``rollout`` (issue 17), ``clips`` (issue 18), ``configs`` (issue 20), ``bulk``, ``maintenance``
+and ``health`` (issue 21).
 Branches rather than one line because the rooms are independent (no foreign
 key crosses them) and are written by different people: a new console revision
 never has to be ordered against a hub one, and the console can be left out
