@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, exists, insert, or_, select, update
 
 from hub.alerts.engine import Publication
 from hub.config_escalation import STEP_ROLES, EscalationConfig
@@ -164,7 +164,13 @@ class Escalator:
         after = self._next_step(row.group_id, step)
         moved = conn.execute(
             update(escalations)
-            .where(escalations.c.alert_id == alert_id, escalations.c.step == row.step, escalations.c.status == RUNNING)
+            .where(
+                escalations.c.alert_id == alert_id,
+                escalations.c.step == row.step,
+                escalations.c.status == RUNNING,
+                # A neighbour's ack committed since the read above: the next pass stops the chain.
+                ~exists().where(alerts.c.id == alert_id, alerts.c.close_reason == "ack"),
+            )
             .values(
                 step=step,
                 next_ms=None if after is None else now_ms + self._delay_ms(row.group_id, row.kind, after),
