@@ -23,6 +23,7 @@ from hub.commands import CommandError, Publisher, send_command
 from hub.config_escalation import RoleWebhook
 from hub.contacts import store as contacts
 from hub.core.items import EscalationItem, ForwardItem
+from hub.db.schema_ops import alerts
 from hub.escalation.tables import ACKED, escalations
 from hub.forward.clock import ForwardClock, SystemClock
 from hub.forward.sink import SinkError
@@ -43,15 +44,19 @@ def check_unanswered(conn: Connection, item: EscalationItem) -> None:
     a gateway back after an hour would otherwise call the township and the county desk out
     to an alert a neighbour answered in its first minute."""
     row = conn.execute(
-        select(escalations.c.ack_channel, escalations.c.ack_step).where(
-            escalations.c.alert_id == item.alert_id, escalations.c.status == ACKED
-        )
+        select(escalations.c.status, escalations.c.ack_channel, escalations.c.ack_step, alerts.c.close_reason)
+        .select_from(escalations.outerjoin(alerts, alerts.c.id == escalations.c.alert_id))
+        .where(escalations.c.alert_id == item.alert_id)
     ).first()
-    if row is not None:
+    if row is None:
+        return
+    if row.status == ACKED:
         raise SinkError(
             f"not sent: alert {item.alert_id} was acknowledged ({row.ack_channel}, step {row.ack_step})",
             permanent=True,
         )
+    if row.close_reason == "ack":  # a neighbour's, which the job's next pass records on the chain
+        raise SinkError(f"not sent: alert {item.alert_id} was acknowledged (device)", permanent=True)
 
 
 def notice_body(item: EscalationItem, contact: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from hub.config_escalation import RoleWebhook
 from hub.contacts.csv_import import import_csv
 from hub.core.items import EscalationItem
 from hub.db import make_engine
+from hub.db.schema_ops import alerts
 from hub.escalation.sinks import DeviceAlertSink, RoleWebhookSink
 from hub.escalation.tables import ACKED, EXHAUSTED, RUNNING, escalations
 from hub.forward.sink import SinkError
@@ -107,3 +108,18 @@ def test_a_notice_of_an_unanswered_chain_is_sent(engine: Engine, status: str) ->
     publisher = Publisher()
     DeviceAlertSink(engine, publisher).send(item("mqtt", "sh2", "security_head"))
     assert len(publisher.sent) == 1
+
+
+def test_a_notice_of_an_alert_a_neighbour_just_acknowledged_is_not_sent(engine: Engine) -> None:
+    # The neighbour's ack closed the alert; the escalation job has not yet stopped the chain.
+    chain(engine, RUNNING)
+    with engine.begin() as conn:
+        conn.execute(
+            alerts.insert().values(id="al1", kind="panic", origin_device="62062101011198000001",
+                                   household_id="HH00000", group_id="g000", raised_ms=T0, status="closed",
+                                   close_reason="ack", closed_ms=T0 + 5_000)
+        )  # fmt: skip
+    sink, seen = webhook(engine)
+    with pytest.raises(SinkError) as exc:
+        sink.send(item("webhook", "td1", "township_duty"))
+    assert exc.value.permanent and "acknowledged" in str(exc.value) and seen == []
