@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from hub.db.places import devices_with_place
 from hub.db.schema import devices, households, townships, villages
 from hub.db.schema_ops import alarms, health_latest
 
@@ -86,10 +87,7 @@ def select_devices(conn: Connection, sel: Selection) -> list[dict[str, Any]]:
             townships.c.name.label("township"),
             health_latest.c.data,
         )
-        .join(households, households.c.id == devices.c.household_id)
-        .join(villages, villages.c.id == households.c.village_id)
-        .join(townships, townships.c.code == villages.c.township_code)
-        .outerjoin(health_latest, health_latest.c.device_id == devices.c.id)
+        .select_from(devices_with_place())
         .where(devices.c.status == "active")
         .order_by(devices.c.id)
     )

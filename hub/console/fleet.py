@@ -16,6 +16,7 @@ from sqlalchemy import Connection, case, func, or_, select
 
 from hub.console.i18n import local_midnight_ms
 from hub.console.tables import console_alarm_acks
+from hub.db.places import devices_with_place
 from hub.db.schema import devices, groups, households, townships, villages
 from hub.db.schema_ops import alarms, alerts, commands, events, health_history, health_latest
 
@@ -66,28 +67,22 @@ def device_rows(
     status: str = "",
 ) -> list[dict[str, Any]]:
     open_alarms = select(alarms.c.device_id, alarms.c.kind).where(alarms.c.cleared_ms.is_(None)).subquery()
-    query = (
-        select(
-            devices.c.id,
-            devices.c.household_id,
-            devices.c.status,
-            devices.c.online,
-            devices.c.armed,
-            devices.c.last_seen_ms,
-            devices.c.agent_version,
-            households.c.name.label("hh_name"),
-            households.c.group_id,
-            villages.c.id.label("village_id"),
-            villages.c.name.label("village"),
-            townships.c.code.label("township_code"),
-            townships.c.name.label("township"),
-            health_latest.c.data,
-        )
-        .join(households, households.c.id == devices.c.household_id)
-        .join(villages, villages.c.id == households.c.village_id)
-        .join(townships, townships.c.code == villages.c.township_code)
-        .outerjoin(health_latest, health_latest.c.device_id == devices.c.id)
-    )
+    query = select(
+        devices.c.id,
+        devices.c.household_id,
+        devices.c.status,
+        devices.c.online,
+        devices.c.armed,
+        devices.c.last_seen_ms,
+        devices.c.agent_version,
+        households.c.name.label("hh_name"),
+        households.c.group_id,
+        villages.c.id.label("village_id"),
+        villages.c.name.label("village"),
+        townships.c.code.label("township_code"),
+        townships.c.name.label("township"),
+        health_latest.c.data,
+    ).select_from(devices_with_place())
     if q:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
