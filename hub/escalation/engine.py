@@ -22,6 +22,7 @@ from hub.config_escalation import STEP_ROLES, EscalationConfig
 from hub.contacts import store as contacts
 from hub.core.forwarding import ForwardSink
 from hub.core.items import AlertItem
+from hub.db.dialect import upsert_insert
 from hub.db.schema import households, villages
 from hub.db.schema_ops import alerts
 from hub.escalation.channels import Chain, Notice, NotificationChannel, unreached
@@ -91,8 +92,10 @@ class Escalator:
         with self.engine.begin() as conn:
             for a in conn.execute(q).all():
                 nxt = self._next_step(a.group_id, 1)
-                conn.execute(
-                    insert(escalations).values(
+                # Another hub on the same PostgreSQL may have started it since the read: its chain stands.
+                ins = upsert_insert(conn, escalations).on_conflict_do_nothing(index_elements=["alert_id"])
+                inserted = conn.execute(
+                    ins.values(
                         alert_id=a.id,
                         group_id=a.group_id,
                         kind=a.kind,
@@ -102,8 +105,10 @@ class Escalator:
                         step=1,
                         next_ms=None if nxt is None else a.raised_ms + self._delay_ms(a.group_id, a.kind, nxt),
                         status=RUNNING if nxt is not None else EXHAUSTED,
-                    )
-                )
+                    ).returning(escalations.c.alert_id)
+                ).first()
+                if inserted is None:
+                    continue
                 self._record(conn, self._chain(a), 1, [], now_ms)
                 started += 1
                 log.info("escalation of %s alert %s started (group %s)", a.kind, a.id, a.group_id)

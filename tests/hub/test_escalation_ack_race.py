@@ -68,3 +68,29 @@ def test_a_neighbours_ack_landing_mid_step_stops_the_chain(engine: Engine) -> No
         chain = conn.execute(select(escalations).where(escalations.c.alert_id == "al1")).one()
     assert steps == [1]
     assert chain.status == ACKED and chain.step == 1 and chain.ack_channel == "device"
+
+
+def test_two_hubs_starting_the_same_chain_start_it_once_and_both_go_on(engine: Engine) -> None:
+    """Two ``xl-hub run`` on one PostgreSQL: both passes see the new alert without a chain.
+    The second one's insert found the first's row and its whole pass failed (no due steps
+    taken by it, an error in its log at every race)."""
+    hub_a = Escalator(engine, CFG, [BuzzerChannel(), ConsoleChannel()], clock=lambda: T0 / 1000)
+    hub_b = Escalator(engine, CFG, [BuzzerChannel(), ConsoleChannel()], clock=lambda: T0 / 1000)
+    fired: list[bool] = []
+
+    def a_wins(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not fired and statement.lstrip().upper().startswith("INSERT INTO ESCALATIONS"):
+            fired.append(True)
+            hub_a.start_chains(T0)  # the other hub's pass, committed first
+
+    event.listen(engine, "before_cursor_execute", a_wins)
+    try:
+        hub_b.run_once()
+    finally:
+        event.remove(engine, "before_cursor_execute", a_wins)
+    assert fired
+    with engine.connect() as conn:
+        steps = list(
+            conn.execute(select(escalation_steps.c.step).where(escalation_steps.c.alert_id == "al1")).scalars()
+        )
+    assert steps == [1]
