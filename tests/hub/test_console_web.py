@@ -13,35 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hub.commands import PahoPublisher
-from hub.config import MqttConfig
-from hub.console.server import MqttPublisher
 from hub.console.tables import console_alarm_acks
 from hub.db import make_engine
 from hub.db.schema_ops import alarms, commands
-from hub.mqtt.client import make_client
 from protocol.topics import cmd_topic
-from tests.support.broker import run_broker
-from tests.support.console import PASSWORD, County, make_users, seed_county, serve_console
+from tests.support.browser import SHOTS, chromium, console_with_broker, needs_chromium
+from tests.support.console import PASSWORD, County, make_users, seed_county
 from tests.support.mqtt_clients import Peer
-from tests.support.wait import wait_for
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-artifacts" / "console"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +30,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, st
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('console') / 'hub.sqlite3'}")
     county = seed_county(engine)
     make_users(engine)
-    with run_broker() as broker:
-        client = make_client(MqttConfig(host="127.0.0.1", port=broker.port), f"console-{uuid.uuid4().hex[:6]}")
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
-        wait_for(client.is_connected, 5, "console MQTT connection")
-        with serve_console(engine, MqttPublisher(engine, PahoPublisher(client))) as base:
-            yield county, base, broker.port
-        client.disconnect()
-        client.loop_stop()
+    with console_with_broker(engine) as (base, port):
+        yield county, base, port
     engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def login(browser: object, base: str, user: str = "op1", lang: str = "zh") -> object:
@@ -151,7 +123,7 @@ def test_every_page_renders_and_screenshots(world: tuple[County, str, int], brow
     assert not errors, errors
     assert not external, external  # everything is served locally
     if os.environ.get("XL_UPDATE_DOCS"):  # `XL_UPDATE_DOCS=1 make test` refreshes the README's screenshot
-        shutil.copyfile(overview, ROOT / "docs" / "console.png")
+        shutil.copyfile(overview, SHOTS.parents[1] / "docs" / "console.png")
 
 
 def test_device_going_offline_shows_without_reload(world: tuple[County, str, int], browser: object) -> None:

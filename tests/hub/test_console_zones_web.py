@@ -10,33 +10,24 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from hub.commands import PahoPublisher
-from hub.config import MqttConfig
-from hub.console.server import MqttPublisher
 from hub.db import make_engine
 from hub.db.schema_ops import snapshots
-from hub.mqtt.client import make_client
 from protocol.codec import Snapshot, encode, encode_snapshot
 from protocol.messages import Ack
 from protocol.topics import ack_topic, cmd_topic, snap_topic
-from tests.support.broker import run_broker
-from tests.support.console import PASSWORD, County, jpeg, make_users, now_ms, seed_county, serve_console
+from tests.support.browser import SHOTS, chromium, console_with_broker, needs_chromium
+from tests.support.console import PASSWORD, County, jpeg, make_users, now_ms, seed_county
 from tests.support.mqtt_clients import Peer
 from tests.support.wait import wait_for
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +35,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[County, st
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('zones') / 'hub.sqlite3'}")
     county = seed_county(engine)
     make_users(engine)
-    with run_broker() as broker:
-        client = make_client(MqttConfig(host="127.0.0.1", port=broker.port), f"console-{uuid.uuid4().hex[:6]}")
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
-        wait_for(client.is_connected, 5, "console MQTT connection")
-        with serve_console(engine, MqttPublisher(engine, PahoPublisher(client))) as base:
-            yield county, base, broker.port
-        client.disconnect()
-        client.loop_stop()
+    with console_with_broker(engine) as (base, port):
+        yield county, base, port
     engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def login(browser: Any, base: str, user: str) -> Any:
