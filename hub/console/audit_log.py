@@ -6,7 +6,8 @@ what each did, which is the oversight of the console, not its daily work
 
 CSV: UTF-8 with a byte-order mark, because Excel in China opens a CSV without
 one as GBK and shows the names as mojibake; and a cell beginning with ``=``,
-``+``, ``-``, ``@`` (or a tab / carriage return) gets a leading apostrophe, so
+``+``, ``-``, ``@`` (or a tab / carriage return / line feed; also behind spaces,
+and their full-width forms ＝＋－＠) gets a leading apostrophe, so
 a detail written by a device or an attacker ("=HYPERLINK(…)") is text in
 Excel, never a formula (OWASP "CSV injection").
 """
@@ -33,7 +34,9 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 100
 CSV_MAX_ROWS = 200_000
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# Excel in a CJK locale takes the full-width forms as the ASCII ones (＝SUM(…) is a formula).
+FULL_WIDTH_START = ("\uff1d", "\uff0b", "\uff0d", "\uff20")
 BOM = "\ufeff"
 
 
@@ -108,7 +111,10 @@ def _iso(ms: int) -> str:
 
 def safe_cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    # Spaces before the sign do not make it text to every spreadsheet; look past them too.
+    head = text.lstrip(" \u3000")
+    risky = text.startswith(FORMULA_START) or head.startswith(FORMULA_START + FULL_WIDTH_START)
+    return "'" + text if risky else text
 
 
 def csv_lines(conn: Connection, f: AuditFilter) -> Iterator[str]:
