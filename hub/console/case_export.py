@@ -17,6 +17,7 @@ temporary file (a clip can be tens of MB) and streamed from it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -112,9 +113,9 @@ class _Writer:
             }
         )
 
-    def add_path(self, name: str, path: Any, what: str, media_type: str) -> None:
+    def add_file(self, name: str, src: IO[bytes], what: str, media_type: str) -> None:
         digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as src, self.zip.open(name, "w", force_zip64=True) as dst:
+        with src, self.zip.open(name, "w", force_zip64=True) as dst:
             while block := src.read(CHUNK):
                 digest.update(block)
                 size += len(block)
@@ -124,8 +125,13 @@ class _Writer:
         )
 
 
-def build(out: IO[bytes], case: dict[str, Any], clip_path: Any, user: str, now_ms: int) -> str:
-    """Write the case zip to ``out``; the manifest's SHA-256."""
+def build(out: IO[bytes], case: dict[str, Any], clip_path: Any, user: str, now_ms: int) -> tuple[str, bool]:
+    """Write the case zip to ``out``; the manifest's SHA-256, and whether the clip is in it."""
+    clip: IO[bytes] | None = None
+    if clip_path is not None:
+        # Deleted since the index offered it (retention, a disk swapped): the case without it.
+        with contextlib.suppress(FileNotFoundError):
+            clip = open(clip_path, "rb")  # noqa: SIM115 - closed by add_file
     w = _Writer(out)
     rows = [{k: v for k, v in p.items()} for p in case["phases"]]
     w.add(
@@ -144,8 +150,8 @@ def build(out: IO[bytes], case: dict[str, Any], clip_path: Any, user: str, now_m
             width=pic["width"],
             height=pic["height"],
         )
-    if clip_path is not None:
-        w.add_path(f"clip/{case['event_id']}.mp4", clip_path, "the video clip the device uploaded", "video/mp4")
+    if clip is not None:
+        w.add_file(f"clip/{case['event_id']}.mp4", clip, "the video clip the device uploaded", "video/mp4")
     times = [int(p["time_ms"]) for p in case["phases"]]
     manifest = {
         "format": FORMAT,
@@ -162,7 +168,7 @@ def build(out: IO[bytes], case: dict[str, Any], clip_path: Any, user: str, now_m
             "last_ms": max(times) if times else None,
             "first_at": _iso(min(times)) if times else None,
             "last_at": _iso(max(times)) if times else None,
-            "clip": clip_path is not None,
+            "clip": clip is not None,
         },
         "timezone": "Asia/Shanghai (times in *_ms are UTC epoch milliseconds)",
         "files": w.files,
@@ -173,7 +179,7 @@ def build(out: IO[bytes], case: dict[str, Any], clip_path: Any, user: str, now_m
     sums = "".join(f"{f['sha256']}  {f['name']}\n" for f in w.files) + f"{manifest_sha}  manifest.json\n"
     w.zip.writestr("SHA256SUMS", sums.encode("ascii"), compress_type=zipfile.ZIP_DEFLATED)
     w.zip.close()
-    return manifest_sha
+    return manifest_sha, clip is not None
 
 
 def _json(value: Any) -> bytes:
@@ -207,7 +213,7 @@ def case_zip(request: Request, row_id: int, user: Operator) -> Response:
     clip = None if ctx.clips is None else ctx.clips.file(case["device_id"], case["event_id"])
     out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _stream once sent, or below on failure
     try:
-        manifest_sha = build(out, case, clip, user.name, int(time.time() * 1000))
+        manifest_sha, with_clip = build(out, case, clip, user.name, int(time.time() * 1000))
     except BaseException:
         out.close()
         raise
@@ -218,8 +224,7 @@ def case_zip(request: Request, row_id: int, user: Operator) -> Response:
             user.name,
             "case_export",
             case["device_id"],
-            f"event {case['event_id']} files={len(case['pictures']) + 2 + (clip is not None)} "
-            f"manifest sha256={manifest_sha}",
+            f"event {case['event_id']} files={len(case['pictures']) + 2 + with_clip} manifest sha256={manifest_sha}",
         )
     name = f"case-{case['device_id']}-{case['event_id']}.zip"
     return StreamingResponse(
