@@ -233,12 +233,16 @@ class Escalator:
         with self.engine.begin() as conn:
             for row in conn.execute(q).all():
                 now = self.now_ms()
+                owed = update(escalations).where(
+                    escalations.c.alert_id == row.id, escalations.c.clear_sent_ms.is_(None)
+                )
+                if not conn.execute(owed.values(clear_sent_ms=now)).rowcount:
+                    continue  # another hub on the same database sent it since the read
                 if self.platform is not None:
                     self.platform.hand_over(conn, [AlertItem(row.id, "clear", row.kind, row.origin_device,
                                                              row.household_id, now, row.group_id,
                                                              close_reason=row.close_reason,
                                                              response_ms=row.response_ms)])  # fmt: skip
-                conn.execute(update(escalations).where(escalations.c.alert_id == row.id).values(clear_sent_ms=now))
                 pubs.append(
                     Publication(
                         row.group_id, Alert(row.id, "clear", row.kind, row.origin_device, row.household_id[:64], now)

@@ -94,3 +94,31 @@ def test_two_hubs_starting_the_same_chain_start_it_once_and_both_go_on(engine: E
             conn.execute(select(escalation_steps.c.step).where(escalation_steps.c.alert_id == "al1")).scalars()
         )
     assert steps == [1]
+
+
+def test_two_hubs_send_a_console_take_overs_clear_once(engine: Engine) -> None:
+    """Both hubs' passes see the acknowledged chain whose clear is owed: the group got two
+    clears and the platform two clear items (one per hub) before the fix."""
+    from hub.alerts.engine import Publication
+    from hub.escalation.engine import ack
+
+    published: dict[str, list[Publication]] = {"a": [], "b": []}
+    hub_a = Escalator(engine, CFG, [BuzzerChannel(), ConsoleChannel()], publish=published["a"].extend)
+    hub_b = Escalator(engine, CFG, [BuzzerChannel(), ConsoleChannel()], publish=published["b"].extend)
+    hub_a.start_chains(T0)
+    with engine.begin() as conn:
+        assert ack(conn, "al1", "op1", "console", T0 + 5_000)
+    fired: list[bool] = []
+
+    def a_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not fired and statement.lstrip().upper().startswith("UPDATE ESCALATIONS SET CLEAR_SENT_MS"):
+            fired.append(True)
+            hub_a.send_clears()
+
+    event.listen(engine, "before_cursor_execute", a_first)
+    try:
+        hub_b.send_clears()
+    finally:
+        event.remove(engine, "before_cursor_execute", a_first)
+    assert fired
+    assert len(published["a"]) + len(published["b"]) == 1
