@@ -164,7 +164,14 @@ class Escalator:
             self._stop_by_device(conn, row)
             return None
         step = self._next_step(row.group_id, row.step)
-        if step is None:
+        if step is None:  # the group's chain was shortened since: it ends unanswered here
+            conn.execute(
+                update(escalations)
+                .where(
+                    escalations.c.alert_id == alert_id, escalations.c.step == row.step, escalations.c.status == RUNNING
+                )
+                .values(next_ms=None, status=EXHAUSTED)
+            )
             return None
         after = self._next_step(row.group_id, step)
         moved = conn.execute(

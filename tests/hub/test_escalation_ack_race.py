@@ -122,3 +122,22 @@ def test_two_hubs_send_a_console_take_overs_clear_once(engine: Engine) -> None:
         event.remove(engine, "before_cursor_execute", a_first)
     assert fired
     assert len(published["a"]) + len(published["b"]) == 1
+
+
+def test_a_chain_left_without_a_next_step_by_a_config_change_ends_exhausted(engine: Engine) -> None:
+    """A group's chain shortened (steps 1, 2) while one of its chains waited for step 3: the
+    chain stayed running and due for ever (read at every pass, an open chain in the console's
+    live banner for a day) instead of ending unanswered."""
+    from hub.config_escalation import GroupChain
+
+    hub = Escalator(engine, CFG, [BuzzerChannel(), ConsoleChannel()], clock=lambda: (T0 + 10_000) / 1000)
+    hub.start_chains(T0)
+    hub.run_once()  # step 2; step 3 due 20 s later
+    short = EscalationConfig(enabled=True, panic_s=CFG.panic_s, person_s=CFG.person_s,
+                             groups={"g000": GroupChain(steps=(1, 2))})  # fmt: skip
+    restarted = Escalator(engine, short, [BuzzerChannel(), ConsoleChannel()], clock=lambda: (T0 + 40_000) / 1000)
+    restarted.run_once()
+    with engine.connect() as conn:
+        chain = conn.execute(select(escalations).where(escalations.c.alert_id == "al1")).one()
+    assert (chain.step, chain.status, chain.next_ms) == (2, "exhausted", None)
+    assert restarted.due(T0 + 50_000) == []
