@@ -6,7 +6,8 @@
 - ``run_job`` sends, device by device (the console runs it in a thread): a
   command through ``send`` (``MqttPublisher.send`` → ``hub.commands.send_command``),
   a config through ``ConfigPushes``, a maintenance window through
-  ``hub.maintenance``. A failure to send is that device's result, never the job's end.
+  ``hub.maintenance``. A failure to send is that device's result, never the job's end;
+  the expiry is: what is not sent by then stays unsent ("not sent before the expiry").
 - While a job runs, a ``sent`` result takes its answer from the device's ack in
   ``commands`` (``record_result``) by a join; past ``expires_ms`` an unanswered
   one counts as ``expired``.
@@ -186,6 +187,13 @@ def run_job(engine: Engine, job_id: int, send: ExpiringSend | None) -> None:
             ).scalars()
         )
     for device_id in pending:
+        if _now() >= job.expires_ms:
+            # The rest stay pending ("not sent before the expiry"): a command sent now would be
+            # acted on by a device that cannot tell it expired, after the job said it was not sent.
+            log.warning(
+                "bulk job %d: expired with %d device(s) not sent", job_id, len(pending) - pending.index(device_id)
+            )
+            return
         try:
             _one(engine, job, device_id, send)
         except Exception as exc:  # one device's failure is its result; the rest still get the action
