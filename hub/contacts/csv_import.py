@@ -47,6 +47,10 @@ def parse(text: str) -> tuple[list[tuple[int, ContactIn]], list[str]]:
     rows, errors = [], []
     seen: dict[str, int] = {}
     for n, raw in enumerate(reader, start=2):
+        extra = raw.pop(None, None)
+        if extra:  # an unquoted comma (a phone typed 138,1234,5678): every later column shifted
+            errors.append(f"row {n}: {len(header) + len(extra)} cells, the header has {len(header)}")
+            continue
         got = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         try:
             c = ContactIn(

@@ -49,3 +49,10 @@ def test_a_duplicate_id_that_is_a_phone_is_not_echoed(engine: Engine) -> None:
     row = f"{PHONE},security_head,13900000000,,和平村\n"
     result = import_csv(engine, "id,name,role,phone,village\n" + row + row)
     assert result.errors and not any(PHONE in e for e in result.errors), result.errors
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused_by_number(engine: Engine) -> None:
+    # A phone typed with commas (138,1234,5678) in a file Excel did not quote: the import crashed.
+    text = "id,name,role,phone,village\nsh1,王治安,security_head,138,1234,5678,和平村\n"
+    result = import_csv(engine, text)
+    assert result.errors == ["row 2: 7 cells, the header has 5"], result.errors
