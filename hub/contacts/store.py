@@ -199,6 +199,7 @@ def by_id(conn: Connection, contact_id: str) -> Row[object] | None:
     return conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
 
 
-def by_device(conn: Connection, device_id: str) -> Row[object] | None:
-    q = select(contacts).where(contacts.c.device_id == device_id, contacts.c.active.is_(True)).limit(1)
-    return conn.execute(q).first()
+def by_device(conn: Connection, device_id: str) -> list[Row[object]]:
+    """The active contacts reached on ``device_id``: one person may be several (one per village)."""
+    q = select(contacts).where(contacts.c.device_id == device_id, contacts.c.active.is_(True))
+    return list(conn.execute(q.order_by(contacts.c.id)).all())

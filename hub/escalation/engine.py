@@ -292,16 +292,22 @@ def ack(conn: Connection, alert_id: str, by: str, channel: str, now_ms: int) -> 
 def on_device_ack(conn: Connection, alert_id: str, device_id: str, ok: bool, now_ms: int) -> bool:
     """An alert ack from a device outside the alert's group: a 治安户长's own device this
     chain sent an ``alert`` command to (hub/alerts/engine.py hands it here)."""
-    contact = contacts.by_device(conn, device_id)
-    if contact is None or not ok:
+    if not ok:
+        return False
+    # One person may be several contacts with one device (a 治安户长 heading two villages):
+    # whichever of them this chain sent the alert command to.
+    ids = [c.id for c in contacts.by_device(conn, device_id)]
+    if not ids:
         return False
     sent = conn.execute(
-        select(escalation_notices.c.id).where(
+        select(escalation_notices.c.target)
+        .where(
             and_(
                 escalation_notices.c.alert_id == alert_id,
                 escalation_notices.c.channel == "mqtt",
-                escalation_notices.c.target == contact.id,
+                escalation_notices.c.target.in_(ids),
             )
         )
+        .order_by(escalation_notices.c.step, escalation_notices.c.id)
     ).first()
-    return sent is not None and ack(conn, alert_id, contact.id, "mqtt", now_ms)
+    return sent is not None and ack(conn, alert_id, str(sent.target), "mqtt", now_ms)
