@@ -1,7 +1,7 @@
 """Flapping: a device that goes offline ``health.flap_count`` times within
 ``health.flap_window_s`` gets one ``flapping`` alarm, not an offline alarm
-each time, and the alarm clears once its presence has not changed for
-``health.flap_stable_s``.
+each time, and the alarm clears once it has been online, its presence unchanged, for
+``health.flap_stable_s`` (a device that settled offline keeps it).
 
 The usual case on rural 4G is a link that drops for seconds at a time: each
 drop is back inside the offline grace, so without this rule the operator sees
@@ -92,10 +92,15 @@ class FlapRules:
         return raised
 
     def _clear_settled(self, conn: Connection, book: AlarmBook, now_ms: int, ids: list[str]) -> None:
+        # Settled online: a device that stopped flapping by staying away (the failing supply gave
+        # out) is not recovered; its flapping alarm goes on standing for its offline one.
+        rows = conn.execute(
+            select(devices.c.id, devices.c.online, devices.c.state_changed_ms).where(devices.c.id.in_(sorted(ids)))
+        )
         settled = [
             r.id
-            for r in conn.execute(select(devices.c.id, devices.c.state_changed_ms).where(devices.c.id.in_(sorted(ids))))
-            if r.state_changed_ms is None or int(r.state_changed_ms) <= now_ms - self.stable_ms
+            for r in rows
+            if r.online is True and (r.state_changed_ms is None or int(r.state_changed_ms) <= now_ms - self.stable_ms)
         ]
         for dev in settled:
             book.recover(dev, FLAPPING, now_ms, f"presence unchanged for {away_for(self.stable_ms)}")
