@@ -59,7 +59,9 @@ def test_a_killed_transport_is_restarted_and_nothing_is_lost(db_url: str) -> Non
             assert hub.worker.transport.restarts == 1
             assert hub.metrics.transport_restarts._value.get() == 1
             assert hub.worker.transport.pid != first_pid
-            assert hub.worker.subscribed.is_set()
+            # The broker delivers the session's queued events as soon as the new connection is up,
+            # which may be before the worker has seen its SUBACK: subscribed follows, not leads.
+            wait_for(hub.worker.subscribed.is_set, 5, "the restarted transport's subscription")
         finally:
             agent.close()
             hub.stop()
