@@ -387,6 +387,9 @@ class AgentConfig:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     path: Path | None = None  # where it was read from, for `reload`
+    # The file's ``vision:`` mapping as written: what a config push merges over (agent.config_push),
+    # kept from this one read so the agent never reads the file a second time for it.
+    vision_doc: dict[str, Any] = field(default_factory=dict)
 
 
 def _cross_checks(f: AgentFile) -> list[str]:
@@ -443,6 +446,7 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
         simulate=f.simulate,
         update=f.update,
         clips=f.clips,
+        vision_doc=dict(doc["vision"]) if isinstance(doc.get("vision"), dict) else {},
     )
 
 

@@ -33,21 +33,6 @@ STATE_FILE = "vision-push.json"
 SOURCE = "config push"
 
 
-def file_vision_doc(path: Path | None) -> dict[str, Any]:
-    """The ``vision:`` mapping as the config file has it (already validated by agent.config.load)."""
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:  # load() read it moments ago; treat a race as "no vision keys"
-        log.warning("config push: cannot re-read %s: %s", path, exc)
-        return {}
-    vision = doc.get("vision") if isinstance(doc, dict) else None
-    return dict(vision) if isinstance(vision, dict) else {}
-
-
 def merge(base: dict[str, Any], pushed: dict[str, Any]) -> VisionConfig:
     """The file's section with the pushed keys replacing its own, except masks; ConfigError naming the key.
 
@@ -65,14 +50,13 @@ def merge(base: dict[str, Any], pushed: dict[str, Any]) -> VisionConfig:
 
 
 class ConfigPusher:
-    """Holds the pushed keys and their revision; ``apply`` puts a new VisionConfig into force."""
+    """The applied push's revision; ``apply`` puts a new VisionConfig into force."""
 
     def __init__(self, base: dict[str, Any], state_dir: Path, apply: Callable[[VisionConfig], None]) -> None:
         self.base = base
         self.path = state_dir / STATE_FILE
         self.apply = apply
         self.rev = 0
-        self.pushed: dict[str, Any] = {}
         self.refused = 0
         self._lock = threading.Lock()
 
@@ -92,7 +76,7 @@ class ConfigPusher:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._set_aside(f"{type(exc).__name__}: {exc}")
             return None
-        self.rev, self.pushed = rev, pushed
+        self.rev = rev
         log.info("config push rev %d restored (%s)", rev, ", ".join(sorted(pushed)) or "no keys")
         return config
 
@@ -109,7 +93,7 @@ class ConfigPusher:
             # which is what the hub was told; the other order could ack a config that is gone.
             write_atomic(self.path, json.dumps({"rev": rev, "vision": vision}, ensure_ascii=False).encode("utf-8"))
             self.apply(config)
-            self.rev, self.pushed = rev, dict(vision)
+            self.rev = rev
             log.info("config push rev %d applied (%s)", rev, ", ".join(sorted(vision)) or "no keys")
             return None
 

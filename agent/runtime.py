@@ -23,7 +23,7 @@ from agent.certs import check_tls_files
 from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
 from agent.config import AgentConfig, ConfigError, load
-from agent.config_push import ConfigPusher, file_vision_doc
+from agent.config_push import ConfigPusher
 from agent.gpio import Panel
 from agent.health import HealthReporter, HealthSources
 from agent.household_sim import SimulatedHousehold
@@ -87,7 +87,7 @@ class Agent:
             cfg.schedule.timezone,
         )
         # Masks, zones and profiles pushed from the console, kept over the file's (agent.config_push).
-        self.pusher = ConfigPusher(file_vision_doc(cfg.path), cfg.state_dir, self._apply_vision)
+        self.pusher = ConfigPusher(cfg.vision_doc, cfg.state_dir, self._apply_vision)
         self.vision = self.pusher.restore() or cfg.vision
         self.detector, self.detector_error = build_detector(cfg)
         self.capture = Capture(

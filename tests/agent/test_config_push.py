@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
-from agent.config_push import STATE_FILE, ConfigPusher, file_vision_doc
+from agent.config import parse
+from agent.config_push import STATE_FILE, ConfigPusher
 from agent.config_vision import VisionConfig
 from agent.outbox import Outbox
 from agent.outbox_writer import OutboxWriter
@@ -128,10 +130,9 @@ def test_a_damaged_or_stale_kept_push_is_set_aside_and_the_start_goes_on(tmp_pat
     assert (tmp_path / (STATE_FILE + ".bad")).read_bytes() == content  # kept for a look, not lost
 
 
-def test_the_file_section_is_read_raw_from_the_config_file(tmp_path: Path) -> None:
-    path = tmp_path / "agent.yaml"
-    path.write_text("device: {id: x}\nvision:\n  sensitivity: low\n  masks: []\n", encoding="utf-8")
-    assert file_vision_doc(path) == {"sensitivity": "low", "masks": []}
-    path.write_text("device: {id: x}\n", encoding="utf-8")
-    assert file_vision_doc(path) == {}
-    assert file_vision_doc(None) == {}
+def test_the_file_section_is_kept_as_written_by_the_one_read_of_the_config_file() -> None:
+    example = yaml.safe_load((Path(__file__).resolve().parents[2] / "agent/examples/agent.yaml").read_text())
+    example["vision"] = {"sensitivity": "low", "masks": []}
+    assert parse(example).vision_doc == {"sensitivity": "low", "masks": []}
+    del example["vision"]
+    assert parse(example).vision_doc == {}
