@@ -389,7 +389,7 @@ class AgentConfig:
     path: Path | None = None  # where it was read from, for `reload`
     # The file's ``vision:`` mapping as written: what a config push merges over (agent.config_push),
     # kept from this one read so the agent never reads the file a second time for it.
-    vision_doc: dict[str, Any] = field(default_factory=dict)
+    vision_doc: dict[str, Any] = field(default_factory=dict, compare=False)  # as written, not what it means
 
 
 def _cross_checks(f: AgentFile) -> list[str]:
