@@ -2,100 +2,22 @@
 
 ``open_source(spec)`` picks the implementation from a spec string:
 ``picamera2`` (the Pi camera, see agent.vision.camera), ``synthetic:<scene>``,
-a directory of images or a video file. OpenCV (video files) and Pillow (non-JPEG
-images) are optional: they are imported only when such a source is opened.
+a directory of images or a video file (agent.vision.video_file: PyAV, else
+OpenCV). Pillow (non-JPEG images) is optional: it is imported only when such a
+source is opened.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.vision.frame import Frame, FrameSource, SourceBase, chroma_of, luma_from_rgb, motion_step
+from agent.vision.video_file import VideoFileSource
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-
-
-def _import_cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:
-        raise RuntimeError(
-            "reading video files needs OpenCV, which the agent does not install: "
-            "pip install 'xueliang-edge[replay]' (or opencv-python-headless)"
-        ) from exc
-    return cv2
-
-
-class VideoFileSource(SourceBase):
-    """A video file via OpenCV; timestamps come from the file.
-
-    ``ts`` is the decoder's position (CAP_PROP_POS_MSEC) when it moves forward,
-    else the previous time plus 1/fps — some containers and backends report 0
-    for every frame. Passing ``fps`` overrides both: ``ts = index / fps``.
-    """
-
-    def __init__(self, path: str | Path, fps: float | None = None) -> None:
-        self.path = Path(path)
-        self._fps_override = fps
-        self._cap: Any = None
-        self._fps = fps or 0.0
-        self._size = (0, 0)
-        self._index = 0
-        self._last_ts = -math.inf
-
-    def open(self) -> None:
-        cv2 = _import_cv2()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"video file not found: {self.path}")
-        cap = cv2.VideoCapture(str(self.path))
-        if not cap.isOpened():
-            raise RuntimeError(f"OpenCV cannot open {self.path} as a video")
-        self._cap = cap
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self._fps = self._fps_override or (fps if 0.5 <= fps <= 240 else 10.0)
-        self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        self._index = 0
-        self._last_ts = -math.inf
-        self._pos_msec = cv2.CAP_PROP_POS_MSEC
-
-    def read(self) -> Frame | None:
-        if self._cap is None:
-            raise RuntimeError("open() the source before read()")
-        ok, bgr = self._cap.read()
-        if not ok or bgr is None:
-            return None
-        if bgr.ndim == 2:
-            bgr = np.repeat(bgr[:, :, None], 3, axis=2)
-        index = self._index
-        self._index += 1
-        pos = float(self._cap.get(self._pos_msec) or 0.0) / 1000.0
-        if self._fps_override is not None:
-            ts = index / self._fps
-        elif pos > self._last_ts or (index == 0 and pos >= 0.0):
-            ts = pos  # after reading frame i, OpenCV reports frame i's own time
-        else:
-            ts = self._last_ts + 1.0 / self._fps
-        self._last_ts = ts
-        h, w = bgr.shape[:2]
-        self._size = (w, h)
-        step = motion_step(w)
-        return Frame(
-            ts,
-            index,
-            luma_from_rgb(bgr, step, bgr=True),
-            (w, h),
-            load_rgb=lambda: np.ascontiguousarray(bgr[:, :, ::-1]),
-            chroma=chroma_of(bgr[::step, ::step]),
-        )
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
 
 
 def _decode_image(path: Path) -> np.ndarray:

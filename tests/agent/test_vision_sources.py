@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,10 +122,11 @@ def write_video(path: Path, fps: float, n: int, size: tuple[int, int] = (320, 24
     writer.release()
 
 
-def test_video_file_timestamps_come_from_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["av", "cv2"])
+def test_video_file_timestamps_come_from_the_file(tmp_path: Path, backend: str) -> None:
     path = tmp_path / "clip.avi"
     write_video(path, 8.0, 12)
-    src = VideoFileSource(path)
+    src = VideoFileSource(path, backend=backend)
     frames = read_all(src)
     assert len(frames) == 12
     assert src.fps == pytest.approx(8.0)
@@ -131,17 +134,61 @@ def test_video_file_timestamps_come_from_the_file(tmp_path: Path) -> None:
     assert frames[3].rgb.shape == (240, 320, 3)
     # Grey frames of value 60 in BGR come back as RGB 60 (JPEG codec: within a few levels).
     assert abs(int(frames[3].rgb.mean()) - 60) <= 3 and abs(int(frames[3].luma.mean()) - 60) <= 3
-    overridden = read_all(VideoFileSource(path, fps=2.0))
+    overridden = read_all(VideoFileSource(path, fps=2.0, backend=backend))
     assert overridden[5].ts == pytest.approx(2.5)
 
 
-def test_video_file_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["av", "cv2"])
+def test_video_file_errors(tmp_path: Path, backend: str) -> None:
     with pytest.raises(FileNotFoundError):
-        VideoFileSource(tmp_path / "missing.mp4").open()
+        VideoFileSource(tmp_path / "missing.mp4", backend=backend).open()
     junk = tmp_path / "junk.avi"
     junk.write_bytes(b"not a video")
     with pytest.raises(RuntimeError, match="cannot open"):
-        VideoFileSource(junk).open()
+        VideoFileSource(junk, backend=backend).open()
+    with pytest.raises(ValueError, match="backend must be"):
+        VideoFileSource(junk, backend="gstreamer")
+
+
+VTEST = Path(__file__).resolve().parents[2] / "var" / "clips" / "vtest.avi"
+
+
+@pytest.mark.skipif(not VTEST.is_file(), reason="tools/fetch-test-clips.sh fetches vtest.avi (make test does)")
+def test_pyav_and_opencv_decode_a_real_clip_alike() -> None:
+    """The file source moved from OpenCV to PyAV: same frames, same times, pixels within a level or two."""
+    av_src, cv_src = VideoFileSource(VTEST, backend="av"), VideoFileSource(VTEST, backend="cv2")
+    av_src.open()
+    cv_src.open()
+    try:
+        assert av_src.fps == pytest.approx(cv_src.fps)
+        n = 0
+        while (a := av_src.read()) is not None:
+            c = cv_src.read()
+            assert c is not None, f"OpenCV ended at frame {n}, PyAV did not"
+            assert a.ts == pytest.approx(c.ts, abs=1e-3)
+            if n % 50 == 0:
+                diff = np.abs(a.rgb.astype(np.int16) - c.rgb.astype(np.int16))
+                assert a.rgb.shape == c.rgb.shape and float(diff.mean()) < 2.0, (n, float(diff.mean()))
+                assert np.abs(a.luma.astype(np.int16) - c.luma.astype(np.int16)).mean() < 2.0
+            n += 1
+        assert cv_src.read() is None and n == 795
+    finally:
+        av_src.close()
+        cv_src.close()
+
+
+def test_replaying_a_file_does_not_load_opencv(tmp_path: Path) -> None:
+    """OpenCV's own FFmpeg cost the running agent ~20 MB of RSS beside PyAV's (README): auto must not import it."""
+    path = tmp_path / "clip.avi"
+    write_video(path, 5.0, 3)
+    probe = (
+        "import sys; from agent.vision.sources import open_source; s = open_source(sys.argv[1]); s.open(); "
+        "n = sum(1 for _ in iter(s.read, None)); print(n, 'cv2' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "False"]
 
 
 # -- image folder -------------------------------------------------------------
