@@ -17,14 +17,28 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from annotated_types import Interval
 
 from agent.config_vision import VisionConfig, VisionFile
 from agent.household_sim import SimulateConfig
 from protocol.ids import parse_device_id, parse_group_id
-from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPath, Str, problem, read_yaml, validate
+from xlconfig import (
+    SECTION,
+    AfterValidator,
+    Bool,
+    ConfigError,
+    Expect,
+    Field,
+    Float,
+    Int,
+    NonEmptyPath,
+    Str,
+    problem,
+    read_yaml,
+    validate,
+)
 
-__all__ = ["AgentConfig", "ConfigError", "load", "parse"]  # and the sections below
+__all__ = ["AgentConfig", "ConfigError", "load", "load_isolated", "parse"]  # and the sections below
 
 DEFAULT_PATH = Path("/etc/xueliang/agent.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/xueliang")
@@ -83,7 +97,7 @@ def _timezone(name: str) -> str:
     return name
 
 
-_PIN = Field(ge=0, le=27)
+_PIN = Interval(ge=0, le=27)
 _PIN_EXPECT = Expect("a BCM pin number 0..27")
 
 
@@ -453,3 +467,12 @@ def parse(doc: Any, source: str = "config") -> AgentConfig:
 def load(path: Path = DEFAULT_PATH) -> AgentConfig:
     """Read and validate the config file; ConfigError for anything wrong."""
     return dataclasses.replace(read_yaml(path, parse), path=path)
+
+
+def load_isolated(path: Path = DEFAULT_PATH) -> AgentConfig:
+    """``load`` in a child process, for ``xl-agent run``: the process that runs for years never imports
+    pydantic (xlconfig.isolated). The same ConfigError; RuntimeError if the child cannot run."""
+    from xlconfig.isolated import call
+
+    config: AgentConfig = call("agent.config:load", path)
+    return config

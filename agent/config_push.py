@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.config_vision import VisionConfig, parse_vision
+from agent.config_vision import VisionConfig
 from agent.durable import write_atomic
 from xlconfig import ConfigError
+from xlconfig.isolated import ValidatorFailed, call
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def merge(base: dict[str, Any], pushed: dict[str, Any]) -> VisionConfig:
     doc = {**base, **pushed}
     if "masks" in pushed and isinstance(pushed["masks"], list) and isinstance(base.get("masks"), list):
         doc["masks"] = [*base["masks"], *pushed["masks"]]
-    return parse_vision(doc, SOURCE)
+    # In a child process: the running agent never imports pydantic (xlconfig.isolated).
+    config: VisionConfig = call("agent.config_vision:parse_vision", doc, SOURCE)
+    return config
 
 
 class ConfigPusher:
@@ -73,6 +76,9 @@ class ConfigPusher:
         except ConfigError as exc:
             self._set_aside("; ".join(exc.problems))
             return None
+        except ValidatorFailed as exc:  # the validating child did not run: the push may be fine, so it is kept
+            log.warning("config push kept in %s not restored this start: %s", self.path, exc)
+            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._set_aside(f"{type(exc).__name__}: {exc}")
             return None
@@ -89,6 +95,10 @@ class ConfigPusher:
                 self.refused += 1
                 log.warning("config push rev %d refused: %s", rev, "; ".join(exc.problems))
                 return exc.problems[0][:200]
+            except ValidatorFailed as exc:  # the validating child did not run: refused, the hub may send it again
+                self.refused += 1
+                log.warning("config push rev %d not validated: %s", rev, exc)
+                return str(exc)[:200]
             # Kept before it is applied: a power cut in between boots with the new config,
             # which is what the hub was told; the other order could ack a config that is gone.
             write_atomic(self.path, json.dumps({"rev": rev, "vision": vision}, ensure_ascii=False).encode("utf-8"))

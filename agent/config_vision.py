@@ -24,11 +24,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from annotated_types import Interval, MinLen
 
 from agent.config_zones import MAX_ZONES, Profiles, ProfilesFile, Rules, Zone, ZoneFile, zone_config
 from agent.vision.motion import MotionSettings, settings_for
-from xlconfig import SECTION, Bool, ConfigError, Expect, Float, Int, NonEmptyPath, Str, read_yaml, validate
+from xlconfig import (
+    SECTION,
+    BeforeValidator,
+    Bool,
+    ConfigError,
+    Expect,
+    Field,
+    Float,
+    Int,
+    NonEmptyPath,
+    Str,
+    read_yaml,
+    validate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +218,8 @@ class MotionOverrides:
     grey_chroma: Annotated[Float | None, _opt(0, 50, "Below this colourfulness a frame is monochrome")] = None
 
 
-_Coord = Annotated[Float, Field(ge=0, le=1)]
-_Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], Field(min_length=3)]
+_Coord = Annotated[Float, Interval(ge=0, le=1)]
+_Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], MinLen(3)]
 
 
 @dataclass(frozen=True)

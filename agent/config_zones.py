@@ -15,17 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from annotated_types import Interval, Len, MinLen
 
-from xlconfig import SECTION, ConfigError, Expect, Float, Int, Str, problem
+from xlconfig import SECTION, AfterValidator, ConfigError, Expect, Field, Float, Int, Str, problem
 
 Kind = Literal["person", "motion"]
 Select = Literal["none", "ir", "schedule", "ir_or_schedule"]
 PROFILE_NAMES = ("day", "night")
 MAX_ZONES = 8
 
-_Coord = Annotated[Float, Field(ge=0, le=1)]
-Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], Field(min_length=3)]
+_Coord = Annotated[Float, Interval(ge=0, le=1)]
+Polygon = Annotated[tuple[tuple[_Coord, _Coord], ...], MinLen(3)]
 _POLYGON = Expect("a polygon: at least 3 [x, y] points within 0..1 of the frame")
 
 
@@ -37,10 +37,12 @@ def _printable_name(text: str) -> str:
     return text
 
 
-_ZoneName = Annotated[Str, Field(min_length=1, max_length=24), AfterValidator(_printable_name)]
+_ZoneName = Annotated[Str, Len(1, 24), AfterValidator(_printable_name)]
 _Kinds = Annotated[tuple[Kind, ...], Expect("a list of kinds: person, motion")]
-_INERTIA = Field(ge=0, le=60, description="Inside this long without a break before the zone counts (0: at once).")
-_LOITER = Field(ge=0, le=3600, description="> 0: a loitering zone, which counts once a person has stayed this long.")
+_INERTIA = Interval(ge=0, le=60)
+_INERTIA_DOC = "Inside this long without a break before the zone counts (0: at once)."
+_LOITER = Interval(ge=0, le=3600)
+_LOITER_DOC = "> 0: a loitering zone, which counts once a person has stayed this long."
 
 
 def _hhmm(text: str) -> str:
@@ -141,15 +143,15 @@ class ZoneFile:
     ]
     polygon: Annotated[Polygon, _POLYGON, Field(description="The zone, fractions 0..1 of the frame.")]
     kinds: Annotated[_Kinds, Field(description="Kinds that may alert in this zone.")] = ("person",)
-    inertia_s: Annotated[Float, _INERTIA] = 1.0
-    loiter_s: Annotated[Float, _LOITER] = 0.0
+    inertia_s: Annotated[Float, _INERTIA, Field(description=_INERTIA_DOC)] = 1.0
+    loiter_s: Annotated[Float, _LOITER, Field(description=_LOITER_DOC)] = 0.0
 
 
 @dataclass(frozen=True)
 class ZoneRulesFile:
     kinds: Annotated[_Kinds | None, Field(description="Kinds that may alert in this zone.")] = None
-    inertia_s: Annotated[Float | None, _INERTIA] = None
-    loiter_s: Annotated[Float | None, _LOITER] = None
+    inertia_s: Annotated[Float | None, _INERTIA, Field(description=_INERTIA_DOC)] = None
+    loiter_s: Annotated[Float | None, _LOITER, Field(description=_LOITER_DOC)] = None
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field
-
-from xlconfig import Float
+from xlconfig import Field, Float
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from agent.capture import Capture, source_factory
 from agent.certs import check_tls_files
 from agent.clock import DeviceClock
 from agent.commands import CommandPorts, Commands
-from agent.config import AgentConfig, ConfigError, load
+from agent.config import AgentConfig, ConfigError, load_isolated
 from agent.config_push import ConfigPusher
 from agent.gpio import Panel
 from agent.health import HealthReporter, HealthSources
@@ -37,6 +37,7 @@ from agent.update.runner import UpdateRunner
 from agent.watchdog import Notifier, Watchdog
 from protocol.codec import encode
 from protocol.topics import alert_topic, cmd_topic, health_topic
+from xlconfig.isolated import ValidatorFailed
 
 log = logging.getLogger(__name__)
 
@@ -317,9 +318,11 @@ class Agent:
         if self.cfg.path is None:
             return "started without a config file"
         try:
-            load(self.cfg.path)
+            load_isolated(self.cfg.path)
         except ConfigError as exc:
             return "; ".join(exc.problems)[:200]
+        except ValidatorFailed as exc:  # the validating child could not run: keep the config in force
+            return str(exc)[:200]
         self.reload_requested = True
         self.stop.set()
         return None
@@ -385,13 +388,13 @@ def run(path: Path, stop: threading.Event) -> int:
     """The ``run`` subcommand's body: config errors are printed, not raised."""
     while True:
         try:
-            cfg = load(path)
+            cfg = load_isolated(path)
             agent = Agent(cfg, stop)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("config %s", problem)
             return 2
-        except OSError as exc:  # e.g. the state dir or outbox is not writable
+        except (OSError, ValidatorFailed) as exc:  # e.g. the state dir or outbox is not writable
             log.error("cannot start: %s", exc)
             return 1
         if agent.run() != "reload":

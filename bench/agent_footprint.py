@@ -16,11 +16,15 @@ The synthetic scenes import scikit-image for their photos and the file source
 imports OpenCV; a Pi's picamera2 imports neither, so their share is reported
 separately (``*_lib_mb``) and also subtracted in ``*_rss_mb_without_source_libs``.
 
-    python bench/agent_footprint.py [--minutes 10] [--scenes quiet-synthetic,busy-file]
+    python bench/agent_footprint.py [--minutes 10] [--scenes quiet-synthetic,busy-file] [--baseline REV]
 
 Prints the median and range of each figure and merges them into bench/results.json
 (``footprint_<scene>_*``). Scenes run at the same time, each in its own process,
-broker and subscriber, so the sampling windows overlap.
+broker and subscriber, so the sampling windows overlap. ``--baseline REV`` runs
+every scene a second time, at the same time, with the code of git revision REV
+(a throwaway worktree, same venv), and prints this checkout's RSS as a ratio
+of it (``footprint_<scene>_rss_ratio_to_baseline``, with the baseline's own
+figures as ``footprint_baseline_<scene>_*``).
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ def smaps_by_mapping(pid: int) -> dict[str, float]:
     return dict(totals)
 
 
-def run_scene(name: str, source: str, seconds: float, out: dict[str, Any], traced: bool = False) -> None:
+def run_scene(
+    name: str, source: str, seconds: float, out: dict[str, Any], traced: bool = False, code: Path = ROOT
+) -> None:
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"xl-fp-{name}-")))
         pki = make_pki(work / "pki")
@@ -117,12 +123,12 @@ def run_scene(name: str, source: str, seconds: float, out: dict[str, Any], trace
         log = open(work / "agent.log", "wb")  # noqa: SIM115 - closed by the stack
         stack.callback(log.close)
         # PYTHONPATH: the code in this checkout, whatever the venv's editable install maps.
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XL_TRACEMALLOC_OUT": str(work / "tracemalloc.txt")}
+        env = {**os.environ, "PYTHONPATH": str(code), "XL_TRACEMALLOC_OUT": str(work / "tracemalloc.txt")}
         cmd = [str(Path(sys.executable).parent / "xl-agent")]
         if traced:
-            cmd = [sys.executable, str(ROOT / "bench" / "_traced_agent.py")]
+            cmd = [sys.executable, str(code / "bench" / "_traced_agent.py")]
         proc = subprocess.Popen(
-            [*cmd, "run", "--config", str(config)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+            [*cmd, "run", "--config", str(config)], cwd=code, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         rss: list[float] = []
         cpu: list[float] = []
@@ -194,19 +200,31 @@ def main() -> int:
         action="store_true",
         help="rank Python allocation sites instead (figures are not merged: tracing costs memory)",
     )
+    ap.add_argument("--baseline", metavar="REV", help="also run each scene with git revision REV's code, side by side")
     args = ap.parse_args()
     names = [s for s in args.scenes.split(",") if s]
     results: dict[str, Any] = {}
-    threads = [
-        threading.Thread(target=run_scene, args=(n, SCENES[n], args.minutes * 60, results, args.tracemalloc))
-        for n in names
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ExitStack() as stack:
+        runs = [(n, n, ROOT) for n in names]
+        if args.baseline:
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xl-fp-base-"))) / "tree"
+            subprocess.run(["git", "worktree", "add", "-q", "--detach", str(base), args.baseline], cwd=ROOT, check=True)
+            stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
+            runs += [(f"baseline_{n}", n, base) for n in names]
+        threads = [
+            threading.Thread(
+                target=run_scene, args=(key, SCENES[n], args.minutes * 60, results, args.tracemalloc, code)
+            )
+            for key, n, code in runs
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     figures: dict[str, Any] = {"footprint_minutes": args.minutes}
-    for name in names:
+    if args.baseline:
+        figures["footprint_baseline_rev"] = args.baseline
+    for name in [key for key, _, _ in runs]:
         if name not in results:
             print(f"{name}: no result (see the error above)")
             continue
@@ -217,7 +235,14 @@ def main() -> int:
             (k.removeprefix(f"footprint_{name}_"), v if not isinstance(v, list) else f"{v[0]}-{v[1]}", "")
             for k, v in fig.items()
         ]
-        print_table(f"xl-agent run, {name} ({SCENES[name]}), {len(r['rss'])} samples over {args.minutes:g} min", rows)
+        scene = name.removeprefix("baseline_")
+        if name != scene and scene in results:  # this checkout against the baseline, sample by sample in time
+            ratios = [a / b for a, b in zip(results[scene]["rss"], r["rss"], strict=False)]
+            figures[f"footprint_{scene}_rss_ratio_to_baseline"] = round(statistics.median(ratios), 3)
+            figures[f"footprint_{scene}_rss_ratio_to_baseline_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+            rows.append(("rss ratio, this checkout / baseline", f"{statistics.median(ratios):.3f}", ""))
+        title = f"xl-agent run, {name} ({SCENES[scene]}), {len(r['rss'])} samples over {args.minutes:g} min"
+        print_table(title, rows)
         top = sorted(r["maps"].items(), key=lambda kv: -kv[1])[:12]
         print_table("  where the RSS is at the end (smaps, MB)", [(k, round(v, 1), "") for k, v in top])
         if args.tracemalloc:
@@ -225,7 +250,7 @@ def main() -> int:
     if args.tracemalloc:
         return 0
     merge_results(figures)
-    return 0 if len(results) == len(names) else 1
+    return 0 if all(key in results for key, _, _ in runs) else 1
 
 
 if __name__ == "__main__":

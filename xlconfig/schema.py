@@ -17,10 +17,13 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BeforeValidator, ConfigDict, Strict, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
-
 from xlconfig.errors import ConfigError, problem
+from xlconfig.markers import BeforeValidator, Strict
+
+if typing.TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+# pydantic is imported by the functions that validate, never at import (xlconfig.markers says why).
 
 T = TypeVar("T")
 
@@ -158,6 +161,8 @@ def _unwrap(hint: Any) -> tuple[Any, list[Any], bool]:
 @cache
 def fields_of(cls: type) -> dict[str, FieldSpec]:
     """The file keys of a section, in declaration order."""
+    from pydantic.fields import FieldInfo
+
     hints = typing.get_type_hints(cls, include_extras=True)
     out: dict[str, FieldSpec] = {}
     for f in dataclasses.fields(cls):
@@ -195,6 +200,8 @@ def default_of(cls: type, name: str) -> Any:
 def _forbid_unknown_keys(cls: type) -> None:
     # Set on every section reachable from the root, so no section can forget it:
     # a misspelt key must be an error, never a silently ignored line.
+    from pydantic import ConfigDict
+
     if "__pydantic_config__" not in cls.__dict__:
         cls.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
     for spec in fields_of(cls).values():
@@ -207,6 +214,8 @@ _ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
 
 def _adapter(cls: type) -> TypeAdapter[Any]:
+    from pydantic import TypeAdapter
+
     adapter = _ADAPTERS.get(cls)
     if adapter is None:  # built once per section: pydantic's schema build is the slow part
         _forbid_unknown_keys(cls)
@@ -219,6 +228,8 @@ def validate(cls: type[T], doc: Any, prefix: str = "") -> T:
 
     ``prefix`` is the dotted key of the section in its file (e.g. ``vision.``).
     """
+    from pydantic import ValidationError
+
     try:
         return typing.cast(T, _adapter(cls).validate_python({} if doc is None and prefix else doc))
     except ValidationError as exc:

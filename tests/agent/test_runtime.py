@@ -63,6 +63,10 @@ def test_xl_agent_run_end_to_end_person_events(tls: tuple[Pki, Broker], tmp_path
 
         hub.wait(lambda m: person(m, "start"), timeout=25)
         hub.wait(lambda m: any(t == health_topic(DEVICE) for t, _ in m), timeout=10)
+        # The config was validated in a child (xlconfig.isolated): pydantic's core, ~8 MB of RSS
+        # kept for years, is not in the process that runs, nor is OpenCV (README, the footprint).
+        mapped = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "pydantic_core" not in mapped and "cv2" not in mapped and "litert" in mapped
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
         assert proc.returncode == 0, out
