@@ -7,9 +7,11 @@ step in a fresh interpreter, so the cost of each library is visible:
   python       the interpreter alone
   numpy        + numpy (its OpenBLAS is loaded with it)
   link         + paho-mqtt, ssl, sqlite3, yaml (the link and the outbox)
-  config       + pydantic, the agent's config schema (it imports the vision modules it
-               configures), one config loaded
+  config       + the agent's config sections (they import the vision modules they
+               configure), one config loaded as xl-agent run loads it: validated in a
+               child process (xlconfig.isolated), so pydantic is not in this one
   agent        + the rest of the agent's modules (runtime, vision pipeline)
+  clips        + PyAV (FFmpeg, libx264) and the clip encoder opened at 640x360
   litert       + the LiteRT runtime imported
   interpreter  + the person model loaded and its tensors allocated (XNNPACK packs the weights)
   inference    + one inference on a 1280x720 frame (XNNPACK's workspace, the frame)
@@ -40,11 +42,15 @@ out["numpy"] = rss()
 import paho.mqtt.client, ssl, sqlite3, yaml
 out["link"] = rss()
 from pathlib import Path
-from agent.config import load
-cfg = load(Path("agent/examples/agent.yaml"))
+from agent.config import load_isolated
+cfg = load_isolated(Path("agent/examples/agent.yaml"))
+assert not any(m.startswith("pydantic") for m in sys.modules)
 out["config"] = rss()
 import agent.runtime, agent.vision.pipeline, agent.vision.sources
 out["agent"] = rss()
+from agent.clips.encoder import PyAvEncoder
+enc = PyAvEncoder(640, 360, 5.0)
+out["clips"] = rss()
 from agent.vision.detector import PersonDetector, load_interpreter_class
 load_interpreter_class()
 out["litert"] = rss()
@@ -55,7 +61,7 @@ d.detect(frame)
 out["inference"] = rss()
 print(json.dumps(out))
 """
-STEPS = ("python", "numpy", "link", "config", "agent", "litert", "interpreter", "inference")
+STEPS = ("python", "numpy", "link", "config", "agent", "clips", "litert", "interpreter", "inference")
 
 
 def one_round() -> dict[str, float]:

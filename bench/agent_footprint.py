@@ -4,7 +4,9 @@ bench/vision.py measures the vision pipeline in a bare process; this runs the
 agent as the systemd unit does (``xl-agent run --config``), against a real TLS
 Mosquitto with a hub-side subscriber that sends receipts, so the outbox, link,
 health, snapshots and the capture thread all do their real work. Every 5 s it
-samples /proc/<pid>: VmRSS, and utime+stime for CPU over the interval. At the
+samples /proc/<pid>: VmRSS, the dirty pages of smaps_rollup (what the kernel
+cannot drop: the RSS less the clean file pages of the libraries and the
+model), and utime+stime for CPU over the interval. At the
 end it reads /proc/<pid>/smaps and sums RSS by mapping, to show where memory
 goes (the interpreter heap, anonymous arenas, each shared library).
 
@@ -84,6 +86,16 @@ def read_status(pid: int) -> dict[str, int]:
     return fields
 
 
+def rollup(pid: int) -> dict[str, int]:
+    """/proc/<pid>/smaps_rollup in kB: Pss, and the dirty pages, which the kernel cannot drop without swap
+    (a Pi has none by default); the rest of the RSS is clean file pages it may drop and read again."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        out[key] = int(value.split()[0])
+    return out
+
+
 def cpu_ticks(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     after = stat[stat.rindex(")") + 2 :].split()
@@ -131,6 +143,7 @@ def run_scene(
             [*cmd, "run", "--config", str(config)], cwd=code, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         rss: list[float] = []
+        dirty: list[float] = []
         cpu: list[float] = []
         threads = 0
         try:
@@ -144,6 +157,8 @@ def run_scene(
                 last_t, last_c = now, ticks
                 status = read_status(proc.pid)
                 rss.append(status["VmRSS"] / 1024)
+                r = rollup(proc.pid)
+                dirty.append((r["Private_Dirty"] + r["Shared_Dirty"]) / 1024)
                 threads = status["Threads"]
             if proc.poll() is not None:
                 raise RuntimeError(
@@ -166,6 +181,7 @@ def run_scene(
         source_libs = sum(v for k, v in maps.items() if any(k.lower().startswith(s.lower()) for s in SOURCE_LIBS))
         out[name] = {
             "rss": rss,
+            "dirty": dirty,
             "cpu": cpu,
             "peak": status["VmHWM"] / 1024,
             "threads": threads,
@@ -182,6 +198,8 @@ def summarise(name: str, r: dict[str, Any]) -> dict[str, Any]:
         f"footprint_{name}_rss_mb": round(med, 1),
         f"footprint_{name}_rss_mb_range": [round(min(rss), 1), round(max(rss), 1)],
         f"footprint_{name}_peak_rss_mb": round(r["peak"], 1),
+        f"footprint_{name}_dirty_mb": round(statistics.median(r["dirty"]), 1),
+        f"footprint_{name}_dirty_mb_range": [round(min(r["dirty"]), 1), round(max(r["dirty"]), 1)],
         f"footprint_{name}_source_lib_mb": round(r["source_libs"], 1),
         f"footprint_{name}_rss_mb_without_source_libs": round(med - r["source_libs"], 1),
         f"footprint_{name}_cpu_pct": round(statistics.median(cpu), 1),
