@@ -11,7 +11,11 @@ cache, so these are import costs, not SD-card reads), measured three ways:
 - ``start_cpu``: CPU time (user + system) of both together, minus a bare
   interpreter's: what a start costs, and less swayed than wall time by
   whatever else the machine is doing;
-- ``rss``: the interpreter's peak RSS after the load, minus a bare interpreter's.
+- ``rss``: the interpreter's peak RSS after the load, minus a bare interpreter's;
+- ``isolated``: how ``xl-agent run`` loads it (``load_isolated``: a child process
+  validates, xlconfig.isolated): the wall time of the call, the child included,
+  and the caller's own RSS after it (``isolated_rss``, now and not the peak,
+  above a bare interpreter), which holds no pydantic.
 
 Run ``python bench/config_load.py`` (figures go to bench/results.json under
 ``agent_config_*``); ``--label before`` keeps them under another prefix, to
@@ -39,9 +43,19 @@ r = resource.getrusage(resource.RUSAGE_SELF)
 print((time.perf_counter() - t) * 1e3, r.ru_maxrss, (r.ru_utime + r.ru_stime) * 1e3)
 """
 _BARE = """
-import resource
+import re, resource
 r = resource.getrusage(resource.RUSAGE_SELF)
-print(r.ru_maxrss, (r.ru_utime + r.ru_stime) * 1e3)
+now = int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print(r.ru_maxrss, (r.ru_utime + r.ru_stime) * 1e3, now)
+"""
+_ISOLATED = f"""
+import re, sys, time
+import agent.config as c
+t = time.perf_counter()
+c.load_isolated(c.Path({str(EXAMPLE)!r}))
+ms = (time.perf_counter() - t) * 1e3
+assert not any(m.startswith("pydantic") for m in sys.modules)
+print(ms, int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)))
 """
 
 
@@ -74,8 +88,12 @@ def main() -> int:
     imports = [_import_us() for _ in range(RUNS)]
     loads = [_run(_LOAD) for _ in range(RUNS)]
     bares = [_run(_BARE) for _ in range(RUNS)]
+    isolated = [_run(_ISOLATED) for _ in range(RUNS)]
     bare_kb, bare_cpu = statistics.median(b[0] for b in bares), statistics.median(b[1] for b in bares)
+    bare_now = statistics.median(b[2] for b in bares)
     figures = {
+        f"{args.label}_isolated_ms": round(statistics.median(ms for ms, _ in isolated), 1),
+        f"{args.label}_isolated_rss_mb": round((statistics.median(kb for _, kb in isolated) - bare_now) / 1024, 1),
         f"{args.label}_import_ms": round(statistics.median(imports) / 1000, 1),
         f"{args.label}_load_ms": round(statistics.median(ms for ms, _, _ in loads), 2),
         f"{args.label}_start_cpu_ms": round(statistics.median(cpu for _, _, cpu in loads) - bare_cpu, 1),
@@ -89,6 +107,8 @@ def main() -> int:
             (f"{args.label}_load_ms", figures[f"{args.label}_load_ms"], "load + validate the example"),
             (f"{args.label}_start_cpu_ms", figures[f"{args.label}_start_cpu_ms"], "CPU time of both together"),
             (f"{args.label}_rss_mb", figures[f"{args.label}_rss_mb"], "peak RSS above a bare interpreter"),
+            (f"{args.label}_isolated_ms", figures[f"{args.label}_isolated_ms"], "load_isolated: child included"),
+            (f"{args.label}_isolated_rss_mb", figures[f"{args.label}_isolated_rss_mb"], "its caller's RSS after"),
         ],
     )
     return 0

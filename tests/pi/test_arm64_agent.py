@@ -153,16 +153,14 @@ def test_real_clip_replay_on_aarch64_matches_x86(pi: Chroot, project_tree: Path,
     assert arm and arm == x86
     assert {k: arm_s[k] for k in COUNTS} == {k: x86_s[k] for k in COUNTS}
 
-    # The clip itself, decoded by each CPU's OpenCV: the pixels differ slightly from the
-    # second frame on (FFmpeg), yet the visit is the same: kinds, phases, frame times, counts.
+    # The clip itself, decoded by each CPU's PyAV (agent.vision.video_file): bit-exact decoding
+    # and colour conversion, so the pixels and with them every event, score and box are the
+    # same. With FFmpeg's default fast paths (OpenCV's, and PyAV's before) they differed from
+    # the second frame on, and once an update's person count with them.
     (tmp_path / "clip").mkdir()
     arm, x86, arm_s, x86_s = _replay_both(pi, project_tree, CLIP, f"/opt/xl-clips/{CLIP.name}", tmp_path / "clip", [])
     assert {k: arm_s[k] for k in COUNTS} == {k: x86_s[k] for k in COUNTS}
-    same = ("kind", "phase", "ts", "count", "duration_s")
-    assert [[e[k] for k in same] for e in arm] == [[e[k] for k in same] for e in x86] and arm
-    for a, x in zip(arm, x86, strict=True):
-        assert abs(a["score"] - x["score"]) <= 0.08, (a, x)
-        assert max(abs(p - q) for p, q in zip(a["bbox"], x["bbox"], strict=True)) <= 0.05, (a, x)
+    assert arm and arm == x86
 
 
 def test_agent_outbox_and_gpio_tests_pass_inside(pi: Chroot) -> None:
