@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,35}")
 UNKNOWN_ID = "unknown"
 
-# A port returns None when done, or a short reason for the error ack.
+# A port returns None when done, or a short reason for the error ack, or ACK_LATER: it has
+# kept the command and answers through Commands.reply once done (agent.config_push, whose
+# validation runs in a child process and must not hold up the MQTT thread meanwhile).
 Port = Callable[..., str | None]
+ACK_LATER = "\x00ack later"
 
 
 def _not_available(*_args: object) -> str | None:
@@ -36,13 +39,13 @@ def _not_available(*_args: object) -> str | None:
 @dataclass
 class CommandPorts:
     snapshot: Port = _not_available  # (width | None) -> error | None
-    reload: Port = _not_available  # () -> error | None
+    reload: Port = _not_available  # (command id) -> ACK_LATER | error
     restart: Port = _not_available  # () -> error | None
     identify: Port = _not_available  # (seconds) -> error | None
     update: Port = _not_available  # (version, rollout | None, downgrade, force) -> error | None
     clip: Port = _not_available  # (event id) -> error | None (agent.clips.upload)
     clips: Port = _not_available  # (auto kinds, daily bytes) -> error | None
-    config: Port = _not_available  # (rev, vision keys) -> error | None (agent.config_push)
+    config: Port = _not_available  # (rev, vision keys, command id) -> ACK_LATER | error (agent.config_push)
     alert: Port = _not_available  # (alert id, kind, household) -> error | None (agent.alerts, escalation)
 
 
@@ -54,7 +57,8 @@ class Commands:
         self.handled = 0
         self.rejected = 0
 
-    def handle(self, payload: bytes) -> Ack:
+    def handle(self, payload: bytes) -> Ack | None:
+        """The ack written to the outbox, or None when the port answers later (ACK_LATER)."""
         try:
             cmd = decode_command(payload)
         except ProtocolError as exc:
@@ -74,7 +78,13 @@ class Commands:
             log.exception("command %s (%s) failed", cmd.command_id, cmd.op)
             error = f"{cmd.op} failed: {type(exc).__name__}: {exc}"
         self.handled += 1
+        if error == ACK_LATER:
+            return None
         return self.writer.ack("cmd", cmd.command_id, error is None, error)
+
+    def reply(self, command_id: str, error: str | None) -> Ack:
+        """The ack of a command whose port said ACK_LATER."""
+        return self.writer.ack("cmd", command_id, error is None, error)
 
     def _expired(self, cmd: Command) -> str | None:
         """Why a command past its expiry (``x``) is refused, or None. A bulk arm queued for a device
@@ -102,7 +112,7 @@ class Commands:
         if op == "snapshot":
             return self.ports.snapshot(args.get("w"))
         if op == "reload":
-            return self.ports.reload()
+            return self.ports.reload(cmd.command_id)
         if op == "restart":
             return self.ports.restart()
         if op == "identify":
@@ -116,7 +126,7 @@ class Commands:
         if op == "alert":  # an escalated alert of another group: sounds until the owner presses
             return self.ports.alert(str(args["id"]), str(args["k"]), str(args["hh"]))
         if op == "config":  # validated against the device's own schema; refused with the key at fault
-            return self.ports.config(int(args["rev"]), dict(args["vision"]))
+            return self.ports.config(int(args["rev"]), dict(args["vision"]), cmd.command_id)
         return f"unknown op {op!r}"  # decode_command already refuses these; kept for safety
 
 

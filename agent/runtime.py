@@ -21,7 +21,7 @@ from agent.bootcount import next_boot
 from agent.capture import Capture, source_factory
 from agent.certs import check_tls_files
 from agent.clock import DeviceClock
-from agent.commands import CommandPorts, Commands
+from agent.commands import ACK_LATER, CommandPorts, Commands
 from agent.config import AgentConfig, ConfigError, load_isolated
 from agent.config_push import ConfigPusher
 from agent.gpio import Panel
@@ -128,13 +128,14 @@ class Agent:
                 restart=self.capture.restart,
                 identify=self._identify,
                 update=self.updates.handle,
-                config=self.pusher.handle,
+                config=self.pusher.submit,
                 alert=lambda alert_id, kind, household: (
                     self.desk.escalated(alert_id, kind, household) if self.desk else "no alert desk"
                 ),
                 **self._clip_ports(),
             ),
         )
+        self.pusher.reply = self.commands.reply
         b = cfg.broker
         self.link = Link(
             LinkSettings(
@@ -314,18 +315,28 @@ class Agent:
         self.panel.identify(seconds)
         return None
 
-    def _reload(self) -> str | None:
+    def _reload(self, command_id: str) -> str | None:
         if self.cfg.path is None:
             return "started without a config file"
+        # The file is checked by a child process, seconds on a Pi Zero: not on the MQTT thread,
+        # which carries the alerts meanwhile. A kill before the answer restarts the agent, which
+        # reads the file anyway.
+        threading.Thread(target=self._reload_checked, args=(command_id,), name="reload", daemon=True).start()
+        return ACK_LATER
+
+    def _reload_checked(self, command_id: str) -> None:
+        assert self.cfg.path is not None
         try:
             load_isolated(self.cfg.path)
         except ConfigError as exc:
-            return "; ".join(exc.problems)[:200]
+            self.commands.reply(command_id, "; ".join(exc.problems)[:200])
+            return
         except ValidatorFailed as exc:  # the validating child could not run: keep the config in force
-            return str(exc)[:200]
+            self.commands.reply(command_id, str(exc)[:200])
+            return
+        self.commands.reply(command_id, None)  # in the outbox before the stop flushes it
         self.reload_requested = True
         self.stop.set()
-        return None
 
     def _error(self) -> str | None:
         # clips.encoder: hardware whose encoder failed: no clips, and health's error says so.
@@ -340,6 +351,7 @@ class Agent:
         """Run until ``stop`` is set; returns ``reload`` or ``stop``."""
         self.notifier.status(f"starting boot {self.boot}")
         self.link.start()
+        self.pusher.start()
         if self.clips is not None:
             self.clips.start()
         if self.uploader is not None:
@@ -369,6 +381,7 @@ class Agent:
     def shutdown(self) -> None:
         self.notifier.stopping()
         self.watchdog.stop()
+        self.pusher.stop()  # the push in progress is answered; the queued stay pending
         self.capture.stop()  # ends open visits: their end events go into the outbox
         if self.uploader is not None:
             self.uploader.stop()

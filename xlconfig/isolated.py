@@ -25,7 +25,12 @@ from typing import Any
 from xlconfig.errors import ConfigError
 
 CONFIG_ERROR = 3  # the child's exit status for a ConfigError (its problems as JSON on stdout)
-TIMEOUT_S = 120.0  # a Pi Zero 2 W on a slow card imports pydantic and numpy in well under this
+# A Pi Zero 2 W on a slow card imports pydantic and numpy in well under this; and a start that
+# validates twice (the file, then a kept push) still fits the unit's TimeoutStartSec=120.
+TIMEOUT_S = 50.0
+# systemd's for the agent alone: under NotifyAccess=main a child's notification is refused and
+# logged (agent.watchdog.child_env says the same for the agent's other children).
+_NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 # The child learns the caller's sys.path before it imports anything of ours: the agent may run
 # from a checkout (PYTHONPATH), an editable install or a venv, and the child must see the same code.
@@ -43,7 +48,7 @@ def call(target: str, *args: Any) -> Any:
 
     ValidatorFailed when the child dies another way (its stderr's tail in the message)."""
     payload = pickle.dumps([p for p in sys.path if p]) + pickle.dumps((target, args))
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED} | {"PYTHONDONTWRITEBYTECODE": "1"}
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _BOOT], input=payload, capture_output=True, timeout=TIMEOUT_S, env=env

@@ -36,25 +36,41 @@ class _PyAvDecoder:
             self._container = av.open(str(path))
         except (av.error.FFmpegError, ValueError) as exc:
             raise RuntimeError(f"cannot open {path} as a video: {exc}") from None
+        try:
+            self._setup(path, av)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _setup(self, path: Path, av: Any) -> None:
         streams = self._container.streams.video
         if not streams:
-            self._container.close()
             raise RuntimeError(f"cannot open {path} as a video: it has no video stream")
         stream = streams[0]
         # One decoding thread: frame threads each hold reference frames, and a replayed
         # file is never the bottleneck of a pipeline that runs at the camera's rate.
-        stream.thread_count = 1
+        stream.codec_context.thread_count = 1
         # Bit-exact decoding and colour conversion: FFmpeg's faster SIMD IDCTs and YUV-to-RGB paths
         # round differently on x86 and on a Pi's NEON, so the same file would give another event
         # there (tests/pi found one). About 1.7 ms more per 720x528 frame here.
         stream.codec_context.options = {"flags": "+bitexact", "idct": "simple"}
-        rate = stream.average_rate or stream.guessed_rate
+        rate = stream.average_rate or getattr(stream, "guessed_rate", None)
         self.fps = float(rate) if rate else 0.0
+        # Times from the start of the stream, as OpenCV gave them: a camera's or a DVR's MPEG-TS
+        # starts at any pts. AVI has no presentation times, only one frame per chunk at a fixed
+        # rate, and FFmpeg's guesses come out of order with packed B-frames (XviD: 1, 2, 3, 5, 4,
+        # ...), so there the source counts frames instead (None).
+        self._start = stream.start_time or 0
+        self._time_base = stream.time_base
+        self._counted = "avi" in self._container.format.name.split(",")
         self.size = (int(stream.codec_context.width), int(stream.codec_context.height))
         self._frames: Iterator[Any] = self._container.decode(stream)
         self._error = av.error.FFmpegError
-        rgb_flags = av.video.reformatter.Interpolation
-        self._rgb = rgb_flags.BILINEAR | rgb_flags.ACCURATE_RND | rgb_flags.BITEXACT
+        # PyAV < 18 (apt's python3-av, which a 32-bit Pi's venv sees) has no ACCURATE_RND or
+        # BITEXACT: it converts with its defaults there, which a replay tolerates.
+        flags = av.video.reformatter.Interpolation
+        exact = [getattr(flags, name, None) for name in ("ACCURATE_RND", "BITEXACT")]
+        self._rgb: Any = None if None in exact else flags.BILINEAR | exact[0] | exact[1]
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         try:
@@ -63,8 +79,14 @@ class _PyAvDecoder:
             return None
         except self._error:
             return None  # a damaged tail ends the file, as it does for a camera that stops
-        rgb: np.ndarray = frame.to_ndarray(format="rgb24", interpolation=self._rgb)
-        return rgb, frame.time
+        rgb: np.ndarray = (
+            frame.to_ndarray(format="rgb24")
+            if self._rgb is None
+            else frame.to_ndarray(format="rgb24", interpolation=self._rgb)
+        )
+        if self._counted or frame.pts is None or self._time_base is None:
+            return rgb, None
+        return rgb, float((frame.pts - self._start) * self._time_base)
 
     def close(self) -> None:
         self._container.close()

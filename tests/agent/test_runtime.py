@@ -139,6 +139,8 @@ def test_alert_button_ack_and_bad_command_over_tls(
         hub.publish(cmd_topic(DEVICE), b'{"v":1,"id":"c-10","op":"reload"}')
         runner.join(15)  # a valid config: the agent stops to rebuild itself from the file
         assert outcome == ["reload"]
+        # Checked off the MQTT thread (a child process), answered before the stop flushed the outbox.
+        hub.wait(lambda m: any(a.ref_id == "c-10" and a.ok for a in acks(m)))
     finally:
         stop.set()
         runner.join(15)

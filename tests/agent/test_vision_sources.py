@@ -177,6 +177,54 @@ def test_pyav_and_opencv_decode_a_real_clip_alike() -> None:
         cv_src.close()
 
 
+MEGAMIND = VTEST.with_name("Megamind.avi")
+
+
+@pytest.mark.skipif(not MEGAMIND.is_file(), reason="tools/fetch-test-clips.sh fetches Megamind.avi (make test does)")
+def test_an_avi_with_b_frames_is_timed_by_its_frame_count() -> None:
+    """XviD packs B-frames: FFmpeg's guessed times come out of order (1, 2, 3, 5, 4, ...); AVI has
+    one frame per chunk at a fixed rate, so frame i is at i / fps, as OpenCV gave it."""
+    src = VideoFileSource(MEGAMIND, backend="av")
+    frames = read_all(src)
+    steps = np.diff([f.ts for f in frames])
+    assert len(frames) > 200 and np.allclose(steps, 1 / src.fps, atol=1e-9)
+
+
+def test_times_start_at_the_start_of_the_stream(tmp_path: Path) -> None:
+    """An MPEG-TS (a camera's or a DVR's export) starts at any pts; the first frame is still 0 s."""
+    import av
+
+    path = tmp_path / "cam.ts"
+    with av.open(str(path), "w", format="mpegts") as out:
+        st = out.add_stream("mpeg2video", rate=10)
+        st.width, st.height, st.pix_fmt = 160, 120, "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 10 * i, np.uint8), format="rgb24")
+            for packet in st.encode(frame):
+                out.mux(packet)
+        for packet in st.encode(None):
+            out.mux(packet)
+    with av.open(str(path)) as probe:
+        assert probe.streams.video[0].start_time  # the muxer's offset: the case under test
+    times = [f.ts for f in read_all(VideoFileSource(path, backend="av"))]
+    assert len(times) == 20 and times[0] == pytest.approx(0.0)
+    assert times == pytest.approx([i / 10 for i in range(20)], abs=1e-3)
+
+
+def test_pyav_without_bit_exact_flags_still_decodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """apt's python3-av (10.x), which a 32-bit Pi's venv sees, has no ACCURATE_RND or BITEXACT."""
+    import enum
+
+    import av.video.reformatter as reformatter
+
+    old = enum.IntEnum("Interpolation", {"FAST_BILINEAR": 1, "BILINEAR": 2, "BICUBIC": 4})
+    monkeypatch.setattr(reformatter, "Interpolation", old)
+    path = tmp_path / "clip.avi"
+    write_video(path, 8.0, 4)
+    frames = read_all(VideoFileSource(path, backend="av"))
+    assert len(frames) == 4 and abs(int(frames[3].rgb.mean()) - 60) <= 3
+
+
 def test_replaying_a_file_does_not_load_opencv(tmp_path: Path) -> None:
     """OpenCV's own FFmpeg cost the running agent ~20 MB of RSS beside PyAV's (README): auto must not import it."""
     path = tmp_path / "clip.avi"

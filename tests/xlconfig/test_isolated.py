@@ -77,3 +77,12 @@ def test_the_caller_never_imports_pydantic(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["62062101011198000123", "[]"]
+
+
+def test_the_child_does_not_speak_to_systemd_as_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under NotifyAccess=main systemd refuses and logs any notification from a child."""
+    monkeypatch.setenv("NOTIFY_SOCKET", "@xl-test")
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+    monkeypatch.setenv("XL_KEPT", "yes")
+    assert call("os:getenv", "NOTIFY_SOCKET") is None and call("os:getenv", "WATCHDOG_USEC") is None
+    assert call("os:getenv", "XL_KEPT") == "yes"
