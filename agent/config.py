@@ -472,7 +472,8 @@ def load(path: Path = DEFAULT_PATH) -> AgentConfig:
 def load_isolated(path: Path = DEFAULT_PATH) -> AgentConfig:
     """``load`` in a child process, for ``xl-agent run``: the process that runs for years never imports
     pydantic (xlconfig.isolated). The same ConfigError; RuntimeError if the child cannot run."""
+    from agent.watchdog import child_env
     from xlconfig.isolated import call
 
-    config: AgentConfig = call("agent.config:load", path)
+    config: AgentConfig = call("agent.config:load", path, env=child_env())
     return config

@@ -34,6 +34,7 @@ from typing import Any
 from agent.commands import ACK_LATER
 from agent.config_vision import VisionConfig
 from agent.durable import write_atomic
+from agent.watchdog import child_env
 from xlconfig import ConfigError
 from xlconfig.isolated import ValidatorFailed, call
 
@@ -59,7 +60,7 @@ def merge(base: dict[str, Any], pushed: dict[str, Any]) -> VisionConfig:
     if "masks" in pushed and isinstance(pushed["masks"], list) and isinstance(base.get("masks"), list):
         doc["masks"] = [*base["masks"], *pushed["masks"]]
     # In a child process: the running agent never imports pydantic (xlconfig.isolated).
-    config: VisionConfig = call("agent.config_vision:parse_vision", doc, SOURCE)
+    config: VisionConfig = call("agent.config_vision:parse_vision", doc, SOURCE, env=child_env())
     return config
 
 

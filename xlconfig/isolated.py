@@ -20,6 +20,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from xlconfig.errors import ConfigError
@@ -28,9 +29,6 @@ CONFIG_ERROR = 3  # the child's exit status for a ConfigError (its problems as J
 # A Pi Zero 2 W on a slow card imports pydantic and numpy in well under this; and a start that
 # validates twice (the file, then a kept push) still fits the unit's TimeoutStartSec=120.
 TIMEOUT_S = 50.0
-# systemd's for the agent alone: under NotifyAccess=main a child's notification is refused and
-# logged (agent.watchdog.child_env says the same for the agent's other children).
-_NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 # The child learns the caller's sys.path before it imports anything of ours: the agent may run
 # from a checkout (PYTHONPATH), an editable install or a venv, and the child must see the same code.
@@ -43,12 +41,13 @@ class ValidatorFailed(RuntimeError):
     """The validating child did not give an answer (it could not start, crashed or hung)."""
 
 
-def call(target: str, *args: Any) -> Any:
+def call(target: str, *args: Any, env: Mapping[str, str] | None = None) -> Any:
     """``module:function(*args)`` run in a fresh interpreter; its result, or its ConfigError, here.
 
-    ValidatorFailed when the child dies another way (its stderr's tail in the message)."""
+    ValidatorFailed when the child dies another way (its stderr's tail in the message). ``env``:
+    the child's environment (default this process's); the agent passes agent.watchdog.child_env()."""
     payload = pickle.dumps([p for p in sys.path if p]) + pickle.dumps((target, args))
-    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**(os.environ if env is None else env), "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _BOOT], input=payload, capture_output=True, timeout=TIMEOUT_S, env=env
